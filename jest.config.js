@@ -1,0 +1,17 @@
+// Tests are TypeScript, transformed by swc (type-checking is `npm run typecheck`'s job) and run as
+// ES modules, because the service is ESM and @kubernetes/client-node 2.x ships only ESM.
+/** @type {import('jest').Config} */
+export default {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/tests'],
+  testMatch: ['**/*.test.ts'],
+  extensionsToTreatAsEsm: ['.ts'],
+  transform: {
+    '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2024' }, module: { type: 'es6' } }],
+  },
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  globalSetup: '<rootDir>/tests/harness/global-setup.ts',
+  globalTeardown: '<rootDir>/tests/harness/global-teardown.ts',
+  testTimeout: 60000,
+  maxWorkers: 1,
+};
