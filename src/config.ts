@@ -1,0 +1,120 @@
+/**
+ * Configuration: the environment is read and validated exactly once, at start-up, into a typed,
+ * frozen object. Every error names the variable at fault so a bad deployment fails loudly and
+ * early instead of misbehaving under load.
+ */
+import { availableParallelism, hostname } from 'node:os';
+
+export const LANE_NAMES = ['db', 'atomic', 'signal', 'lock', 'redis'] as const;
+export type LaneName = (typeof LANE_NAMES)[number];
+export const MEMORY_LANES = ['atomic', 'lock', 'signal'] as const satisfies readonly LaneName[];
+export type MemoryLaneName = (typeof MEMORY_LANES)[number];
+
+/** SKU names: short, URL-safe, ASCII — the shared SKU table stores them as bytes. */
+export const SKU_PATTERN = /^[A-Za-z0-9._-]{1,32}$/;
+export const MAX_SKU_LENGTH = 32;
+
+export interface Config {
+  readonly port: number;
+  readonly metricsPort: number;
+  readonly host: string;
+  readonly workers: number;
+  readonly hostId: string;
+  readonly mongoUrl: string | null;
+  readonly mongoDb: string;
+  readonly redisUrl: string | null;
+  readonly adminToken: string | null;
+  readonly initialStock: number;
+  readonly seedSkus: readonly string[];
+  readonly maxSkus: number;
+  readonly maxQuantity: number;
+  readonly metricsMaxSkus: number;
+  readonly dependencyTimeoutMs: number;
+  readonly shutdownTimeoutMs: number;
+  readonly idempotencyTtlMs: number;
+  readonly idempotencyMaxKeys: number;
+  readonly logLevel: string;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function text(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = text(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^-?\d+$/.test(raw)) throw new ConfigError(name, `expected an integer, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function url(env: Env, name: string, protocols: readonly string[]): string | null {
+  const raw = text(env, name);
+  if (raw === undefined) return null;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(name, 'is not a valid URL');
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got ${parsed.protocol}`);
+  }
+  return raw;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export function loadConfig(env: Env = process.env): Config {
+  const adminToken = text(env, 'ADMIN_TOKEN') ?? null;
+  if (adminToken !== null && adminToken.length < 16) {
+    throw new ConfigError('ADMIN_TOKEN', 'must be at least 16 characters (leave it unset to disable admin routes)');
+  }
+  const seedSkus = (text(env, 'SEED_SKUS') ?? 'STOCK,NVDA,TSLA,AMD')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  for (const sku of seedSkus) {
+    if (!SKU_PATTERN.test(sku)) throw new ConfigError('SEED_SKUS', `"${sku}" is not a valid SKU (${SKU_PATTERN.source})`);
+  }
+  const maxSkus = integer(env, 'MAX_SKUS', 100_000, 1, 16_777_216);
+  if (seedSkus.length > maxSkus) throw new ConfigError('SEED_SKUS', `lists ${seedSkus.length} SKUs but MAX_SKUS is ${maxSkus}`);
+  const logLevel = text(env, 'LOG_LEVEL') ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
+
+  return Object.freeze({
+    port: integer(env, 'PORT', 5059, 0, 65535),
+    metricsPort: integer(env, 'METRICS_PORT', 9464, 0, 65535),
+    host: text(env, 'HOST') ?? '0.0.0.0',
+    workers: integer(env, 'WORKERS', availableParallelism(), 1, 256),
+    hostId: text(env, 'STOCK_HOST_ID') ?? hostname(),
+    mongoUrl: url(env, 'MONGO_URL', ['mongodb:', 'mongodb+srv:']),
+    mongoDb: text(env, 'MONGO_DB') ?? 'superstock',
+    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    adminToken,
+    initialStock: integer(env, 'INITIAL_STOCK', 15_000, 0, 2_000_000_000),
+    seedSkus: Object.freeze([...new Set(seedSkus)]),
+    maxSkus,
+    maxQuantity: integer(env, 'MAX_QUANTITY', 1000, 1, 1_000_000),
+    metricsMaxSkus: integer(env, 'METRICS_MAX_SKUS', 50, 0, 10_000),
+    dependencyTimeoutMs: integer(env, 'DEPENDENCY_TIMEOUT_MS', 1000, 50, 60_000),
+    shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    idempotencyTtlMs: integer(env, 'IDEMPOTENCY_TTL_MS', 24 * 3600_000, 1000, 30 * 24 * 3600_000),
+    idempotencyMaxKeys: integer(env, 'IDEMPOTENCY_MAX_KEYS', 100_000, 1, 10_000_000),
+    logLevel,
+  });
+}

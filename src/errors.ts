@@ -1,0 +1,57 @@
+/**
+ * The error catalogue: every error the service can answer with, its stable machine-readable
+ * code and its HTTP status, in one table (as fastify keeps lib/errors.js). Code anywhere throws
+ * `new ServiceError('code', message)`; the HTTP layer maps it in one place, so a status can
+ * never drift between routes.
+ */
+
+export const ERROR_CATALOGUE = {
+  invalid_json: { status: 400, message: 'The request body is not valid JSON.' },
+  invalid_request: { status: 400, message: 'The request is invalid.' },
+  invalid_sku: { status: 400, message: 'The SKU must be 1-32 characters of A-Z a-z 0-9 . _ -' },
+  invalid_lane: { status: 400, message: 'Unknown lane.' },
+  invalid_quantity: { status: 400, message: 'The quantity must be a positive integer.' },
+  invalid_idempotency_key: { status: 400, message: 'The Idempotency-Key header must be 1-128 visible ASCII characters.' },
+  unauthorized: { status: 401, message: 'A valid admin bearer token is required.' },
+  admin_disabled: { status: 403, message: 'Admin routes are disabled: set ADMIN_TOKEN to enable them.' },
+  not_found: { status: 404, message: 'No such route.' },
+  unknown_sku: { status: 404, message: 'Unknown SKU.' },
+  method_not_allowed: { status: 405, message: 'Method not allowed on this route.' },
+  sold_out: { status: 409, message: 'Sold out.' },
+  insufficient_stock: { status: 409, message: 'Not enough stock left for this quantity.' },
+  idempotency_key_in_use: { status: 409, message: 'A request with this Idempotency-Key is still in progress.' },
+  payload_too_large: { status: 413, message: 'The request body is too large.' },
+  unsupported_media_type: { status: 415, message: 'Send the request body as application/json.' },
+  idempotency_key_reused: { status: 422, message: 'This Idempotency-Key was used with a different request.' },
+  sku_table_full: { status: 507, message: 'No room for another SKU (raise MAX_SKUS).' },
+  dependency_unavailable: { status: 503, message: 'A dependency this lane needs is unavailable.' },
+  shutting_down: { status: 503, message: 'The server is shutting down.' },
+  internal: { status: 500, message: 'Internal error.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+export class ServiceError extends Error {
+  readonly status: number;
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string = ERROR_CATALOGUE[code].message,
+    readonly details?: Readonly<Record<string, unknown>>,
+  ) {
+    super(message);
+    this.name = 'ServiceError';
+    this.status = ERROR_CATALOGUE[code].status;
+  }
+}
+
+/** A dependency (MongoDB, Redis) failed or timed out: the caller gets a fast 503. */
+export class DependencyUnavailableError extends ServiceError {
+  constructor(
+    readonly dependency: 'mongo' | 'redis',
+    reason: string,
+  ) {
+    super('dependency_unavailable', `${dependency === 'mongo' ? 'MongoDB' : 'Redis'} is unavailable: ${reason}`, { dependency });
+    this.name = 'DependencyUnavailableError';
+  }
+}

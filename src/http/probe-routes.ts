@@ -1,0 +1,30 @@
+/**
+ * Liveness and readiness. /healthz answers as long as the event loop turns. /readyz checks every
+ * configured dependency (bounded by DEPENDENCY_TIMEOUT_MS); the in-memory state is loaded before
+ * a worker starts listening, so a worker that answers at all has it.
+ */
+import { Router } from 'express';
+
+export interface DependencyCheck {
+  readonly name: 'mongo' | 'redis';
+  check(): Promise<void>;
+}
+
+export function probeRoutes(dependencies: readonly DependencyCheck[]): Router {
+  const router = Router();
+  router.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  router.get('/readyz', async (_req, res) => {
+    const checks: Record<string, string> = { memory: 'ok', mongo: 'not_configured', redis: 'not_configured' };
+    const results = await Promise.allSettled(dependencies.map((d) => d.check()));
+    let ready = true;
+    dependencies.forEach((d, i) => {
+      const ok = results[i]?.status === 'fulfilled';
+      checks[d.name] = ok ? 'ok' : 'unavailable';
+      ready &&= ok;
+    });
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', checks });
+  });
+  return router;
+}

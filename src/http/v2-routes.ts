@@ -1,0 +1,90 @@
+/**
+ * The v2 API: one JSON shape for every lane and SKU, a quantity, and idempotency keys.
+ *   POST /v2/lanes/{lane}/skus/{sku}/buy   {"quantity": n}   Idempotency-Key: <key>
+ *   GET  /v2/lanes/{lane}/skus/{sku}
+ *   GET  /v2/openapi.json
+ * A repeated Idempotency-Key gets the first answer (200 or 409) replayed byte for byte, with
+ * `Idempotent-Replayed: true`, and never sells twice.
+ */
+import { readFileSync } from 'node:fs';
+import { Router, type Response } from 'express';
+import { ServiceError } from '../errors.js';
+import type { StoredResponse } from '../idempotency.js';
+import { errorBody, type AppDeps } from './app.js';
+import { buyAndRecord } from './buy.js';
+import { parseCount, parseIdempotencyKey, parseLane, parseObjectBody, parseSku } from './validation.js';
+
+const OPENAPI = readFileSync(new URL('./openapi.json', import.meta.url), 'utf8');
+
+function sendStored(res: Response, stored: StoredResponse): void {
+  res.status(stored.status).type('application/json').send(stored.body);
+}
+
+export function v2Routes(deps: AppDeps): Router {
+  const router = Router();
+  const { idempotency } = deps;
+
+  router.get('/v2/openapi.json', (_req, res) => {
+    res.type('application/json').send(OPENAPI);
+  });
+
+  router.post('/v2/lanes/:lane/skus/:sku/buy', async (req, res) => {
+    const lane = parseLane(req.params.lane);
+    const sku = parseSku(req.params.sku);
+    const key = parseIdempotencyKey(req.get('idempotency-key'));
+    const body = parseObjectBody(req.body, ['quantity']);
+    const quantity = parseCount(body.quantity, 'quantity', 1, deps.config.maxQuantity, 1);
+
+    if (key !== null) {
+      const claim = await idempotency.claim(key, `${lane}/${sku}/${quantity}`);
+      switch (claim.kind) {
+        case 'replay':
+          deps.metrics.recordBuy(lane, 'replayed', 0, 0, -1);
+          res.setHeader('Idempotent-Replayed', 'true');
+          return sendStored(res, claim.response);
+        case 'in_progress':
+          throw new ServiceError('idempotency_key_in_use');
+        case 'mismatch':
+          throw new ServiceError('idempotency_key_reused');
+        case 'new':
+          break;
+      }
+    }
+
+    let answer: StoredResponse;
+    try {
+      const outcome = await buyAndRecord(deps, lane, sku, quantity);
+      switch (outcome.kind) {
+        case 'unknown_sku':
+          throw new ServiceError('unknown_sku', `The ${lane} lane has no SKU ${sku}.`);
+        case 'sold':
+          answer = { status: 200, body: JSON.stringify({ lane, sku, quantity, remaining: outcome.remaining }) };
+          break;
+        case 'sold_out': {
+          const error =
+            outcome.remaining === 0
+              ? new ServiceError('sold_out', `${sku} is sold out on the ${lane} lane.`, { remaining: 0 })
+              : new ServiceError('insufficient_stock', `Only ${outcome.remaining} of ${sku} left on the ${lane} lane.`, { remaining: outcome.remaining });
+          answer = { status: error.status, body: errorBody(error) };
+          break;
+        }
+      }
+    } catch (error) {
+      // Not a final answer: the client may retry with the same key.
+      if (key !== null) await idempotency.release(key);
+      throw error;
+    }
+    if (key !== null) await idempotency.complete(key, answer);
+    sendStored(res, answer);
+  });
+
+  router.get('/v2/lanes/:lane/skus/:sku', async (req, res) => {
+    const lane = parseLane(req.params.lane);
+    const sku = parseSku(req.params.sku);
+    const level = await deps.lanes[lane].peek(sku);
+    if (!level) throw new ServiceError('unknown_sku', `The ${lane} lane has no SKU ${sku}.`);
+    res.json({ lane, sku, ...level });
+  });
+
+  return router;
+}

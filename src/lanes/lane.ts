@@ -1,0 +1,37 @@
+/**
+ * One small interface for every buy strategy. A lane owns its own counters per SKU, so the
+ * strategies can be compared side by side without touching each other's stock, and each keeps
+ * `remaining + sold == initial` at rest.
+ */
+import type { LaneName } from '../config.js';
+
+/** `remaining` is the count right after this buy (sold) or as it stood when refused. */
+export type BuyOutcome =
+  | { readonly kind: 'sold'; readonly remaining: number }
+  | { readonly kind: 'sold_out'; readonly remaining: number }
+  | { readonly kind: 'unknown_sku' };
+
+export interface StockLevel {
+  readonly remaining: number;
+  readonly sold: number;
+  readonly initial: number;
+}
+
+export const UNKNOWN_SKU: BuyOutcome = Object.freeze({ kind: 'unknown_sku' });
+
+export interface Lane {
+  readonly name: LaneName;
+  /** Sell `quantity` units of `sku` if that many remain; never goes below zero. */
+  tryBuy(sku: string, quantity: number): BuyOutcome | Promise<BuyOutcome>;
+  /** Current counters, or null for an unknown SKU. */
+  peek(sku: string): StockLevel | null | Promise<StockLevel | null>;
+  /** Create `sku`, or reset it, to `stock` remaining and nothing sold. Returns true if created. */
+  put(sku: string, stock: number): Promise<boolean>;
+  /** Add `quantity` to both remaining and initial; null for an unknown SKU. */
+  restock(sku: string, quantity: number): Promise<StockLevel | null>;
+  /** Put every SKU back to remaining = initial, sold = 0. */
+  resetAll(): Promise<void>;
+  /** Throws DependencyUnavailableError when the lane cannot serve right now. */
+  checkReady(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,72 @@
+/**
+ * What the three shared-memory lanes have in common: SKU lookup in the shared table and the
+ * admin operations, which run rarely and never on the buy path. Each subclass supplies only the
+ * part the original compared — how one decrement is made safe — and how it serialises an admin
+ * operation with its own buys.
+ */
+import type { MemoryLaneName } from '../config.js';
+import { INITIAL, REMAINING, SOLD, STRIDE, type SharedStock } from '../memory/shared-stock.js';
+import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
+import { OP_RESET, OP_RESTOCK, OP_SET, type StockOp } from './stock-ops.js';
+
+export abstract class MemoryLane implements Lane {
+  protected readonly words: Int32Array;
+
+  constructor(
+    readonly name: MemoryLaneName,
+    protected readonly stock: SharedStock,
+  ) {
+    this.words = stock.words(name);
+  }
+
+  tryBuy(sku: string, quantity: number): BuyOutcome | Promise<BuyOutcome> {
+    const slot = this.stock.slotOf(sku);
+    return slot < 0 ? UNKNOWN_SKU : this.buyAt(slot, quantity);
+  }
+
+  protected abstract buyAt(slot: number, quantity: number): BuyOutcome | Promise<BuyOutcome>;
+
+  /** Run an admin operation on one SKU, serialised with this lane's buys. */
+  protected abstract exclusive(slot: number, op: StockOp, arg: number): number | Promise<number>;
+
+  peek(sku: string): StockLevel | null {
+    const slot = this.stock.slotOf(sku);
+    return slot < 0 ? null : this.levelAt(slot);
+  }
+
+  levelAt(slot: number): StockLevel {
+    const base = slot * STRIDE;
+    return {
+      remaining: Atomics.load(this.words, base + REMAINING),
+      sold: Atomics.load(this.words, base + SOLD),
+      initial: Atomics.load(this.words, base + INITIAL),
+    };
+  }
+
+  async put(sku: string, stock: number): Promise<boolean> {
+    const { slot, created } = this.stock.ensure(sku, stock);
+    if (!created) await this.exclusive(slot, OP_SET, stock);
+    return created;
+  }
+
+  async restock(sku: string, quantity: number): Promise<StockLevel | null> {
+    const slot = this.stock.slotOf(sku);
+    if (slot < 0) return null;
+    await this.exclusive(slot, OP_RESTOCK, quantity);
+    return this.levelAt(slot);
+  }
+
+  async resetAll(): Promise<void> {
+    const count = this.stock.count;
+    for (let slot = 0; slot < count; slot++) await this.exclusive(slot, OP_RESET, 0);
+  }
+
+  async checkReady(): Promise<void> {}
+
+  async close(): Promise<void> {}
+}
+
+/** Turn `applyStockOp`'s single-number answer into an outcome. */
+export function outcomeOf(result: number): BuyOutcome {
+  return result >= 0 ? { kind: 'sold', remaining: result } : { kind: 'sold_out', remaining: -1 - result };
+}

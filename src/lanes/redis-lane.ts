@@ -1,0 +1,108 @@
+/**
+ * The `redis` lane: the usual industry answer and the baseline to beat. Each SKU is a Redis hash;
+ * a Lua script checks and decrements in one step, which Redis runs atomically. Commands fail at
+ * once while Redis is unreachable (no offline queue) and time out after DEPENDENCY_TIMEOUT_MS,
+ * so an outage is a fast 503, never a hang.
+ */
+import { Redis } from 'ioredis';
+import { defineStockCommands } from '../commands/index.js';
+import { DependencyUnavailableError } from '../errors.js';
+import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
+
+const KEY_PREFIX = 'superstock:redis-lane:sku:';
+const SKU_SET = 'superstock:redis-lane:skus';
+
+export interface RedisLaneOptions {
+  readonly url: string;
+  readonly timeoutMs: number;
+  readonly onStatus?: (status: string) => void;
+}
+
+export function createRedisClient(url: string, timeoutMs: number): Redis {
+  return new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: timeoutMs,
+    connectTimeout: timeoutMs,
+    // Keep trying in the background; requests meanwhile fail fast with 503.
+    retryStrategy: (attempt) => Math.min(100 * attempt, 1000),
+    lazyConnect: false,
+  });
+}
+
+export class RedisLane implements Lane {
+  readonly name = 'redis' as const;
+  private readonly redis: Redis;
+
+  constructor(options: RedisLaneOptions) {
+    this.redis = createRedisClient(options.url, options.timeoutMs);
+    defineStockCommands(this.redis);
+    // Without a listener ioredis reports every failed reconnect as an unhandled error.
+    this.redis.on('error', () => {});
+    if (options.onStatus) {
+      const onStatus = options.onStatus;
+      for (const event of ['ready', 'end', 'close'] as const) this.redis.on(event, () => onStatus(event));
+    }
+  }
+
+  async tryBuy(sku: string, quantity: number): Promise<BuyOutcome> {
+    const [code, remaining] = await this.call(() => this.redis.stockBuy(KEY_PREFIX + sku, quantity));
+    switch (code) {
+      case 1:
+        return { kind: 'sold', remaining };
+      case 0:
+        return { kind: 'sold_out', remaining };
+      case -1:
+        return UNKNOWN_SKU;
+      default:
+        throw new Error(`buy-1.lua returned unknown code ${code}`);
+    }
+  }
+
+  async peek(sku: string): Promise<StockLevel | null> {
+    const [remaining, sold, initial] = await this.call(() => this.redis.hmget(KEY_PREFIX + sku, 'remaining', 'sold', 'initial'));
+    if (remaining === null || remaining === undefined) return null;
+    return { remaining: Number(remaining), sold: Number(sold), initial: Number(initial) };
+  }
+
+  async put(sku: string, stock: number): Promise<boolean> {
+    return this.store(sku, stock, 0);
+  }
+
+  /** Create `sku` only if Redis does not have it yet (start-up seeding keeps existing counts). */
+  async seed(sku: string, stock: number): Promise<boolean> {
+    return this.store(sku, stock, 1);
+  }
+
+  async restock(sku: string, quantity: number): Promise<StockLevel | null> {
+    const [code, remaining, sold, initial] = await this.call(() => this.redis.stockRestock(KEY_PREFIX + sku, quantity));
+    return code === 1 ? { remaining, sold, initial } : null;
+  }
+
+  async resetAll(): Promise<void> {
+    const skus = await this.call(() => this.redis.smembers(SKU_SET));
+    for (const sku of skus) await this.call(() => this.redis.stockReset(KEY_PREFIX + sku));
+  }
+
+  async checkReady(): Promise<void> {
+    await this.call(() => this.redis.ping());
+  }
+
+  async close(): Promise<void> {
+    this.redis.disconnect();
+  }
+
+  private async store(sku: string, stock: number, keepExisting: 0 | 1): Promise<boolean> {
+    const created = await this.call(() => this.redis.stockPut(KEY_PREFIX + sku, stock, keepExisting));
+    await this.call(() => this.redis.sadd(SKU_SET, sku));
+    return created === 1;
+  }
+
+  private async call<T>(command: () => Promise<T>): Promise<T> {
+    try {
+      return await command();
+    } catch (error) {
+      throw new DependencyUnavailableError('redis', error instanceof Error ? error.message : String(error));
+    }
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The operations on one SKU's counters, as numbers so they can cross threads without allocation
+ * (the signal lane posts them to its owner). `applyStockOp` assumes its caller has exclusive
+ * access to the counters: under the lock lane's mutex, or on the signal lane's single owner.
+ */
+import { INITIAL, REMAINING, SOLD } from '../memory/shared-stock.js';
+
+export const OP_BUY = 0;
+export const OP_SET = 1;
+export const OP_RESTOCK = 2;
+export const OP_RESET = 3;
+export type StockOp = typeof OP_BUY | typeof OP_SET | typeof OP_RESTOCK | typeof OP_RESET;
+
+/**
+ * Apply `op` with argument `arg` (quantity or stock). Returns the remaining stock afterwards;
+ * a refused buy returns `-1 - remaining`, so one number carries both answers.
+ */
+export function applyStockOp(w: Int32Array, base: number, op: StockOp, arg: number): number {
+  const remaining = Atomics.load(w, base + REMAINING);
+  switch (op) {
+    case OP_BUY:
+      if (remaining < arg) return -1 - remaining;
+      Atomics.store(w, base + REMAINING, remaining - arg);
+      Atomics.add(w, base + SOLD, arg);
+      return remaining - arg;
+    case OP_SET:
+      Atomics.store(w, base + REMAINING, arg);
+      Atomics.store(w, base + SOLD, 0);
+      Atomics.store(w, base + INITIAL, arg);
+      return arg;
+    case OP_RESTOCK:
+      Atomics.add(w, base + INITIAL, arg);
+      return Atomics.add(w, base + REMAINING, arg) + arg;
+    case OP_RESET: {
+      const initial = Atomics.load(w, base + INITIAL);
+      Atomics.store(w, base + REMAINING, initial);
+      Atomics.store(w, base + SOLD, 0);
+      return initial;
+    }
+  }
+}

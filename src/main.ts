@@ -1,0 +1,30 @@
+/**
+ * Process entry: read the configuration (failing fast with the variable's name), start the
+ * supervisor, and drain gracefully on SIGTERM or SIGINT.
+ */
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { Supervisor } from './supervisor.js';
+
+let config: Config;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  console.error(JSON.stringify({ level: 'fatal', msg: `invalid configuration: ${error.message}`, variable: error.variable }));
+  process.exit(78); // EX_CONFIG
+}
+
+const supervisor = new Supervisor(config);
+let stopping = false;
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    supervisor.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  });
+}
+
+await supervisor.start();

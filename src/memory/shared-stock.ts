@@ -1,0 +1,206 @@
+/**
+ * The in-memory stock, laid out in one SharedArrayBuffer that every worker thread maps, so the
+ * atomic, lock and signal lanes are real multi-threaded concurrency rather than one event loop
+ * taking turns.
+ *
+ * Layout (all Int32 unless noted):
+ *   header   [skuCount, tableMutex]
+ *   index    open-addressing hash table, `slot + 1` per entry, 0 = empty; linear probing
+ *   keyLen   Uint8 per slot, keyBytes 32 × Uint8 per slot (SKU names are ASCII, ≤ 32 chars)
+ *   lanes    per memory lane, per slot: [remaining, sold, initial, mutex]
+ *
+ * Slots are never freed, so a slot number, once published, names the same SKU forever and can
+ * be cached or passed between threads. A new SKU is published by writing its key and counters
+ * first and its index entry last with Atomics.store: a reader that finds the entry with
+ * Atomics.load is guaranteed to see the rest.
+ */
+import { isMainThread } from 'node:worker_threads';
+import { MAX_SKU_LENGTH, MEMORY_LANES, type MemoryLaneName } from '../config.js';
+
+export const REMAINING = 0;
+export const SOLD = 1;
+export const INITIAL = 2;
+export const MUTEX = 3;
+/** Int32 words per SKU per lane. */
+export const STRIDE = 4;
+
+const HEADER_WORDS = 4;
+const H_COUNT = 0;
+const H_TABLE_MUTEX = 1;
+/** Set once the seed SKUs exist in a dependency's store, so every worker's /readyz can tell. */
+const H_SEEDED: Readonly<Record<'mongo' | 'redis', number>> = { mongo: 2, redis: 3 };
+
+export class SkuTableFullError extends Error {
+  constructor(capacity: number) {
+    super(`the SKU table is full (MAX_SKUS=${capacity})`);
+    this.name = 'SkuTableFullError';
+  }
+}
+
+interface Layout {
+  readonly capacity: number;
+  readonly indexSize: number;
+  readonly bytes: number;
+  readonly indexOffset: number;
+  readonly keyLenOffset: number;
+  readonly keyBytesOffset: number;
+  readonly lanesOffset: number;
+}
+
+function layoutFor(capacity: number): Layout {
+  let indexSize = 1;
+  while (indexSize < capacity * 2) indexSize <<= 1;
+  const indexOffset = HEADER_WORDS * 4;
+  const keyLenOffset = indexOffset + indexSize * 4;
+  const keyBytesOffset = keyLenOffset + capacity;
+  // Int32Array views need 4-byte alignment; round up.
+  const lanesOffset = Math.ceil((keyBytesOffset + capacity * MAX_SKU_LENGTH) / 4) * 4;
+  const bytes = lanesOffset + MEMORY_LANES.length * capacity * STRIDE * 4;
+  return { capacity, indexSize, bytes, indexOffset, keyLenOffset, keyBytesOffset, lanesOffset };
+}
+
+/** FNV-1a over the UTF-16 code units (SKUs are ASCII, so code units are bytes). */
+function hashSku(sku: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < sku.length; i++) {
+    h ^= sku.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/**
+ * A futex-style mutex on one Int32 word (Drepper's "Futexes Are Tricky", mutex 2):
+ * 0 = free, 1 = taken, 2 = taken with sleepers. Worker threads sleep with Atomics.wait; the main
+ * thread may not block, so there it spins (it only takes locks while seeding, before any worker
+ * runs, or for admin work that is rare and short).
+ */
+export function lockWord(words: Int32Array, at: number): void {
+  let c = Atomics.compareExchange(words, at, 0, 1);
+  if (c === 0) return;
+  if (isMainThread) {
+    while (Atomics.compareExchange(words, at, 0, 1) !== 0);
+    return;
+  }
+  if (c !== 2) c = Atomics.exchange(words, at, 2);
+  while (c !== 0) {
+    Atomics.wait(words, at, 2);
+    c = Atomics.exchange(words, at, 2);
+  }
+}
+
+export function unlockWord(words: Int32Array, at: number): void {
+  if (Atomics.sub(words, at, 1) !== 1) {
+    Atomics.store(words, at, 0);
+    Atomics.notify(words, at, 1);
+  }
+}
+
+export class SharedStock {
+  readonly capacity: number;
+  private readonly header: Int32Array;
+  private readonly index: Int32Array;
+  private readonly indexMask: number;
+  private readonly keyLen: Uint8Array;
+  private readonly keyBytes: Uint8Array;
+  private readonly laneWords: Readonly<Record<MemoryLaneName, Int32Array>>;
+
+  /** Allocate a fresh table (main thread), or map one allocated elsewhere (workers). */
+  constructor(
+    readonly buffer: SharedArrayBuffer,
+    capacity: number,
+  ) {
+    const layout = layoutFor(capacity);
+    if (buffer.byteLength !== layout.bytes) throw new Error('shared buffer does not match the SKU capacity');
+    this.capacity = capacity;
+    this.header = new Int32Array(buffer, 0, HEADER_WORDS);
+    this.index = new Int32Array(buffer, layout.indexOffset, layout.indexSize);
+    this.indexMask = layout.indexSize - 1;
+    this.keyLen = new Uint8Array(buffer, layout.keyLenOffset, capacity);
+    this.keyBytes = new Uint8Array(buffer, layout.keyBytesOffset, capacity * MAX_SKU_LENGTH);
+    const laneBytes = capacity * STRIDE * 4;
+    const words = (i: number) => new Int32Array(buffer, layout.lanesOffset + i * laneBytes, capacity * STRIDE);
+    this.laneWords = { atomic: words(0), lock: words(1), signal: words(2) };
+  }
+
+  static allocate(capacity: number): SharedStock {
+    return new SharedStock(new SharedArrayBuffer(layoutFor(capacity).bytes), capacity);
+  }
+
+  get count(): number {
+    return Atomics.load(this.header, H_COUNT);
+  }
+
+  markSeeded(dependency: 'mongo' | 'redis'): void {
+    Atomics.store(this.header, H_SEEDED[dependency], 1);
+  }
+
+  isSeeded(dependency: 'mongo' | 'redis'): boolean {
+    return Atomics.load(this.header, H_SEEDED[dependency]) === 1;
+  }
+
+  /** The counters of one lane; a SKU's words start at `slot * STRIDE`. */
+  words(lane: MemoryLaneName): Int32Array {
+    return this.laneWords[lane];
+  }
+
+  /** The slot of `sku`, or -1. Lock-free: runs on every buy. */
+  slotOf(sku: string): number {
+    let i = hashSku(sku) & this.indexMask;
+    for (;;) {
+      const entry = Atomics.load(this.index, i);
+      if (entry === 0) return -1;
+      const slot = entry - 1;
+      if (this.keyEquals(slot, sku)) return slot;
+      i = (i + 1) & this.indexMask;
+    }
+  }
+
+  skuAt(slot: number): string {
+    const len = this.keyLen[slot] ?? 0;
+    const start = slot * MAX_SKU_LENGTH;
+    return String.fromCharCode(...this.keyBytes.subarray(start, start + len));
+  }
+
+  /**
+   * Find or create `sku`; a new SKU starts with `stock` in every memory lane. Returns the slot and
+   * whether it was created. Creation is serialised by the table mutex; lookups never wait for it.
+   */
+  ensure(sku: string, stock: number): { slot: number; created: boolean } {
+    const found = this.slotOf(sku);
+    if (found >= 0) return { slot: found, created: false };
+    lockWord(this.header, H_TABLE_MUTEX);
+    try {
+      const again = this.slotOf(sku);
+      if (again >= 0) return { slot: again, created: false };
+      const slot = Atomics.load(this.header, H_COUNT);
+      if (slot >= this.capacity) throw new SkuTableFullError(this.capacity);
+      const start = slot * MAX_SKU_LENGTH;
+      for (let c = 0; c < sku.length; c++) this.keyBytes[start + c] = sku.charCodeAt(c);
+      this.keyLen[slot] = sku.length;
+      for (const lane of MEMORY_LANES) {
+        const w = this.laneWords[lane];
+        const base = slot * STRIDE;
+        Atomics.store(w, base + REMAINING, stock);
+        Atomics.store(w, base + SOLD, 0);
+        Atomics.store(w, base + INITIAL, stock);
+      }
+      let i = hashSku(sku) & this.indexMask;
+      while (Atomics.load(this.index, i) !== 0) i = (i + 1) & this.indexMask;
+      Atomics.store(this.header, H_COUNT, slot + 1);
+      Atomics.store(this.index, i, slot + 1);
+      return { slot, created: true };
+    } finally {
+      unlockWord(this.header, H_TABLE_MUTEX);
+    }
+  }
+
+  private keyEquals(slot: number, sku: string): boolean {
+    if (this.keyLen[slot] !== sku.length) return false;
+    const start = slot * MAX_SKU_LENGTH;
+    for (let c = 0; c < sku.length; c++) {
+      if (this.keyBytes[start + c] !== sku.charCodeAt(c)) return false;
+    }
+    return true;
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * The metric catalogue. Request metrics are counted by each worker in its own registry (nothing
+ * is logged per request; counting is the record); the main thread merges the workers' snapshots
+ * with prom-client's aggregator and adds what is process-wide — Node's default metrics and the
+ * stock gauges, read straight from shared memory and the lanes' stores — so a scrape of
+ * METRICS_PORT sees one replica, not N workers.
+ */
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { LaneName } from './config.js';
+import { LANE_NAMES } from './config.js';
+import type { StockLevel } from './lanes/lane.js';
+
+export const PREFIX = 'superstock_';
+
+export type RequestOutcome = 'sold' | 'sold_out' | 'not_found' | 'invalid' | 'unavailable' | 'replayed';
+
+/** Per-worker request metrics. Children are resolved once per lane so the hot path does no label lookups. */
+export class WorkerMetrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'lane' | 'outcome'>;
+  private readonly duration: Histogram<'lane'>;
+  private readonly unitsSold: Counter<'lane'>;
+  private readonly soldOut: Counter<'lane'>;
+  private readonly dependencyErrors: Counter<'dependency'>;
+  private readonly durationByLane = new Map<LaneName, { observe(v: number): void }>();
+
+  constructor() {
+    const registers = [this.registry];
+    this.requests = new Counter({ name: `${PREFIX}requests_total`, help: 'Buy requests by lane and outcome.', labelNames: ['lane', 'outcome'], registers });
+    this.duration = new Histogram({
+      name: `${PREFIX}request_duration_seconds`,
+      help: 'Buy latency by lane, from routing to the answer.',
+      labelNames: ['lane'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.unitsSold = new Counter({ name: `${PREFIX}units_sold_total`, help: 'Units sold by lane.', labelNames: ['lane'], registers });
+    this.soldOut = new Counter({ name: `${PREFIX}sold_out_total`, help: 'SKUs that reached zero by lane (counted by the buy that took the last unit).', labelNames: ['lane'], registers });
+    this.dependencyErrors = new Counter({ name: `${PREFIX}dependency_errors_total`, help: 'Failed or timed-out calls to a dependency.', labelNames: ['dependency'], registers });
+    for (const lane of LANE_NAMES) {
+      this.durationByLane.set(lane, this.duration.labels(lane));
+      this.unitsSold.labels(lane).inc(0);
+      this.soldOut.labels(lane).inc(0);
+    }
+    for (const dependency of ['mongo', 'redis']) this.dependencyErrors.labels(dependency).inc(0);
+  }
+
+  recordBuy(lane: LaneName, outcome: RequestOutcome, seconds: number, units: number, remaining: number): void {
+    this.requests.labels(lane, outcome).inc();
+    this.durationByLane.get(lane)?.observe(seconds);
+    if (outcome === 'sold') {
+      this.unitsSold.labels(lane).inc(units);
+      if (remaining === 0) this.soldOut.labels(lane).inc();
+    }
+  }
+
+  recordDependencyError(dependency: 'mongo' | 'redis'): void {
+    this.dependencyErrors.labels(dependency).inc();
+  }
+
+  snapshot(): Promise<MetricObjectWithValues<MetricValue<string>>[]> {
+    return this.registry.getMetricsAsJSON();
+  }
+}
+
+export interface StockSource {
+  /** The first `limit` SKU names, in creation order. */
+  skus(limit: number): string[];
+  /** Levels of `skus` in `lane`; SKUs whose level cannot be read are left out. */
+  levels(lane: LaneName, skus: readonly string[]): Promise<Map<string, StockLevel>>;
+}
+
+/** Process-wide metrics on the main thread, merged with the workers' snapshots at scrape time. */
+export class SupervisorMetrics {
+  readonly registry = new Registry();
+
+  constructor(options: { stock: StockSource; metricsMaxSkus: number; workers: () => number }) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    new Gauge({ name: `${PREFIX}workers`, help: 'Worker threads serving HTTP.', registers, collect() { this.set(options.workers()); } });
+    const labelNames = ['lane', 'sku'] as const;
+    const scope = 'per lane and SKU (first METRICS_MAX_SKUS SKUs)';
+    // The three gauges are filled by one read of each store per scrape: every gauge's collect
+    // joins the same refresh, which prom-client starts for all metrics at once.
+    let refreshing: Promise<void> | null = null;
+    const refresh = (): Promise<void> =>
+      (refreshing ??= (async () => {
+        const skus = options.stock.skus(options.metricsMaxSkus);
+        const byLane = await Promise.all(LANE_NAMES.map(async (lane) => [lane, await options.stock.levels(lane, skus)] as const));
+        remaining.reset();
+        sold.reset();
+        initial.reset();
+        for (const [lane, levels] of byLane) {
+          for (const [sku, level] of levels) {
+            remaining.labels(lane, sku).set(level.remaining);
+            sold.labels(lane, sku).set(level.sold);
+            initial.labels(lane, sku).set(level.initial);
+          }
+        }
+      })().finally(() => (refreshing = null)));
+    const remaining = new Gauge({ name: `${PREFIX}stock_remaining`, help: `Units left, ${scope}.`, labelNames, registers, collect: refresh });
+    const sold = new Gauge({ name: `${PREFIX}stock_sold`, help: `Units sold, ${scope}.`, labelNames, registers, collect: refresh });
+    const initial = new Gauge({ name: `${PREFIX}stock_initial`, help: `Units put on sale, ${scope}.`, labelNames, registers, collect: refresh });
+  }
+
+  /** One exposition for the whole replica. */
+  async render(workerSnapshots: MetricObjectWithValues<MetricValue<string>>[][]): Promise<{ contentType: string; body: string }> {
+    const merged = Registry.merge([AggregatorRegistry.aggregate(workerSnapshots), this.registry]);
+    return { contentType: merged.contentType, body: await merged.metrics() };
+  }
+}

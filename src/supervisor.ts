@@ -1,0 +1,176 @@
+/**
+ * The main thread: owns the shared stock and everything that must be one per replica — the
+ * signal lane's single owner, the idempotency registry, seeding of the stores, the merged
+ * /metrics endpoint — and supervises the worker threads that serve HTTP, replacing any that
+ * dies. On SIGTERM it drains the workers and exits.
+ */
+import { createServer, type Server } from 'node:http';
+import { MessageChannel, Worker } from 'node:worker_threads';
+import type { Config, LaneName } from './config.js';
+import { IdempotencyRegistry } from './idempotency.js';
+import { buildLanes, type LaneSet } from './lanes/index.js';
+import type { StockLevel } from './lanes/lane.js';
+import { SignalOwner } from './lanes/signal-lane.js';
+import { createLogger, type Logger } from './logger.js';
+import { SharedStock } from './memory/shared-stock.js';
+import { SupervisorMetrics, type StockSource } from './metrics.js';
+import type { SupervisorApi, WorkerApi, WorkerData } from './worker/protocol.js';
+import { RpcPeer } from './worker/rpc.js';
+
+const WORKER_URL = new URL('./worker/worker-main.js', import.meta.url);
+const SEED_RETRY_MS = 1000;
+const SNAPSHOT_TIMEOUT_MS = 2000;
+
+interface WorkerHandle {
+  readonly thread: Worker;
+  readonly rpc: RpcPeer<WorkerApi>;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export class Supervisor {
+  private readonly log: Logger;
+  private readonly stock: SharedStock;
+  private readonly owner: SignalOwner;
+  private readonly laneSet: LaneSet;
+  private readonly idempotency: IdempotencyRegistry;
+  private readonly metrics: SupervisorMetrics;
+  private readonly workers = new Map<number, WorkerHandle>();
+  private metricsServer: Server | null = null;
+  private stopping = false;
+
+  constructor(private readonly config: Config) {
+    this.log = createLogger(config.logLevel, { hostId: config.hostId, thread: 'main' });
+    this.stock = SharedStock.allocate(config.maxSkus);
+    for (const sku of config.seedSkus) this.stock.ensure(sku, config.initialStock);
+    this.owner = new SignalOwner(this.stock);
+    this.laneSet = buildLanes(config, this.stock, this.owner.localChannel(), `superstock-${config.hostId}-main`);
+    this.idempotency = new IdempotencyRegistry(config.idempotencyTtlMs, config.idempotencyMaxKeys);
+    this.metrics = new SupervisorMetrics({ stock: this.stockSource(), metricsMaxSkus: config.metricsMaxSkus, workers: () => this.workers.size });
+  }
+
+  async start(): Promise<void> {
+    this.seedStores();
+    await Promise.all(Array.from({ length: this.config.workers }, (_, i) => this.spawn(i)));
+    this.metricsServer = await this.serveMetrics();
+    this.log.info(
+      { port: this.config.port, metricsPort: this.config.metricsPort, workers: this.config.workers, mongo: !!this.config.mongoUrl, redis: !!this.config.redisUrl },
+      'SuperStock is listening',
+    );
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.log.info('shutting down: draining workers');
+    this.metricsServer?.close();
+    await Promise.allSettled(
+      [...this.workers.values()].map(async ({ thread, rpc }) => {
+        await withTimeout(rpc.call('shutdown'), this.config.shutdownTimeoutMs + 2000, 'worker shutdown').catch((error: unknown) =>
+          this.log.warn({ err: error }, 'worker did not drain in time'),
+        );
+        await thread.terminate();
+      }),
+    );
+    await this.laneSet.close();
+    this.log.info('stopped');
+  }
+
+  /** Start worker `index` and resolve once it listens. A worker that dies unexpectedly is replaced. */
+  private spawn(index: number): Promise<void> {
+    const { port1, port2 } = new MessageChannel();
+    this.owner.serve(port1);
+    const data: WorkerData = { index, config: this.config, buffer: this.stock.buffer, capacity: this.stock.capacity, signalPort: port2 };
+    const thread = new Worker(WORKER_URL, { workerData: data, transferList: [port2] });
+    return new Promise((resolve, reject) => {
+      const rpc = new RpcPeer<WorkerApi>(thread, {
+        listening: () => resolve(),
+        claim: (key: string, fingerprint: string) => this.idempotency.claim(key, fingerprint),
+        complete: (key: string, response: Parameters<SupervisorApi['complete']>[1]) => this.idempotency.complete(key, response),
+        release: (key: string) => this.idempotency.release(key),
+      });
+      this.workers.set(index, { thread, rpc });
+      thread.on('error', (error) => {
+        this.log.error({ err: error, worker: index }, 'worker failed');
+        reject(error);
+      });
+      thread.on('exit', (code) => {
+        rpc.abandon('worker exited');
+        port1.close();
+        if (this.workers.get(index)?.thread === thread) this.workers.delete(index);
+        if (this.stopping) return;
+        this.log.error({ worker: index, code }, 'worker exited unexpectedly; starting a new one');
+        this.spawn(index).catch((error: unknown) => this.log.error({ err: error, worker: index }, 'could not restart worker'));
+      });
+    });
+  }
+
+  /**
+   * Make sure the seed SKUs exist in MongoDB and Redis, without touching existing counts (a
+   * restart must not refill a lane). Retries in the background while a store is down; /readyz
+   * stays 503 until it is done.
+   */
+  private seedStores(): void {
+    const seedOne = async (name: 'mongo' | 'redis', seed: (sku: string, stock: number) => Promise<boolean>) => {
+      while (!this.stopping) {
+        try {
+          for (const sku of this.config.seedSkus) await seed(sku, this.config.initialStock);
+          this.stock.markSeeded(name);
+          this.log.info({ dependency: name }, 'seed SKUs present');
+          return;
+        } catch (error) {
+          this.log.warn({ dependency: name, err: error }, 'cannot seed yet; retrying');
+          await new Promise((r) => setTimeout(r, SEED_RETRY_MS));
+        }
+      }
+    };
+    const { db, redis } = this.laneSet;
+    if (db) void seedOne('mongo', (sku, stock) => db.seed(sku, stock));
+    if (redis) void seedOne('redis', (sku, stock) => redis.seed(sku, stock));
+  }
+
+  private stockSource(): StockSource {
+    return {
+      skus: (limit) => {
+        const count = Math.min(this.stock.count, limit);
+        return Array.from({ length: count }, (_, slot) => this.stock.skuAt(slot));
+      },
+      levels: async (lane: LaneName, skus) => {
+        const levels = new Map<string, StockLevel>();
+        const results = await Promise.allSettled(skus.map(async (sku) => this.laneSet.lanes[lane].peek(sku)));
+        results.forEach((result, i) => {
+          const sku = skus[i];
+          if (sku !== undefined && result.status === 'fulfilled' && result.value) levels.set(sku, result.value);
+        });
+        return levels;
+      },
+    };
+  }
+
+  private serveMetrics(): Promise<Server> {
+    const server = createServer(async (req, res) => {
+      if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');
+        return;
+      }
+      try {
+        const snapshots = await Promise.all([...this.workers.values()].map(({ rpc }) => withTimeout(rpc.call('snapshot'), SNAPSHOT_TIMEOUT_MS, 'metrics snapshot')));
+        const { contentType, body } = await this.metrics.render(snapshots);
+        res.writeHead(200, { 'content-type': contentType }).end(body);
+      } catch (error) {
+        this.log.error({ err: error }, 'metrics scrape failed');
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n');
+      }
+    });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.metricsPort, this.config.host, () => resolve(server));
+    });
+  }
+}

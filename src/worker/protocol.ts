@@ -1,0 +1,33 @@
+/**
+ * What the supervisor and a worker may ask each other (see rpc.ts), and what a worker is given
+ * at birth.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import type { Config } from '../config.js';
+import type { IdempotencyClaim, StoredResponse } from '../idempotency.js';
+
+export interface WorkerData {
+  readonly index: number;
+  readonly config: Config;
+  readonly buffer: SharedArrayBuffer;
+  readonly capacity: number;
+  readonly signalPort: MessagePort;
+}
+
+/** Served by the supervisor, called by workers. */
+export interface SupervisorApi {
+  [method: string]: (...args: never[]) => unknown;
+  listening(index: number): void;
+  claim(key: string, fingerprint: string): Promise<IdempotencyClaim>;
+  complete(key: string, response: StoredResponse): Promise<void>;
+  release(key: string): Promise<void>;
+}
+
+/** Served by each worker, called by the supervisor. */
+export interface WorkerApi {
+  [method: string]: (...args: never[]) => unknown;
+  snapshot(): Promise<MetricObjectWithValues<MetricValue<string>>[]>;
+  /** Stop accepting, finish in-flight requests, close connections and clients. */
+  shutdown(): Promise<void>;
+}
