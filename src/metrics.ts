@@ -22,6 +22,8 @@ export class WorkerMetrics {
   private readonly unitsSold: Counter<'lane'>;
   private readonly soldOut: Counter<'lane'>;
   private readonly dependencyErrors: Counter<'dependency'>;
+  /** Requests being served right now: what a graceful shutdown waits for. */
+  readonly inFlight: Gauge;
   private readonly durationByLane = new Map<LaneName, { observe(v: number): void }>();
 
   constructor() {
@@ -37,6 +39,7 @@ export class WorkerMetrics {
     this.unitsSold = new Counter({ name: `${PREFIX}units_sold_total`, help: 'Units sold by lane.', labelNames: ['lane'], registers });
     this.soldOut = new Counter({ name: `${PREFIX}sold_out_total`, help: 'SKUs that reached zero by lane (counted by the buy that took the last unit).', labelNames: ['lane'], registers });
     this.dependencyErrors = new Counter({ name: `${PREFIX}dependency_errors_total`, help: 'Failed or timed-out calls to a dependency.', labelNames: ['dependency'], registers });
+    this.inFlight = new Gauge({ name: `${PREFIX}http_requests_in_flight`, help: 'HTTP requests being served.', registers });
     for (const lane of LANE_NAMES) {
       this.durationByLane.set(lane, this.duration.labels(lane));
       this.unitsSold.labels(lane).inc(0);

@@ -33,6 +33,11 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   // No ETag hashing of every answer: a buy's answer is never cached.
   app.disable('etag');
+  app.use((_req, res, next) => {
+    deps.metrics.inFlight.inc();
+    res.once('close', () => deps.metrics.inFlight.dec());
+    next();
+  });
   app.use(requireJsonBody, express.json({ limit: JSON_BODY_LIMIT, strict: false }));
   app.use(probeRoutes(deps.dependencies));
   app.use(v1Routes(deps));

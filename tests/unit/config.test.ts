@@ -1,0 +1,31 @@
+import { ConfigError, loadConfig } from '../../src/config.js';
+
+describe('loadConfig', () => {
+  test('defaults follow the original: port 5059, 15000 units, NVDA/TSLA/AMD plus the OneStock SKU', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({ port: 5059, metricsPort: 9464, initialStock: 15000, mongoUrl: null, redisUrl: null, adminToken: null });
+    expect(config.seedSkus).toEqual(['STOCK', 'NVDA', 'TSLA', 'AMD']);
+    expect(config.workers).toBeGreaterThanOrEqual(1);
+  });
+
+  test.each([
+    ['PORT', 'abc'],
+    ['PORT', '70000'],
+    ['WORKERS', '0'],
+    ['INITIAL_STOCK', '-5'],
+    ['MONGO_URL', 'http://example'],
+    ['MONGO_URL', 'not a url'],
+    ['REDIS_URL', 'mongodb://x'],
+    ['ADMIN_TOKEN', 'short'],
+    ['SEED_SKUS', 'OK,not ok'],
+    ['LOG_LEVEL', 'loud'],
+    ['DEPENDENCY_TIMEOUT_MS', '1.5'],
+  ])('%s=%s is refused with an error naming the variable', (variable, value) => {
+    expect(() => loadConfig({ [variable]: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ [variable]: value })).toThrow(new RegExp(`^${variable}: `));
+  });
+
+  test('empty values count as unset', () => {
+    expect(loadConfig({ MONGO_URL: '', REDIS_URL: ' ', PORT: '' })).toMatchObject({ mongoUrl: null, redisUrl: null, port: 5059 });
+  });
+});

@@ -1,0 +1,44 @@
+import { IdempotencyRegistry } from '../../src/idempotency.js';
+
+describe('IdempotencyRegistry', () => {
+  const answer = { status: 200, body: '{"ok":true}' };
+
+  test('new → in progress → replay; a different request with the key is a mismatch', async () => {
+    const registry = new IdempotencyRegistry(60_000, 10);
+    expect(await registry.claim('k', 'a')).toEqual({ kind: 'new' });
+    expect(await registry.claim('k', 'a')).toEqual({ kind: 'in_progress' });
+    await registry.complete('k', answer);
+    expect(await registry.claim('k', 'a')).toEqual({ kind: 'replay', response: answer });
+    expect(await registry.claim('k', 'b')).toEqual({ kind: 'mismatch' });
+  });
+
+  test('a released claim can be made again', async () => {
+    const registry = new IdempotencyRegistry(60_000, 10);
+    await registry.claim('k', 'a');
+    await registry.release('k');
+    expect(await registry.claim('k', 'a')).toEqual({ kind: 'new' });
+  });
+
+  test('answers expire after the TTL', async () => {
+    let now = 0;
+    const registry = new IdempotencyRegistry(1000, 10, () => now);
+    await registry.claim('k', 'a');
+    await registry.complete('k', answer);
+    now = 999;
+    expect((await registry.claim('k', 'a')).kind).toBe('replay');
+    now = 2000;
+    expect((await registry.claim('k', 'a')).kind).toBe('new');
+  });
+
+  test('beyond the bound the oldest answered keys go first; claims in flight stay', async () => {
+    const registry = new IdempotencyRegistry(60_000, 3);
+    await registry.claim('pending', 'x');
+    for (const key of ['a', 'b', 'c', 'd']) {
+      await registry.claim(key, 'x');
+      await registry.complete(key, answer);
+    }
+    expect(registry.size).toBeLessThanOrEqual(4);
+    expect((await registry.claim('pending', 'x')).kind).toBe('in_progress');
+    expect((await registry.claim('a', 'x')).kind).toBe('new');
+  });
+});
