@@ -14,6 +14,11 @@ export type MemoryLaneName = (typeof MEMORY_LANES)[number];
 export const SKU_PATTERN = /^[A-Za-z0-9._-]{1,32}$/;
 export const MAX_SKU_LENGTH = 32;
 
+export const ELECTIONS = ['mongo', 'kubernetes', 'none'] as const;
+export type Election = (typeof ELECTIONS)[number];
+export type StaticRole = 'primary' | 'secondary';
+export type Durability = 'sync' | 'none';
+
 export interface Config {
   readonly port: number;
   readonly metricsPort: number;
@@ -34,6 +39,25 @@ export interface Config {
   readonly idempotencyTtlMs: number;
   readonly idempotencyMaxKeys: number;
   readonly logLevel: string;
+  /** How the primary is chosen; `none` with no ROLE means a standalone primary. */
+  readonly election: Election;
+  /** Explicit override: this replica is always primary / secondary (no election). */
+  readonly role: StaticRole | null;
+  /** `sync`: an in-memory sale is in MongoDB before its 200. `none`: the original's pure memory. */
+  readonly durability: Durability;
+  /** Where the other replicas reach this one (they forward buys here while it is primary). */
+  readonly advertiseUrl: string;
+  readonly leaseName: string;
+  readonly leaseDurationMs: number;
+  readonly renewDeadlineMs: number;
+  readonly retryPeriodMs: number;
+  readonly syncIntervalMs: number;
+  readonly forwardTimeoutMs: number;
+  /** Kubernetes downward API: this pod, for the Lease and the role label. */
+  readonly podName: string | null;
+  /** With ROLE=secondary: where to forward buys. */
+  readonly primaryUrl: string | null;
+  readonly podNamespace: string | null;
 }
 
 export class ConfigError extends Error {
@@ -77,7 +101,14 @@ function url(env: Env, name: string, protocols: readonly string[]): string | nul
   return raw;
 }
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = text(env, name);
+  if (raw === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${raw}"`);
+  return raw as T;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export function loadConfig(env: Env = process.env): Config {
   const adminToken = text(env, 'ADMIN_TOKEN') ?? null;
@@ -93,16 +124,35 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const maxSkus = integer(env, 'MAX_SKUS', 100_000, 1, 16_777_216);
   if (seedSkus.length > maxSkus) throw new ConfigError('SEED_SKUS', `lists ${seedSkus.length} SKUs but MAX_SKUS is ${maxSkus}`);
-  const logLevel = text(env, 'LOG_LEVEL') ?? 'info';
-  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
+  const logLevel = oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info');
+
+  const mongoUrl = url(env, 'MONGO_URL', ['mongodb:', 'mongodb+srv:']);
+  const inKubernetes = text(env, 'KUBERNETES_SERVICE_HOST') !== undefined;
+  const election = oneOf(env, 'ELECTION', ELECTIONS, inKubernetes ? 'kubernetes' : mongoUrl ? 'mongo' : 'none');
+  if (election === 'mongo' && !mongoUrl) throw new ConfigError('ELECTION', 'mongo election needs MONGO_URL');
+  const role = text(env, 'ROLE') === undefined ? null : oneOf(env, 'ROLE', ['primary', 'secondary'] as const, 'primary');
+  const durability = oneOf(env, 'DURABILITY', ['sync', 'none'] as const, mongoUrl ? 'sync' : 'none');
+  if (durability === 'sync' && !mongoUrl) throw new ConfigError('DURABILITY', 'sync durability needs MONGO_URL');
+  const port = integer(env, 'PORT', 5059, 0, 65535);
+  const leaseDurationMs = integer(env, 'LEASE_DURATION_MS', 3000, 100, 600_000);
+  const renewDeadlineMs = integer(env, 'RENEW_DEADLINE_MS', 2000, 50, 600_000);
+  const retryPeriodMs = integer(env, 'RETRY_PERIOD_MS', 500, 10, 600_000);
+  // Workers learn of a lost renewal up to one retry period late; that must still beat the lease.
+  if (renewDeadlineMs + retryPeriodMs >= leaseDurationMs) {
+    throw new ConfigError('LEASE_DURATION_MS', `must exceed RENEW_DEADLINE_MS + RETRY_PERIOD_MS (${renewDeadlineMs + retryPeriodMs})`);
+  }
+  if (renewDeadlineMs <= 1.2 * retryPeriodMs) throw new ConfigError('RENEW_DEADLINE_MS', 'must exceed 1.2 × RETRY_PERIOD_MS');
+  const hostId = text(env, 'STOCK_HOST_ID') ?? hostname();
+  const primaryUrl = url(env, 'PRIMARY_URL', ['http:']);
+  if (role === 'secondary' && !primaryUrl) throw new ConfigError('PRIMARY_URL', 'ROLE=secondary needs the primary\'s URL');
 
   return Object.freeze({
-    port: integer(env, 'PORT', 5059, 0, 65535),
+    port,
     metricsPort: integer(env, 'METRICS_PORT', 9464, 0, 65535),
     host: text(env, 'HOST') ?? '0.0.0.0',
     workers: integer(env, 'WORKERS', availableParallelism(), 1, 256),
-    hostId: text(env, 'STOCK_HOST_ID') ?? hostname(),
-    mongoUrl: url(env, 'MONGO_URL', ['mongodb:', 'mongodb+srv:']),
+    hostId,
+    mongoUrl,
     mongoDb: text(env, 'MONGO_DB') ?? 'superstock',
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
     adminToken,
@@ -116,5 +166,18 @@ export function loadConfig(env: Env = process.env): Config {
     idempotencyTtlMs: integer(env, 'IDEMPOTENCY_TTL_MS', 24 * 3600_000, 1000, 30 * 24 * 3600_000),
     idempotencyMaxKeys: integer(env, 'IDEMPOTENCY_MAX_KEYS', 100_000, 1, 10_000_000),
     logLevel,
+    election,
+    role,
+    durability,
+    advertiseUrl: url(env, 'ADVERTISE_URL', ['http:']) ?? `http://${hostname()}:${port}`,
+    leaseName: text(env, 'LEASE_NAME') ?? 'superstock-primary',
+    leaseDurationMs,
+    renewDeadlineMs,
+    retryPeriodMs,
+    syncIntervalMs: integer(env, 'SYNC_INTERVAL_MS', 20, 1, 10_000),
+    forwardTimeoutMs: integer(env, 'FORWARD_TIMEOUT_MS', 5000, 100, 600_000),
+    primaryUrl,
+    podName: text(env, 'POD_NAME') ?? null,
+    podNamespace: text(env, 'POD_NAMESPACE') ?? null,
   });
 }

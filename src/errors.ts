@@ -55,3 +55,16 @@ export class DependencyUnavailableError extends ServiceError {
     this.name = 'DependencyUnavailableError';
   }
 }
+
+/**
+ * A write whose fate is not known yet (MongoDB timed out after the request left). The caller gets
+ * a 503 at once; the outcome is settled in the background, which then either gives the stock
+ * back and frees the idempotency key, or records the sale's answer under it. Until then a retry
+ * with the same key is told the request is still in progress.
+ */
+export class OutcomeUnknownError extends DependencyUnavailableError {
+  constructor(reason: string) {
+    super('mongo', `${reason}; the outcome is being settled, retry with the same Idempotency-Key`);
+    this.name = 'OutcomeUnknownError';
+  }
+}

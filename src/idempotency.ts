@@ -18,6 +18,16 @@ export type IdempotencyClaim =
   | { readonly kind: 'in_progress' }
   | { readonly kind: 'mismatch' };
 
+/** What makes two requests "the same" for one key. */
+export function buyFingerprint(lane: string, sku: string, quantity: number): string {
+  return `${lane}/${sku}/${quantity}`;
+}
+
+/** The body of a sold answer, shared by the route and by answers rebuilt from the ledger. */
+export function soldBody(lane: string, sku: string, quantity: number, remaining: number): string {
+  return JSON.stringify({ lane, sku, quantity, remaining });
+}
+
 export interface IdempotencyStore {
   claim(key: string, fingerprint: string): Promise<IdempotencyClaim>;
   /** Record the final answer for a claimed key. */
@@ -56,6 +66,12 @@ export class IdempotencyRegistry implements IdempotencyStore {
     this.evict(now);
     this.entries.set(key, { fingerprint, response: null, expiresAt: now + this.ttlMs });
     return { kind: 'new' };
+  }
+
+  /** Record an answer given earlier (a new primary learns them from the ledger). */
+  preload(key: string, fingerprint: string, response: StoredResponse): void {
+    this.entries.delete(key);
+    this.entries.set(key, { fingerprint, response, expiresAt: this.now() + this.ttlMs });
   }
 
   async complete(key: string, response: StoredResponse): Promise<void> {

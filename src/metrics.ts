@@ -24,6 +24,7 @@ export class WorkerMetrics {
   private readonly dependencyErrors: Counter<'dependency'>;
   /** Requests being served right now: what a graceful shutdown waits for. */
   readonly inFlight: Gauge;
+  private readonly forwarded: Counter<'outcome'>;
   private readonly durationByLane = new Map<LaneName, { observe(v: number): void }>();
 
   constructor() {
@@ -39,6 +40,8 @@ export class WorkerMetrics {
     this.unitsSold = new Counter({ name: `${PREFIX}units_sold_total`, help: 'Units sold by lane.', labelNames: ['lane'], registers });
     this.soldOut = new Counter({ name: `${PREFIX}sold_out_total`, help: 'SKUs that reached zero by lane (counted by the buy that took the last unit).', labelNames: ['lane'], registers });
     this.dependencyErrors = new Counter({ name: `${PREFIX}dependency_errors_total`, help: 'Failed or timed-out calls to a dependency.', labelNames: ['dependency'], registers });
+    this.forwarded = new Counter({ name: `${PREFIX}forwarded_requests_total`, help: 'Writes forwarded to the primary, by outcome.', labelNames: ['outcome'], registers });
+    for (const outcome of ['ok', 'failed']) this.forwarded.labels(outcome).inc(0);
     this.inFlight = new Gauge({ name: `${PREFIX}http_requests_in_flight`, help: 'HTTP requests being served.', registers });
     for (const lane of LANE_NAMES) {
       this.durationByLane.set(lane, this.duration.labels(lane));
@@ -55,6 +58,10 @@ export class WorkerMetrics {
       this.unitsSold.labels(lane).inc(units);
       if (remaining === 0) this.soldOut.labels(lane).inc();
     }
+  }
+
+  recordForward(outcome: 'ok' | 'failed'): void {
+    this.forwarded.labels(outcome).inc();
   }
 
   recordDependencyError(dependency: 'mongo' | 'redis'): void {

@@ -1,11 +1,13 @@
 /**
  * The main thread: owns the shared stock and everything that must be one per replica — the
- * signal lane's single owner, the idempotency registry, seeding of the stores, the merged
- * /metrics endpoint — and supervises the worker threads that serve HTTP, replacing any that
- * dies. On SIGTERM it drains the workers and exits.
+ * signal lane's single owner, the idempotency registry, seeding of the stores, the cluster
+ * controller (election, rebuild, replication), the merged /metrics endpoint — and supervises the
+ * worker threads that serve HTTP, replacing any that dies. On SIGTERM it steps down, drains the
+ * workers and exits.
  */
 import { createServer, type Server } from 'node:http';
 import { MessageChannel, Worker } from 'node:worker_threads';
+import { ClusterController } from './cluster/controller.js';
 import type { Config, LaneName } from './config.js';
 import { IdempotencyRegistry } from './idempotency.js';
 import { buildLanes, type LaneSet } from './lanes/index.js';
@@ -41,6 +43,8 @@ export class Supervisor {
   private readonly laneSet: LaneSet;
   private readonly idempotency: IdempotencyRegistry;
   private readonly metrics: SupervisorMetrics;
+  private readonly cluster: ClusterController;
+  private primaryUrl: string | null = null;
   private readonly workers = new Map<number, WorkerHandle>();
   private metricsServer: Server | null = null;
   private stopping = false;
@@ -53,11 +57,24 @@ export class Supervisor {
     this.laneSet = buildLanes(config, this.stock, this.owner.localChannel(), `superstock-${config.hostId}-main`);
     this.idempotency = new IdempotencyRegistry(config.idempotencyTtlMs, config.idempotencyMaxKeys);
     this.metrics = new SupervisorMetrics({ stock: this.stockSource(), metricsMaxSkus: config.metricsMaxSkus, workers: () => this.workers.size });
+    this.cluster = new ClusterController({
+      config,
+      stock: this.stock,
+      db: this.laneSet.mongoDb,
+      idempotency: this.idempotency,
+      registry: this.metrics.registry,
+      log: this.log,
+      onPrimaryUrl: (url) => {
+        this.primaryUrl = url;
+        for (const { rpc } of this.workers.values()) void rpc.call('setPrimary', url).catch(() => undefined);
+      },
+    });
   }
 
   async start(): Promise<void> {
     this.seedStores();
     await Promise.all(Array.from({ length: this.config.workers }, (_, i) => this.spawn(i)));
+    await this.cluster.start();
     this.metricsServer = await this.serveMetrics();
     this.log.info(
       { port: this.config.port, metricsPort: this.config.metricsPort, workers: this.config.workers, mongo: !!this.config.mongoUrl, redis: !!this.config.redisUrl },
@@ -68,8 +85,10 @@ export class Supervisor {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    this.log.info('shutting down: draining workers');
+    this.log.info('shutting down: stepping down, draining workers');
     this.metricsServer?.close();
+    // Releasing the lease first lets another replica take over while this one drains.
+    await this.cluster.stop().catch((error: unknown) => this.log.warn({ err: error }, 'cluster stop failed'));
     await Promise.allSettled(
       [...this.workers.values()].map(async ({ thread, rpc }) => {
         await withTimeout(rpc.call('shutdown'), this.config.shutdownTimeoutMs + 2000, 'worker shutdown').catch((error: unknown) =>
@@ -86,11 +105,22 @@ export class Supervisor {
   private spawn(index: number): Promise<void> {
     const { port1, port2 } = new MessageChannel();
     this.owner.serve(port1);
-    const data: WorkerData = { index, config: this.config, buffer: this.stock.buffer, capacity: this.stock.capacity, signalPort: port2 };
+    const data: WorkerData = {
+      index,
+      config: this.config,
+      buffer: this.stock.buffer,
+      capacity: this.stock.capacity,
+      signalPort: port2,
+      clusterBuffer: this.cluster.state.buffer,
+      clusterOrigin: this.cluster.state.origin,
+    };
     const thread = new Worker(WORKER_URL, { workerData: data, transferList: [port2] });
     return new Promise((resolve, reject) => {
-      const rpc = new RpcPeer<WorkerApi>(thread, {
-        listening: () => resolve(),
+      const rpc: RpcPeer<WorkerApi> = new RpcPeer<WorkerApi>(thread, {
+        listening: () => {
+          void rpc.call('setPrimary', this.primaryUrl).catch(() => undefined);
+          resolve();
+        },
         claim: (key: string, fingerprint: string) => this.idempotency.claim(key, fingerprint),
         complete: (key: string, response: Parameters<SupervisorApi['complete']>[1]) => this.idempotency.complete(key, response),
         release: (key: string) => this.idempotency.release(key),

@@ -24,6 +24,8 @@ export interface AppDeps {
   readonly dependencies: readonly DependencyCheck[];
   /** Receives unexpected errors (the 500s); expected ones are answered, not logged. */
   readonly onUnexpectedError: (error: unknown) => void;
+  /** Runs before every write (buy, admin): on a secondary it forwards to the primary. */
+  readonly writeGate?: RequestHandler;
 }
 
 const JSON_BODY_LIMIT = '4kb';
@@ -40,6 +42,8 @@ export function createApp(deps: AppDeps): Express {
   });
   app.use(requireJsonBody, express.json({ limit: JSON_BODY_LIMIT, strict: false }));
   app.use(probeRoutes(deps.dependencies));
+  const writeGate = deps.writeGate;
+  if (writeGate) app.use((req, res, next) => (req.method === 'GET' || req.method === 'HEAD' ? next() : writeGate(req, res, next)));
   app.use(v1Routes(deps));
   app.use(v2Routes(deps));
   app.use(adminRoutes(deps));

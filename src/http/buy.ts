@@ -7,11 +7,11 @@ import type { LaneName } from '../config.js';
 import type { BuyOutcome } from '../lanes/lane.js';
 import type { AppDeps } from './app.js';
 
-export async function buyAndRecord(deps: AppDeps, lane: LaneName, sku: string, quantity: number): Promise<BuyOutcome> {
+export async function buyAndRecord(deps: AppDeps, lane: LaneName, sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {
   const started = performance.now();
   let outcome: BuyOutcome;
   try {
-    outcome = await deps.lanes[lane].tryBuy(sku, quantity);
+    outcome = await deps.lanes[lane].tryBuy(sku, quantity, key);
   } catch (error) {
     deps.metrics.recordBuy(lane, 'unavailable', (performance.now() - started) / 1000, 0, -1);
     throw error;

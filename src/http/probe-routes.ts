@@ -1,12 +1,14 @@
 /**
  * Liveness and readiness. /healthz answers as long as the event loop turns. /readyz checks every
- * configured dependency (bounded by DEPENDENCY_TIMEOUT_MS); the in-memory state is loaded before
- * a worker starts listening, so a worker that answers at all has it.
+ * configured dependency (bounded by DEPENDENCY_TIMEOUT_MS) and that a buy would reach a primary;
+ * the in-memory state is loaded before a worker starts listening, so a worker that answers at
+ * all has it.
  */
 import { Router } from 'express';
 
 export interface DependencyCheck {
-  readonly name: 'mongo' | 'redis';
+  /** `primary`: this replica sells, or knows which replica does. */
+  readonly name: 'mongo' | 'redis' | 'primary';
   check(): Promise<void>;
 }
 
@@ -16,7 +18,7 @@ export function probeRoutes(dependencies: readonly DependencyCheck[]): Router {
     res.json({ status: 'ok' });
   });
   router.get('/readyz', async (_req, res) => {
-    const checks: Record<string, string> = { memory: 'ok', mongo: 'not_configured', redis: 'not_configured' };
+    const checks: Record<string, string> = { memory: 'ok', mongo: 'not_configured', redis: 'not_configured', primary: 'ok' };
     const results = await Promise.allSettled(dependencies.map((d) => d.check()));
     let ready = true;
     dependencies.forEach((d, i) => {

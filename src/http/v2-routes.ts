@@ -8,8 +8,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { Router, type Response } from 'express';
-import { ServiceError } from '../errors.js';
-import type { StoredResponse } from '../idempotency.js';
+import { OutcomeUnknownError, ServiceError } from '../errors.js';
+import { buyFingerprint, soldBody, type StoredResponse } from '../idempotency.js';
 import { errorBody, type AppDeps } from './app.js';
 import { buyAndRecord } from './buy.js';
 import { parseCount, parseIdempotencyKey, parseLane, parseObjectBody, parseSku } from './validation.js';
@@ -36,7 +36,7 @@ export function v2Routes(deps: AppDeps): Router {
     const quantity = parseCount(body.quantity, 'quantity', 1, deps.config.maxQuantity, 1);
 
     if (key !== null) {
-      const claim = await idempotency.claim(key, `${lane}/${sku}/${quantity}`);
+      const claim = await idempotency.claim(key, buyFingerprint(lane, sku, quantity));
       switch (claim.kind) {
         case 'replay':
           deps.metrics.recordBuy(lane, 'replayed', 0, 0, -1);
@@ -53,12 +53,12 @@ export function v2Routes(deps: AppDeps): Router {
 
     let answer: StoredResponse;
     try {
-      const outcome = await buyAndRecord(deps, lane, sku, quantity);
+      const outcome = await buyAndRecord(deps, lane, sku, quantity, key);
       switch (outcome.kind) {
         case 'unknown_sku':
           throw new ServiceError('unknown_sku', `The ${lane} lane has no SKU ${sku}.`);
         case 'sold':
-          answer = { status: 200, body: JSON.stringify({ lane, sku, quantity, remaining: outcome.remaining }) };
+          answer = { status: 200, body: soldBody(lane, sku, quantity, outcome.remaining) };
           break;
         case 'sold_out': {
           const error =
@@ -70,8 +70,9 @@ export function v2Routes(deps: AppDeps): Router {
         }
       }
     } catch (error) {
-      // Not a final answer: the client may retry with the same key.
-      if (key !== null) await idempotency.release(key);
+      // Not a final answer: the client may retry with the same key — unless the sale's fate is
+      // still being settled, in which case the settling frees or answers the key.
+      if (key !== null && !(error instanceof OutcomeUnknownError)) await idempotency.release(key);
       throw error;
     }
     if (key !== null) await idempotency.complete(key, answer);

@@ -20,6 +20,7 @@ export class AtomicLane extends MemoryLane {
       current = seen;
     }
     Atomics.add(w, slot * STRIDE + SOLD, quantity);
+    this.stock.markDirty('atomic', slot);
     return { kind: 'sold', remaining: current - quantity };
   }
 
@@ -29,6 +30,8 @@ export class AtomicLane extends MemoryLane {
    * meant for between sales.
    */
   protected exclusive(slot: number, op: StockOp, arg: number): number {
-    return applyStockOp(this.words, slot * STRIDE, op, arg);
+    const result = applyStockOp(this.words, slot * STRIDE, op, arg);
+    this.stock.markDirty('atomic', slot);
+    return result;
   }
 }

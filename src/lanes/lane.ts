@@ -21,8 +21,11 @@ export const UNKNOWN_SKU: BuyOutcome = Object.freeze({ kind: 'unknown_sku' });
 
 export interface Lane {
   readonly name: LaneName;
-  /** Sell `quantity` units of `sku` if that many remain; never goes below zero. */
-  tryBuy(sku: string, quantity: number): BuyOutcome | Promise<BuyOutcome>;
+  /**
+   * Sell `quantity` units of `sku` if that many remain; never goes below zero. `key` is the
+   * buyer's idempotency key, recorded with the sale where the lane keeps a durable record.
+   */
+  tryBuy(sku: string, quantity: number, key?: string | null): BuyOutcome | Promise<BuyOutcome>;
   /** Current counters, or null for an unknown SKU. */
   peek(sku: string): StockLevel | null | Promise<StockLevel | null>;
   /** Create `sku`, or reset it, to `stock` remaining and nothing sold. Returns true if created. */

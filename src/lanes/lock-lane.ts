@@ -21,6 +21,7 @@ export class LockLane extends MemoryLane {
       return applyStockOp(this.words, base, op, arg);
     } finally {
       unlockWord(this.words, base + MUTEX);
+      this.stock.markDirty('lock', slot);
     }
   }
 }

@@ -7,7 +7,7 @@
 import type { MemoryLaneName } from '../config.js';
 import { INITIAL, REMAINING, SOLD, STRIDE, type SharedStock } from '../memory/shared-stock.js';
 import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
-import { OP_RESET, OP_RESTOCK, OP_SET, type StockOp } from './stock-ops.js';
+import { OP_RESET, OP_RESTOCK, OP_SET, OP_UNDO, type StockOp } from './stock-ops.js';
 
 export abstract class MemoryLane implements Lane {
   protected readonly words: Int32Array;
@@ -54,6 +54,12 @@ export abstract class MemoryLane implements Lane {
     if (slot < 0) return null;
     await this.exclusive(slot, OP_RESTOCK, quantity);
     return this.levelAt(slot);
+  }
+
+  /** Give back `quantity` units sold by a buy that could not be made durable. */
+  async undo(sku: string, quantity: number): Promise<void> {
+    const slot = this.stock.slotOf(sku);
+    if (slot >= 0) await this.exclusive(slot, OP_UNDO, quantity);
   }
 
   async resetAll(): Promise<void> {

@@ -37,12 +37,14 @@ export class SignalLane extends MemoryLane {
 export class SignalOwner {
   private readonly words: Int32Array;
 
-  constructor(stock: SharedStock) {
+  constructor(private readonly stock: SharedStock) {
     this.words = stock.words('signal');
   }
 
   apply(slot: number, op: StockOp, arg: number): number {
-    return applyStockOp(this.words, slot * STRIDE, op, arg);
+    const result = applyStockOp(this.words, slot * STRIDE, op, arg);
+    this.stock.markDirty('signal', slot);
+    return result;
   }
 
   /** Serve one worker's port: each message is a batch of [id, slot, op, arg] quadruples. */

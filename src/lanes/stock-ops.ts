@@ -1,7 +1,9 @@
 /**
  * The operations on one SKU's counters, as numbers so they can cross threads without allocation
  * (the signal lane posts them to its owner). `applyStockOp` assumes its caller has exclusive
- * access to the counters: under the lock lane's mutex, or on the signal lane's single owner.
+ * access to the counters: under the lock lane's mutex, or on the signal lane's single owner. The
+ * atomic lane calls it without exclusion for admin work; RESTOCK and UNDO use atomic adds there,
+ * so they stay exact beside its compare-and-swap buyers.
  */
 import { INITIAL, REMAINING, SOLD } from '../memory/shared-stock.js';
 
@@ -9,7 +11,9 @@ export const OP_BUY = 0;
 export const OP_SET = 1;
 export const OP_RESTOCK = 2;
 export const OP_RESET = 3;
-export type StockOp = typeof OP_BUY | typeof OP_SET | typeof OP_RESTOCK | typeof OP_RESET;
+/** Give back a sale that could not be made durable. */
+export const OP_UNDO = 4;
+export type StockOp = typeof OP_BUY | typeof OP_SET | typeof OP_RESTOCK | typeof OP_RESET | typeof OP_UNDO;
 
 /**
  * Apply `op` with argument `arg` (quantity or stock). Returns the remaining stock afterwards;
@@ -30,6 +34,9 @@ export function applyStockOp(w: Int32Array, base: number, op: StockOp, arg: numb
       return arg;
     case OP_RESTOCK:
       Atomics.add(w, base + INITIAL, arg);
+      return Atomics.add(w, base + REMAINING, arg) + arg;
+    case OP_UNDO:
+      Atomics.sub(w, base + SOLD, arg);
       return Atomics.add(w, base + REMAINING, arg) + arg;
     case OP_RESET: {
       const initial = Atomics.load(w, base + INITIAL);

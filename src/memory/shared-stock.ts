@@ -8,6 +8,8 @@
  *   index    open-addressing hash table, `slot + 1` per entry, 0 = empty; linear probing
  *   keyLen   Uint8 per slot, keyBytes 32 × Uint8 per slot (SKU names are ASCII, ≤ 32 chars)
  *   lanes    per memory lane, per slot: [remaining, sold, initial, mutex]
+ *   dirty    per memory lane, one bit per slot: set by whoever changes a SKU, drained by the
+ *            replication publisher, so it never has to scan every SKU to find what changed
  *
  * Slots are never freed, so a slot number, once published, names the same SKU forever and can
  * be cached or passed between threads. A new SKU is published by writing its key and counters
@@ -45,6 +47,8 @@ interface Layout {
   readonly keyLenOffset: number;
   readonly keyBytesOffset: number;
   readonly lanesOffset: number;
+  readonly dirtyOffset: number;
+  readonly dirtyWords: number;
 }
 
 function layoutFor(capacity: number): Layout {
@@ -55,8 +59,10 @@ function layoutFor(capacity: number): Layout {
   const keyBytesOffset = keyLenOffset + capacity;
   // Int32Array views need 4-byte alignment; round up.
   const lanesOffset = Math.ceil((keyBytesOffset + capacity * MAX_SKU_LENGTH) / 4) * 4;
-  const bytes = lanesOffset + MEMORY_LANES.length * capacity * STRIDE * 4;
-  return { capacity, indexSize, bytes, indexOffset, keyLenOffset, keyBytesOffset, lanesOffset };
+  const dirtyOffset = lanesOffset + MEMORY_LANES.length * capacity * STRIDE * 4;
+  const dirtyWords = Math.ceil(capacity / 32);
+  const bytes = dirtyOffset + MEMORY_LANES.length * dirtyWords * 4;
+  return { capacity, indexSize, bytes, indexOffset, keyLenOffset, keyBytesOffset, lanesOffset, dirtyOffset, dirtyWords };
 }
 
 /** FNV-1a over the UTF-16 code units (SKUs are ASCII, so code units are bytes). */
@@ -104,6 +110,7 @@ export class SharedStock {
   private readonly keyLen: Uint8Array;
   private readonly keyBytes: Uint8Array;
   private readonly laneWords: Readonly<Record<MemoryLaneName, Int32Array>>;
+  private readonly dirtyBits: Readonly<Record<MemoryLaneName, Int32Array>>;
 
   /** Allocate a fresh table (main thread), or map one allocated elsewhere (workers). */
   constructor(
@@ -121,6 +128,27 @@ export class SharedStock {
     const laneBytes = capacity * STRIDE * 4;
     const words = (i: number) => new Int32Array(buffer, layout.lanesOffset + i * laneBytes, capacity * STRIDE);
     this.laneWords = { atomic: words(0), lock: words(1), signal: words(2) };
+    const dirty = (i: number) => new Int32Array(buffer, layout.dirtyOffset + i * layout.dirtyWords * 4, layout.dirtyWords);
+    this.dirtyBits = { atomic: dirty(0), lock: dirty(1), signal: dirty(2) };
+  }
+
+  /** Note that `slot` changed in `lane`, for the replication publisher. */
+  markDirty(lane: MemoryLaneName, slot: number): void {
+    Atomics.or(this.dirtyBits[lane], slot >>> 5, 1 << (slot & 31));
+  }
+
+  /** Visit and clear every slot marked dirty in `lane` since the last drain. */
+  drainDirty(lane: MemoryLaneName, visit: (slot: number) => void): void {
+    const bits = this.dirtyBits[lane];
+    for (let i = 0; i < bits.length; i++) {
+      if (Atomics.load(bits, i) === 0) continue;
+      let word = Atomics.exchange(bits, i, 0);
+      while (word !== 0) {
+        const bit = 31 - Math.clz32(word & -word);
+        word &= word - 1;
+        visit(i * 32 + bit);
+      }
+    }
   }
 
   static allocate(capacity: number): SharedStock {
@@ -184,6 +212,7 @@ export class SharedStock {
         Atomics.store(w, base + REMAINING, stock);
         Atomics.store(w, base + SOLD, 0);
         Atomics.store(w, base + INITIAL, stock);
+        this.markDirty(lane, slot);
       }
       let i = hashSku(sku) & this.indexMask;
       while (Atomics.load(this.index, i) !== 0) i = (i + 1) & this.indexMask;

@@ -13,6 +13,9 @@ export interface WorkerData {
   readonly buffer: SharedArrayBuffer;
   readonly capacity: number;
   readonly signalPort: MessagePort;
+  /** The ClusterState buffer and its clock origin (see cluster-state.ts). */
+  readonly clusterBuffer: SharedArrayBuffer;
+  readonly clusterOrigin: number;
 }
 
 /** Served by the supervisor, called by workers. */
@@ -30,4 +33,6 @@ export interface WorkerApi {
   snapshot(): Promise<MetricObjectWithValues<MetricValue<string>>[]>;
   /** Stop accepting, finish in-flight requests, close connections and clients. */
   shutdown(): Promise<void>;
+  /** Where buys go while this replica may not sell (null: nowhere, answer 503). */
+  setPrimary(url: string | null): void;
 }

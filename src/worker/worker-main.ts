@@ -1,12 +1,18 @@
 /**
  * A worker thread: maps the shared stock, builds its own lanes and clients, and serves HTTP on
- * the shared port (SO_REUSEPORT lets the kernel spread connections over all workers). It tells
- * the supervisor once it listens, and shuts down gracefully when asked.
+ * the shared port (SO_REUSEPORT lets the kernel spread connections over all workers). With
+ * DURABILITY=sync its in-memory lanes commit each sale to the ledger before answering; on a
+ * replica that may not sell, writes are forwarded to the primary. It tells the supervisor once
+ * it listens, and shuts down gracefully when asked.
  */
 import { createServer } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
+import { ClusterState } from '../cluster/cluster-state.js';
+import { DurableMemoryLane } from '../cluster/durable-lane.js';
+import { forwardUnlessPrimary } from '../cluster/forwarder.js';
+import { Fence, GroupCommit, type LedgerEntry } from '../cluster/ledger.js';
 import { createApp } from '../http/app.js';
-import type { IdempotencyStore } from '../idempotency.js';
+import { soldBody, type IdempotencyStore } from '../idempotency.js';
 import { buildLanes } from '../lanes/index.js';
 import { PortSignalChannel } from '../lanes/signal-lane.js';
 import { createLogger } from '../logger.js';
@@ -17,15 +23,19 @@ import type { SupervisorApi, WorkerData } from './protocol.js';
 import { RpcPeer } from './rpc.js';
 
 if (!parentPort) throw new Error('worker-main must run in a worker thread');
-const { index, config, buffer, capacity, signalPort } = workerData as WorkerData;
+const { index, config, buffer, capacity, signalPort, clusterBuffer, clusterOrigin } = workerData as WorkerData;
 const log = createLogger(config.logLevel, { hostId: config.hostId, worker: index });
 const stock = new SharedStock(buffer, capacity);
-const laneSet = buildLanes(config, stock, new PortSignalChannel(signalPort), `superstock-${config.hostId}-w${index}`);
+const cluster = new ClusterState(clusterBuffer, clusterOrigin);
 const metrics = new WorkerMetrics();
+let primaryUrl: string | null = null;
 
 const server = createServer({ keepAliveTimeout: 65_000 });
 const supervisor: RpcPeer<SupervisorApi> = new RpcPeer<SupervisorApi>(parentPort, {
   snapshot: () => metrics.snapshot(),
+  setPrimary: (url: string | null) => {
+    primaryUrl = url;
+  },
   shutdown: async () => {
     await closeGracefully(server, config.shutdownTimeoutMs);
     await laneSet.close();
@@ -38,13 +48,57 @@ const idempotency: IdempotencyStore = {
   release: (key) => supervisor.call('release', key),
 };
 
+/** A batch whose write timed out has been settled: finish what its buyers' 503s left open. */
+function settled(entries: readonly LedgerEntry[], written: Promise<boolean>): void {
+  void written.then(async (wasWritten) => {
+    for (const entry of entries) {
+      if (entry.op !== 'buy') continue;
+      if (wasWritten) {
+        if (entry.key !== undefined) await idempotency.complete(entry.key, { status: 200, body: soldBody(entry.lane, entry.sku, entry.q, entry.rem) });
+      } else {
+        await laneSet.memory[entry.lane].undo(entry.sku, entry.q);
+        if (entry.key !== undefined) await idempotency.release(entry.key);
+      }
+    }
+    log.warn({ entries: entries.length, written: wasWritten }, 'settled a ledger batch of unknown outcome');
+  });
+}
+
+const laneSet = buildLanes(
+  config,
+  stock,
+  new PortSignalChannel(signalPort),
+  `superstock-${config.hostId}-w${index}`,
+  config.durability === 'sync'
+    ? (() => {
+        let commit: GroupCommit | null = null;
+        return (lane, db) => new DurableMemoryLane(lane, (commit ??= new GroupCommit(new Fence(db), () => cluster.epoch, settled)));
+      })()
+    : undefined,
+);
+
 const app = createApp({
   config,
   lanes: laneSet.lanes,
   idempotency,
   metrics,
-  dependencies: laneSet.dependencies,
+  dependencies: [
+    ...laneSet.dependencies,
+    {
+      name: 'primary',
+      check: async () => {
+        if (!cluster.maySell() && primaryUrl === null) throw new Error('no primary known');
+      },
+    },
+  ],
   onUnexpectedError: (error) => log.error({ err: error }, 'unexpected error while serving a request'),
+  writeGate: forwardUnlessPrimary({
+    state: cluster,
+    hostId: config.hostId,
+    timeoutMs: config.forwardTimeoutMs,
+    primaryUrl: () => primaryUrl,
+    onForward: (outcome) => metrics.recordForward(outcome),
+  }),
 });
 server.on('request', app);
 server.listen({ port: config.port, host: config.host, reusePort: true }, () => {

@@ -1,0 +1,71 @@
+/**
+ * What every thread of a replica must know, on every buy, about the cluster: whether this replica
+ * may decide buys now, under which epoch, and whether writes are durable first. It lives in a
+ * small SharedArrayBuffer written only by the main thread (which runs the elector) and read with
+ * Atomics by the workers, so the hot-path check is a few loads and no message.
+ *
+ * "May decide buys" is a deadline, not a flag: the elector extends it on each successful renewal,
+ * and a worker compares it with the monotonic clock itself. A primary whose renewals stall (a
+ * paused process, a partition) therefore stops accepting buys on time even if the main thread
+ * is too late to say so — before any other replica's lease timer can expire.
+ */
+
+const ROLE = 0;
+const EPOCH = 1;
+const WRITE_DEADLINE = 2;
+const WORDS = 4;
+const MAX_DEADLINE = 2 ** 31 - 1;
+
+export const ROLE_SECONDARY = 0;
+export const ROLE_PRIMARY = 1;
+
+/** Milliseconds on the process-wide monotonic clock (the same in every thread). */
+export function monotonicMs(): number {
+  const [seconds, nanos] = process.hrtime();
+  return seconds * 1000 + nanos / 1e6;
+}
+
+export class ClusterState {
+  private readonly words: Int32Array;
+
+  /**
+   * @param origin monotonic ms that deadline words count from, so they fit in an Int32 (24 days);
+   *   the main thread picks it and hands it to the workers with the buffer.
+   */
+  constructor(
+    readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(WORDS * 4),
+    readonly origin: number = monotonicMs(),
+  ) {
+    this.words = new Int32Array(buffer);
+  }
+
+  /** True while this replica is primary and its lease was renewed recently enough. */
+  maySell(): boolean {
+    return Atomics.load(this.words, ROLE) === ROLE_PRIMARY && monotonicMs() - this.origin < Atomics.load(this.words, WRITE_DEADLINE);
+  }
+
+  isPrimary(): boolean {
+    return Atomics.load(this.words, ROLE) === ROLE_PRIMARY;
+  }
+
+  get epoch(): number {
+    return Atomics.load(this.words, EPOCH);
+  }
+
+  /** Open the gate: primary under `epoch`, selling until `deadlineMs` (monotonic) unless extended. */
+  becomePrimary(epoch: number, deadlineMs: number): void {
+    Atomics.store(this.words, EPOCH, epoch);
+    this.extend(deadlineMs);
+    Atomics.store(this.words, ROLE, ROLE_PRIMARY);
+  }
+
+  extend(deadlineMs: number): void {
+    Atomics.store(this.words, WRITE_DEADLINE, Math.min(Math.floor(deadlineMs - this.origin), MAX_DEADLINE));
+  }
+
+  becomeSecondary(epoch: number): void {
+    Atomics.store(this.words, ROLE, ROLE_SECONDARY);
+    Atomics.store(this.words, WRITE_DEADLINE, 0);
+    Atomics.store(this.words, EPOCH, epoch);
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * The main thread's part in the cluster: runs the election, and on each change of leadership
+ * turns this replica into a primary or a secondary.
+ *
+ * Becoming primary is done in an order that keeps every guarantee: seal the previous epochs'
+ * reservations (so nothing a deposed primary still sends can land), rebuild the in-memory lanes
+ * from the ledger, learn the answers already given to idempotency keys, and only then open the
+ * gate the workers check on every buy. While the lease holds, a timer keeps pushing the gate's
+ * deadline one retry period ahead; if renewals stop, the deadline runs out on its own.
+ */
+import { Redis } from 'ioredis';
+import type { Db } from 'mongodb';
+import { Gauge, type Registry } from 'prom-client';
+import { MEMORY_LANES, type Config } from '../config.js';
+import type { IdempotencyRegistry } from '../idempotency.js';
+import type { Logger } from '../logger.js';
+import type { SharedStock } from '../memory/shared-stock.js';
+import { PREFIX } from '../metrics.js';
+import { createRedisClient } from '../lanes/redis-lane.js';
+import { ClusterState, monotonicMs } from './cluster-state.js';
+import type { Elector, Leadership } from './elector.js';
+import { Fence, GroupCommit } from './ledger.js';
+import { MongoLeaseElector } from './mongo-lease-elector.js';
+import { rebuildFromLedger } from './rebuild.js';
+import { StockPublisher, StockSubscriber, SyncMetrics } from './sync.js';
+
+/** Deadline for a primary that needs no lease (standalone, or ROLE=primary): ~24 days, renewed never. */
+const NO_DEADLINE_MS = 2 ** 31 - 1;
+
+export interface ClusterControllerOptions {
+  readonly config: Config;
+  readonly stock: SharedStock;
+  readonly db: Db | null;
+  readonly idempotency: IdempotencyRegistry;
+  readonly registry: Registry;
+  readonly log: Logger;
+  /** Tell the workers where buys go now (null: nowhere, answer 503). */
+  readonly onPrimaryUrl: (url: string | null) => void;
+}
+
+export class ClusterController {
+  readonly state = new ClusterState();
+  private readonly fence: Fence | null;
+  private readonly syncMetrics: SyncMetrics;
+  private elector: (Elector & { currentLeaderUrl(): string | null }) | null = null;
+  private publisher: StockPublisher | null = null;
+  private subscriber: StockSubscriber | null = null;
+  private readonly redisClients: Redis[] = [];
+  private keepalive: NodeJS.Timeout | null = null;
+  private leadingEpoch: number | null = null;
+  private primaryUrl: string | null = null;
+
+  constructor(private readonly o: ClusterControllerOptions) {
+    this.fence = o.db ? new Fence(o.db) : null;
+    this.syncMetrics = new SyncMetrics(o.registry);
+    const state = this.state;
+    new Gauge({
+      name: `${PREFIX}role`,
+      help: "This replica's role: 1 for the current one (primary means it may sell now).",
+      labelNames: ['role'],
+      registers: [o.registry],
+      collect() {
+        const primary = state.maySell();
+        this.labels('primary').set(primary ? 1 : 0);
+        this.labels('secondary').set(primary ? 0 : 1);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}epoch`,
+      help: 'Epoch (fencing token) of the current term as this replica knows it.',
+      registers: [o.registry],
+      collect() {
+        this.set(state.epoch);
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    const { config } = this.o;
+    if (config.redisUrl) await this.startSubscriber(config.redisUrl);
+    if (config.role === 'secondary') {
+      this.setPrimaryUrl(config.primaryUrl);
+      return;
+    }
+    if (config.role === 'primary' || config.election === 'none') {
+      const epoch = this.fence && config.durability === 'sync' ? await this.fence.beginTerm(config.hostId) : 0;
+      await this.lead(epoch, NO_DEADLINE_MS);
+      return;
+    }
+    if (config.election === 'mongo') {
+      if (!this.o.db || !this.fence) throw new Error('mongo election needs MongoDB');
+      this.elector = new MongoLeaseElector({
+        db: this.o.db,
+        leaseName: config.leaseName,
+        id: config.hostId,
+        url: config.advertiseUrl,
+        timings: { leaseDurationMs: config.leaseDurationMs, renewDeadlineMs: config.renewDeadlineMs, retryPeriodMs: config.retryPeriodMs },
+        epochs: this.fence,
+        log: this.o.log,
+      });
+    } else {
+      throw new Error(`election ${config.election} is not available in this build`);
+    }
+    this.elector.onChange((leadership) => this.onLeadership(leadership));
+    this.keepalive = setInterval(() => this.keepGateOpen(), Math.max(10, config.retryPeriodMs / 2));
+    await this.elector.start().catch((error: unknown) => this.o.log.warn({ err: error }, 'first election round failed; retrying'));
+  }
+
+  async stop(): Promise<void> {
+    if (this.keepalive) clearInterval(this.keepalive);
+    this.state.becomeSecondary(this.state.epoch);
+    this.publisher?.stop();
+    await this.elector?.stop();
+    await this.subscriber?.stop();
+    for (const client of this.redisClients) client.disconnect();
+  }
+
+  private onLeadership(leadership: Leadership): void {
+    if (leadership.role === 'primary' && this.leadingEpoch === null) {
+      this.lead(leadership.epoch, this.o.config.retryPeriodMs).catch((error: unknown) => {
+        this.o.log.error({ err: error, epoch: leadership.epoch }, 'could not take over as primary; stepping down');
+        this.follow();
+        void this.elector?.stop().then(() => this.elector?.start());
+      });
+    } else if (leadership.role === 'secondary' && this.leadingEpoch !== null) {
+      this.follow();
+    }
+    if (this.leadingEpoch === null) this.setPrimaryUrl(this.elector?.currentLeaderUrl() ?? null);
+  }
+
+  /** Take over as primary under `epoch`; the gate opens for `windowMs` and is kept open by the keepalive. */
+  private async lead(epoch: number, windowMs: number): Promise<void> {
+    this.leadingEpoch = epoch;
+    const started = monotonicMs();
+    if (this.fence && this.o.config.durability === 'sync') {
+      await this.fence.seal(epoch);
+      const replay = await rebuildFromLedger(this.fence, this.o.stock);
+      for (const { key, fingerprint, response } of replay.answers) this.o.idempotency.preload(key, fingerprint, response);
+      await this.seedMissing(epoch, (lane, sku) => replay.levels.get(lane)?.has(sku) ?? false);
+      this.o.log.info({ epoch, ms: Math.round(monotonicMs() - started), answers: replay.answers.length }, 'rebuilt the in-memory lanes from the ledger');
+    }
+    if (this.leadingEpoch !== epoch || (this.elector && !this.elector.isLeader())) throw new Error('lost the lease while taking over');
+    this.state.becomePrimary(epoch, monotonicMs() + windowMs);
+    if (this.o.config.redisUrl) {
+      const client = this.redisClient(this.o.config.redisUrl);
+      this.publisher = new StockPublisher(client, this.o.stock, this.o.config.hostId, epoch, this.o.config.syncIntervalMs, this.syncMetrics, this.o.log);
+      this.publisher.start();
+    }
+    this.setPrimaryUrl(this.o.config.advertiseUrl);
+    this.o.log.info({ epoch }, 'primary: accepting buys');
+  }
+
+  /** The ledger knows nothing of a seed SKU yet: it starts at INITIAL_STOCK, logged as such. */
+  private async seedMissing(epoch: number, known: (lane: (typeof MEMORY_LANES)[number], sku: string) => boolean): Promise<void> {
+    if (!this.fence) return;
+    const writer = new GroupCommit(this.fence, () => epoch, () => undefined);
+    const { seedSkus, initialStock } = this.o.config;
+    const missing = MEMORY_LANES.flatMap((lane) => seedSkus.filter((sku) => !known(lane, sku)).map((sku) => ({ lane, sku })));
+    await Promise.all(missing.map(({ lane, sku }) => writer.append({ op: 'seed', lane, sku, stock: initialStock })));
+  }
+
+  private follow(): void {
+    const epoch = this.leadingEpoch ?? this.state.epoch;
+    this.leadingEpoch = null;
+    this.state.becomeSecondary(epoch);
+    this.publisher?.stop();
+    this.publisher = null;
+    this.o.log.warn({ epoch }, 'secondary: buys are forwarded to the primary');
+    this.setPrimaryUrl(this.elector?.currentLeaderUrl() ?? null);
+  }
+
+  private keepGateOpen(): void {
+    if (this.leadingEpoch === null || !this.state.isPrimary() || !this.elector) return;
+    if (this.elector.isLeader()) this.state.extend(monotonicMs() + this.o.config.retryPeriodMs);
+    else this.follow();
+  }
+
+  private async startSubscriber(url: string): Promise<void> {
+    // The subscriber keeps an offline queue: subscribing must survive a Redis that is not up yet.
+    const subscriber = new Redis(url, { maxRetriesPerRequest: null, retryStrategy: (n) => Math.min(100 * n, 1000) });
+    subscriber.on('error', () => undefined);
+    this.redisClients.push(subscriber);
+    const reader = this.redisClient(url);
+    this.subscriber = new StockSubscriber(subscriber, reader, this.o.stock, this.o.config.hostId, () => !this.state.isPrimary(), this.syncMetrics, this.o.log);
+    void this.subscriber.start().catch((error: unknown) => this.o.log.warn({ err: error }, 'subscribe failed; ioredis retries'));
+  }
+
+  private redisClient(url: string): Redis {
+    const client = createRedisClient(url, this.o.config.dependencyTimeoutMs);
+    client.on('error', () => undefined);
+    this.redisClients.push(client);
+    return client;
+  }
+
+  private setPrimaryUrl(url: string | null): void {
+    if (url === this.primaryUrl) return;
+    this.primaryUrl = url;
+    this.o.onPrimaryUrl(url);
+  }
+}

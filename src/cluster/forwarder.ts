@@ -1,0 +1,63 @@
+/**
+ * Single writer: every buy and admin change is decided by the primary. On a replica that may not
+ * sell right now, this middleware forwards the request to the primary over a pool of kept-alive
+ * connections and relays the primary's answer. While no primary is known — or the request was
+ * already forwarded once, so the replicas disagree about who leads — it answers 503 with
+ * Retry-After instead of guessing.
+ */
+import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import type { RequestHandler } from 'express';
+import { ServiceError } from '../errors.js';
+import type { ClusterState } from './cluster-state.js';
+
+export const FORWARDED_HEADER = 'x-superstock-forwarded';
+const PASSED_REQUEST_HEADERS = ['content-type', 'idempotency-key', 'authorization'] as const;
+const PASSED_RESPONSE_HEADERS = ['content-type', 'idempotent-replayed', 'retry-after'] as const;
+
+export interface ForwardingOptions {
+  readonly state: ClusterState;
+  readonly hostId: string;
+  readonly timeoutMs: number;
+  /** The primary's base URL as last learned from the election, or null. */
+  readonly primaryUrl: () => string | null;
+  readonly onForward: (outcome: 'ok' | 'failed') => void;
+}
+
+export function forwardUnlessPrimary(options: ForwardingOptions): RequestHandler {
+  const agent = new Agent({ keepAlive: true, maxSockets: 512, timeout: options.timeoutMs });
+  const noPrimary = () => new ServiceError('dependency_unavailable', 'No primary is known right now; retry shortly.', { dependency: 'primary' });
+
+  return (req, res, next) => {
+    if (options.state.maySell()) return next();
+    const target = options.primaryUrl();
+    if (target === null || req.headers[FORWARDED_HEADER] !== undefined) return next(noPrimary());
+
+    const headers: Record<string, string> = { [FORWARDED_HEADER]: options.hostId };
+    for (const name of PASSED_REQUEST_HEADERS) {
+      const value = req.headers[name];
+      if (typeof value === 'string') headers[name] = value;
+    }
+    const body = req.body === undefined ? undefined : JSON.stringify(req.body);
+    if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
+
+    const upstream = httpRequest(new URL(req.originalUrl, target), { method: req.method, headers, agent, timeout: options.timeoutMs }, (answer) => {
+      const relay: Record<string, string> = {};
+      const received: IncomingHttpHeaders = answer.headers;
+      for (const name of PASSED_RESPONSE_HEADERS) {
+        const value = received[name];
+        if (typeof value === 'string') relay[name] = value;
+      }
+      res.writeHead(answer.statusCode ?? 502, relay);
+      answer.pipe(res);
+      answer.once('end', () => options.onForward('ok'));
+    });
+    upstream.once('timeout', () => upstream.destroy(new Error('timed out')));
+    upstream.once('error', () => {
+      options.onForward('failed');
+      // The primary may have sold before the connection broke: only an idempotency key makes a retry safe.
+      if (!res.headersSent) next(noPrimary());
+      else res.destroy();
+    });
+    upstream.end(body);
+  };
+}

@@ -1,0 +1,231 @@
+/**
+ * The durable record of every sale made by an in-memory lane, and the fence that keeps a deposed
+ * primary from adding to it.
+ *
+ * MongoDB gives single-document atomicity and unique `_id`s — no transactions on a plain server,
+ * and none on FerretDB — so the fence is built from those two alone:
+ *
+ * - The `fence` document holds the current epoch and a batch counter. A primary reserves each
+ *   batch number with a conditional `$inc` on `{epoch: itsEpoch}`, then inserts the batch with
+ *   `_id: "epoch:seq"`. A new term replaces the epoch (compare-and-swap), so reservations by the
+ *   old epoch stop matching at once.
+ * - A batch reserved before the swap may still be in flight. The new primary *seals* every
+ *   reservation of the old epoch: for each number that has no batch yet, it inserts a tombstone
+ *   under that `_id`. A late insert then fails on the duplicate key and is never acknowledged;
+ *   an insert that won the race is in the log before the rebuild reads it. No clocks involved.
+ * - An insert whose outcome is unknown (timeout, connection lost) is settled the same way: the
+ *   writer tries to insert the tombstone itself; a duplicate key means the batch is there.
+ *
+ * Admin operations on the in-memory lanes go through the same log, so replaying it in
+ * (epoch, seq) order rebuilds every in-memory lane exactly.
+ */
+import { MongoServerError, type Collection, type Db } from 'mongodb';
+import type { MemoryLaneName } from '../config.js';
+import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../errors.js';
+import type { EpochStore } from './elector.js';
+
+/** One change to one in-memory lane; replaying them in log order rebuilds the lane. */
+export type LedgerEntry =
+  | { readonly op: 'buy'; readonly lane: MemoryLaneName; readonly sku: string; readonly q: number; readonly rem: number; readonly key?: string }
+  | { readonly op: 'seed' | 'put'; readonly lane: MemoryLaneName; readonly sku: string; readonly stock: number }
+  | { readonly op: 'restock'; readonly lane: MemoryLaneName; readonly sku: string; readonly q: number }
+  | { readonly op: 'reset'; readonly lane: MemoryLaneName };
+
+interface FenceDocument {
+  _id: 'fence';
+  epoch: number;
+  seq: number;
+  holder: string;
+  /** Reservations of earlier epochs not yet sealed: [{epoch, seq}] with seq the highest reserved. */
+  sealing: Array<{ epoch: number; seq: number }>;
+}
+
+export interface BatchDocument {
+  _id: string;
+  epoch: number;
+  seq: number;
+  tombstone?: true;
+  entries?: LedgerEntry[];
+}
+
+const DUPLICATE_KEY = 11000;
+
+/** This replica's epoch is no longer current: it must not acknowledge anything. */
+export class FencedError extends ServiceError {
+  constructor(epoch: number) {
+    super('dependency_unavailable', `epoch ${epoch} was fenced off by a newer primary`, { dependency: 'mongo', reason: 'fenced' });
+    this.name = 'FencedError';
+  }
+}
+
+function isDuplicateKey(error: unknown): boolean {
+  return error instanceof MongoServerError && error.code === DUPLICATE_KEY;
+}
+
+function unavailable(error: unknown): DependencyUnavailableError {
+  return new DependencyUnavailableError('mongo', error instanceof Error ? error.message : String(error));
+}
+
+export const batchId = (epoch: number, seq: number): string => `${epoch}:${seq}`;
+
+export class Fence implements EpochStore {
+  private readonly fence: Collection<FenceDocument>;
+  private readonly batches: Collection<BatchDocument>;
+
+  constructor(db: Db) {
+    this.fence = db.collection<FenceDocument>('fence');
+    this.batches = db.collection<BatchDocument>('ledger');
+  }
+
+  /** A new term: swap in epoch + 1, handing the old epoch's reservations over to be sealed. */
+  async beginTerm(holder: string): Promise<number> {
+    for (;;) {
+      const current = await this.fence.findOne({ _id: 'fence' });
+      if (!current) {
+        try {
+          await this.fence.insertOne({ _id: 'fence', epoch: 1, seq: 0, holder, sealing: [] });
+          return 1;
+        } catch (error) {
+          if (isDuplicateKey(error)) continue;
+          throw error;
+        }
+      }
+      const sealing = current.seq > 0 ? [...current.sealing, { epoch: current.epoch, seq: current.seq }] : current.sealing;
+      const swapped = await this.fence.updateOne(
+        { _id: 'fence', epoch: current.epoch, seq: current.seq },
+        { $set: { epoch: current.epoch + 1, seq: 0, holder, sealing } },
+      );
+      if (swapped.matchedCount === 1) return current.epoch + 1;
+      // Lost a race with a reservation or another contender: read again.
+    }
+  }
+
+  /** Tombstone every reserved-but-missing batch of earlier epochs. Only the current epoch may. */
+  async seal(epoch: number): Promise<void> {
+    const current = await this.fence.findOne({ _id: 'fence' });
+    if (!current || current.epoch !== epoch) throw new FencedError(epoch);
+    for (const { epoch: old, seq: highest } of current.sealing) {
+      const present = new Set((await this.batches.find({ epoch: old }, { projection: { seq: 1 } }).toArray()).map((b) => b.seq));
+      for (let seq = 1; seq <= highest; seq++) {
+        if (!present.has(seq)) await this.insertTombstone(old, seq);
+      }
+    }
+    await this.fence.updateOne({ _id: 'fence', epoch }, { $set: { sealing: [] } });
+  }
+
+  /** Reserve the next batch number of `epoch`, or null when the epoch is fenced off. */
+  async reserve(epoch: number): Promise<number | null> {
+    const after = await this.fence.findOneAndUpdate({ _id: 'fence', epoch }, { $inc: { seq: 1 } }, { returnDocument: 'after', projection: { seq: 1 } });
+    return after ? after.seq : null;
+  }
+
+  /** Insert a reserved batch. Resolves 'written' or 'fenced'; throws when the outcome is unknown. */
+  async write(epoch: number, seq: number, entries: LedgerEntry[]): Promise<'written' | 'fenced'> {
+    try {
+      await this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, entries });
+      return 'written';
+    } catch (error) {
+      if (isDuplicateKey(error)) return 'fenced';
+      throw error;
+    }
+  }
+
+  /** Settle a batch whose insert had an unknown outcome: 'absent' (now tombstoned) or 'present'. */
+  async settle(epoch: number, seq: number): Promise<'absent' | 'present'> {
+    return (await this.insertTombstone(epoch, seq)) ? 'absent' : 'present';
+  }
+
+  /** Every batch in log order (tombstones left out). */
+  async *replay(): AsyncGenerator<BatchDocument> {
+    yield* this.batches.find({ tombstone: { $exists: false } }).sort({ epoch: 1, seq: 1 });
+  }
+
+  private async insertTombstone(epoch: number, seq: number): Promise<boolean> {
+    try {
+      await this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, tombstone: true });
+      return true;
+    } catch (error) {
+      if (isDuplicateKey(error)) return false;
+      throw error;
+    }
+  }
+}
+
+export interface LedgerWriter {
+  /** Resolves once `entry` is durable under the current epoch; rejects if it is not (503). */
+  append(entry: LedgerEntry): Promise<void>;
+}
+
+interface Pending {
+  readonly entry: LedgerEntry;
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+}
+
+/**
+ * Group commit for one thread: entries that arrive while a batch is being written wait and go
+ * together in the next one, so under load the cost is two MongoDB round trips per batch, not per
+ * sale. `onUnknown` receives the entries of a batch whose fate is being settled in the background
+ * (their buyers already got a 503), and learns whether they were written.
+ */
+export class GroupCommit implements LedgerWriter {
+  private queue: Pending[] = [];
+  private writing = false;
+
+  constructor(
+    private readonly fence: Fence,
+    private readonly epoch: () => number,
+    private readonly onUnknown: (entries: readonly LedgerEntry[], written: Promise<boolean>) => void,
+  ) {}
+
+  append(entry: LedgerEntry): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ entry, resolve, reject });
+      if (!this.writing) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.writing = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue;
+        this.queue = [];
+        await this.commit(batch);
+      }
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    const epoch = this.epoch();
+    const fail = (error: Error) => batch.forEach((p) => p.reject(error));
+    let seq: number | null;
+    try {
+      seq = await this.fence.reserve(epoch);
+    } catch (error) {
+      return fail(unavailable(error)); // nothing reserved, nothing written
+    }
+    if (seq === null) return fail(new FencedError(epoch));
+    const entries = batch.map((p) => p.entry);
+    try {
+      const outcome = await this.fence.write(epoch, seq, entries);
+      if (outcome === 'fenced') return fail(new FencedError(epoch));
+      batch.forEach((p) => p.resolve());
+    } catch (error) {
+      fail(new OutcomeUnknownError(error instanceof Error ? error.message : String(error)));
+      this.onUnknown(entries, this.settleUntilKnown(epoch, seq));
+    }
+  }
+
+  private async settleUntilKnown(epoch: number, seq: number): Promise<boolean> {
+    for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
+      try {
+        return (await this.fence.settle(epoch, seq)) === 'present';
+      } catch {
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * Leader election outside Kubernetes: a lease document in MongoDB, driven like client-go's
+ * leaderelection. The leader renews by bumping the document's `version` under the condition that
+ * it still holds it; followers note, on their own monotonic clock, when they last saw the version
+ * change, and try to take over (a compare-and-swap on the version they saw) only after a whole
+ * lease duration of silence — so no wall clocks are compared across machines. A leader that has
+ * not renewed within its renew deadline stops being leader at once, which is before any follower
+ * can have waited out the longer lease duration. Each new term takes a higher epoch from the
+ * EpochStore, and that epoch fences the leader's writes.
+ */
+import type { Collection, Db } from 'mongodb';
+import { MongoServerError } from 'mongodb';
+import type { Logger } from '../logger.js';
+import { monotonicMs } from './cluster-state.js';
+import { validateElectorTimings, type Elector, type ElectorTimings, type EpochStore, type Leadership } from './elector.js';
+
+interface LeaseDocument {
+  _id: string;
+  holder: string | null;
+  holderUrl: string | null;
+  version: number;
+}
+
+export interface MongoLeaseElectorOptions {
+  readonly db: Db;
+  readonly leaseName: string;
+  readonly id: string;
+  /** Where other replicas reach this one (forwarded buys go there while it leads). */
+  readonly url: string;
+  readonly timings: ElectorTimings;
+  readonly epochs: EpochStore;
+  readonly log: Logger;
+}
+
+export class MongoLeaseElector implements Elector {
+  readonly id: string;
+  private readonly leases: Collection<LeaseDocument>;
+  private readonly timings: ElectorTimings;
+  private readonly listeners = new Set<(l: Leadership) => void>();
+  private leadership: Leadership = { role: 'secondary', epoch: 0, leaderId: null };
+  private leaderUrl: string | null = null;
+  private observed: { version: number; holder: string | null; at: number } | null = null;
+  private leadingVersion = -1;
+  private renewedAt = -Infinity;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(private readonly options: MongoLeaseElectorOptions) {
+    this.id = options.id;
+    this.timings = validateElectorTimings(options.timings);
+    this.leases = options.db.collection<LeaseDocument>('leases');
+  }
+
+  async start(): Promise<void> {
+    await this.round();
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.leadership.role === 'primary') {
+      // Release so a successor need not wait out the lease (a rolling update hands over fast).
+      await this.leases
+        .updateOne({ _id: this.options.leaseName, holder: this.id, version: this.leadingVersion }, { $set: { holder: null, holderUrl: null }, $inc: { version: 1 } })
+        .catch(() => undefined);
+      this.update({ role: 'secondary', epoch: this.leadership.epoch, leaderId: null });
+    }
+  }
+
+  isLeader(): boolean {
+    return this.leadership.role === 'primary' && monotonicMs() - this.renewedAt < this.timings.renewDeadlineMs;
+  }
+
+  current(): Leadership {
+    return this.leadership;
+  }
+
+  /** The URL of the replica believed to lead, or null. */
+  currentLeaderUrl(): string | null {
+    return this.leaderUrl;
+  }
+
+  onChange(listener: (l: Leadership) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    // client-go jitters retries by up to 1.2×; validateElectorTimings accounts for it.
+    const delay = this.timings.retryPeriodMs * (1 + Math.random() * 0.2);
+    this.timer = setTimeout(() => {
+      this.round()
+        .catch((error: unknown) => this.options.log.warn({ err: error }, 'lease round failed'))
+        .finally(() => this.schedule());
+    }, delay);
+  }
+
+  private async round(): Promise<void> {
+    if (this.leadership.role === 'primary') {
+      if (!this.isLeader()) return this.stepDown('renew deadline passed');
+      return this.renew();
+    }
+    return this.tryAcquire();
+  }
+
+  private async renew(): Promise<void> {
+    const attemptAt = monotonicMs();
+    try {
+      const result = await this.leases.updateOne(
+        { _id: this.options.leaseName, holder: this.id, version: this.leadingVersion },
+        { $inc: { version: 1 } },
+      );
+      if (result.matchedCount !== 1) return this.stepDown('lease taken over');
+      this.leadingVersion += 1;
+      // Count from when the request was sent: the lease cannot have lapsed before that.
+      this.renewedAt = attemptAt;
+    } catch (error) {
+      if (!this.isLeader()) this.stepDown('renew deadline passed while MongoDB was unreachable');
+      throw error;
+    }
+  }
+
+  private async tryAcquire(): Promise<void> {
+    const now = monotonicMs();
+    const lease = await this.leases.findOne({ _id: this.options.leaseName });
+    if (!lease) {
+      try {
+        await this.leases.insertOne({ _id: this.options.leaseName, holder: this.id, holderUrl: this.options.url, version: 0 });
+        return this.won(0, now);
+      } catch (error) {
+        if (error instanceof MongoServerError && error.code === 11000) return; // another replica was first
+        throw error;
+      }
+    }
+    // A lease still naming us (from before a restart or a lost renewal) is waited out like any other.
+    if (!this.observed || this.observed.version !== lease.version || this.observed.holder !== lease.holder) {
+      this.observed = { version: lease.version, holder: lease.holder, at: now };
+    }
+    this.noteLeader(lease.holder, lease.holderUrl);
+    const expired = lease.holder === null || now - this.observed.at >= this.timings.leaseDurationMs;
+    if (!expired) return;
+    const taken = await this.leases.updateOne(
+      { _id: this.options.leaseName, version: lease.version },
+      { $set: { holder: this.id, holderUrl: this.options.url }, $inc: { version: 1 } },
+    );
+    if (taken.matchedCount === 1) await this.won(lease.version + 1, now);
+  }
+
+  private async won(version: number, at: number): Promise<void> {
+    this.leadingVersion = version;
+    this.renewedAt = at;
+    const epoch = await this.options.epochs.beginTerm(this.id);
+    this.leaderUrl = this.options.url;
+    this.options.log.info({ epoch }, 'became primary');
+    this.update({ role: 'primary', epoch, leaderId: this.id });
+  }
+
+  private stepDown(reason: string): void {
+    this.options.log.warn({ reason, epoch: this.leadership.epoch }, 'stepping down');
+    this.renewedAt = -Infinity;
+    this.observed = null;
+    this.leaderUrl = null;
+    this.update({ role: 'secondary', epoch: this.leadership.epoch, leaderId: null });
+  }
+
+  private noteLeader(holder: string | null, url: string | null): void {
+    if (holder === this.leadership.leaderId && url === this.leaderUrl) return;
+    this.leaderUrl = url;
+    this.update({ role: this.leadership.role, epoch: this.leadership.epoch, leaderId: holder });
+  }
+
+  private update(next: Leadership): void {
+    this.leadership = next;
+    for (const listener of this.listeners) listener(next);
+  }
+}
