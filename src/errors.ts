@@ -50,9 +50,11 @@ export class DependencyUnavailableError extends ServiceError {
   constructor(
     readonly dependency: 'mongo' | 'redis',
     reason: string,
+    cause?: unknown,
   ) {
     super('dependency_unavailable', `${dependency === 'mongo' ? 'MongoDB' : 'Redis'} is unavailable: ${reason}`, { dependency });
     this.name = 'DependencyUnavailableError';
+    if (cause !== undefined) this.cause = cause;
   }
 }
 

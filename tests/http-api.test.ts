@@ -171,7 +171,7 @@ describe('validation: every bad input is a 4xx JSON error and changes nothing', 
     ['admin stock negative', () => request('PUT', `${base}/v2/admin/skus/${sku}`, { json: { stock: -1 }, headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } }), 400, 'invalid_request'],
     ['admin stock missing', () => request('PUT', `${base}/v2/admin/skus/${sku}`, { json: {}, headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } }), 400, 'invalid_request'],
     ['restock of an unknown SKU', () => request('POST', `${base}/v2/admin/skus/NOSUCH/restock`, { json: { quantity: 1 }, headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } }), 404, 'unknown_sku'],
-    ['restock quantity zero', () => request('POST', `${base}/v2/admin/skus/${sku}/restock`, { json: { quantity: 0 }, headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } }), 400, 'invalid_request'],
+    ['restock quantity zero', () => request('POST', `${base}/v2/admin/skus/${sku}/restock`, { json: { quantity: 0 }, headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } }), 400, 'invalid_quantity'],
   ];
 
   test.each(cases)('%s', async (_name, send, status, code) => {
@@ -186,15 +186,16 @@ describe('validation: every bad input is a 4xx JSON error and changes nothing', 
 describe('admin', () => {
   test('PUT creates in every lane (201), then resets (200); restock adds to remaining and initial; reset restores initial', async () => {
     const auth = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
-    expect((await putSku(base, TEST_ADMIN_TOKEN, 'ADM', 10)).status).toBe(201);
-    for (const lane of LANE_NAMES) expect((await buy(base, lane, 'ADM', 4)).status).toBe(200);
-    const restocked = await request<{ lanes: Record<string, { remaining: number; sold: number; initial: number }> }>('POST', `${base}/v2/admin/skus/ADM/restock`, { json: { quantity: 5 }, headers: auth });
+    const ADM = `ADM-${Date.now()}`;
+    expect((await putSku(base, TEST_ADMIN_TOKEN, ADM, 10)).status).toBe(201);
+    for (const lane of LANE_NAMES) expect((await buy(base, lane, ADM, 4)).status).toBe(200);
+    const restocked = await request<{ lanes: Record<string, { remaining: number; sold: number; initial: number }> }>('POST', `${base}/v2/admin/skus/${ADM}/restock`, { json: { quantity: 5 }, headers: auth });
     expect(restocked.status).toBe(200);
     for (const lane of LANE_NAMES) expect(restocked.body.lanes[lane]).toEqual({ remaining: 11, sold: 4, initial: 15 });
     expect((await request('POST', `${base}/v2/admin/reset`, { headers: auth })).status).toBe(204);
-    for (const lane of LANE_NAMES) expect((await peek(base, lane, 'ADM')).body).toMatchObject({ remaining: 15, sold: 0, initial: 15 });
-    expect((await putSku(base, TEST_ADMIN_TOKEN, 'ADM', 3)).status).toBe(200);
-    for (const lane of LANE_NAMES) expect((await peek(base, lane, 'ADM')).body).toMatchObject({ remaining: 3, sold: 0, initial: 3 });
+    for (const lane of LANE_NAMES) expect((await peek(base, lane, ADM)).body).toMatchObject({ remaining: 15, sold: 0, initial: 15 });
+    expect((await putSku(base, TEST_ADMIN_TOKEN, ADM, 3)).status).toBe(200);
+    for (const lane of LANE_NAMES) expect((await peek(base, lane, ADM)).body).toMatchObject({ remaining: 3, sold: 0, initial: 3 });
   });
 
   test('without ADMIN_TOKEN the admin routes are disabled (403)', async () => {

@@ -51,7 +51,7 @@ export class ClusterController {
   private primaryUrl: string | null = null;
 
   constructor(private readonly o: ClusterControllerOptions) {
-    this.fence = o.db ? new Fence(o.db) : null;
+    this.fence = o.db ? new Fence(o.db, o.config.dependencyTimeoutMs) : null;
     this.syncMetrics = new SyncMetrics(o.registry);
     const state = this.state;
     new Gauge({

@@ -22,6 +22,7 @@
 import { MongoServerError, type Collection, type Db } from 'mongodb';
 import type { MemoryLaneName } from '../config.js';
 import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../errors.js';
+import { bounded } from '../mongo.js';
 import type { EpochStore } from './elector.js';
 
 /** One change to one in-memory lane; replaying them in log order rebuilds the lane. */
@@ -72,7 +73,11 @@ export class Fence implements EpochStore {
   private readonly fence: Collection<FenceDocument>;
   private readonly batches: Collection<BatchDocument>;
 
-  constructor(db: Db) {
+  /** @param timeoutMs bound on the hot-path calls (reserve, write), after which they count as failed. */
+  constructor(
+    db: Db,
+    private readonly timeoutMs: number,
+  ) {
     this.fence = db.collection<FenceDocument>('fence');
     this.batches = db.collection<BatchDocument>('ledger');
   }
@@ -115,17 +120,18 @@ export class Fence implements EpochStore {
 
   /** Reserve the next batch number of `epoch`, or null when the epoch is fenced off. */
   async reserve(epoch: number): Promise<number | null> {
-    const after = await this.fence.findOneAndUpdate({ _id: 'fence', epoch }, { $inc: { seq: 1 } }, { returnDocument: 'after', projection: { seq: 1 } });
+    // A reservation that times out may still have counted: the gap it leaves is harmless.
+    const after = await bounded(this.timeoutMs, () => this.fence.findOneAndUpdate({ _id: 'fence', epoch }, { $inc: { seq: 1 } }, { returnDocument: 'after' }));
     return after ? after.seq : null;
   }
 
   /** Insert a reserved batch. Resolves 'written' or 'fenced'; throws when the outcome is unknown. */
   async write(epoch: number, seq: number, entries: LedgerEntry[]): Promise<'written' | 'fenced'> {
     try {
-      await this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, entries });
+      await bounded(this.timeoutMs, () => this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, entries }));
       return 'written';
     } catch (error) {
-      if (isDuplicateKey(error)) return 'fenced';
+      if (error instanceof DependencyUnavailableError && isDuplicateKey(error.cause)) return 'fenced';
       throw error;
     }
   }
@@ -205,7 +211,7 @@ export class GroupCommit implements LedgerWriter {
     try {
       seq = await this.fence.reserve(epoch);
     } catch (error) {
-      return fail(unavailable(error)); // nothing reserved, nothing written
+      return fail(unavailable(error)); // nothing written
     }
     if (seq === null) return fail(new FencedError(epoch));
     const entries = batch.map((p) => p.entry);

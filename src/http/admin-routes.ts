@@ -2,7 +2,7 @@
  * Admin routes, guarded by `Authorization: Bearer $ADMIN_TOKEN` (compared in constant time);
  * without ADMIN_TOKEN they are disabled. Each applies to every lane, so the strategies always
  * sell the same catalogue:
- *   PUT  /v2/admin/skus/{sku}          {"stock": n}      create, or reset to n with nothing sold
+ *   PUT  /v2/admin/skus/{sku}          {"stock": n}      create (201), or reset to n with nothing sold (200)
  *   POST /v2/admin/skus/{sku}/restock  {"quantity": n}   add n to remaining and initial
  *   POST /v2/admin/reset                                 every SKU back to its initial stock
  * Configured dependencies are checked first, so an outage refuses the request up front instead
@@ -41,7 +41,7 @@ export function adminRoutes(deps: AppDeps): Router {
     const stock = parseCount(parseObjectBody(req.body, ['stock']).stock, 'stock', 0, MAX_STOCK);
     await allReady();
     const created = await Promise.all(lanes.map((lane) => lane.put(sku, stock)));
-    res.status(created.every(Boolean) ? 201 : 200).json({ sku, stock });
+    res.status(created.some(Boolean) ? 201 : 200).json({ sku, stock });
   });
 
   router.post('/v2/admin/skus/:sku/restock', async (req, res) => {

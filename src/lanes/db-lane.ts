@@ -4,7 +4,7 @@
  * applies atomically to the single document, so concurrent buyers can never take it below zero.
  */
 import type { Collection, Db } from 'mongodb';
-import { DependencyUnavailableError } from '../errors.js';
+import { bounded } from '../mongo.js';
 import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
 
 export interface DbStockDocument {
@@ -20,7 +20,10 @@ export class DbLane implements Lane {
   readonly name = 'db' as const;
   private readonly stock: Collection<DbStockDocument>;
 
-  constructor(private readonly db: Db) {
+  constructor(
+    private readonly db: Db,
+    private readonly timeoutMs: number,
+  ) {
     this.stock = db.collection<DbStockDocument>(DB_LANE_COLLECTION);
   }
 
@@ -29,7 +32,8 @@ export class DbLane implements Lane {
       this.stock.findOneAndUpdate(
         { _id: sku, stock: { $gte: quantity } },
         { $inc: { stock: -quantity, sold: quantity } },
-        { returnDocument: 'after', projection: { stock: 1 } },
+        // No projection: FerretDB does not implement one on findAndModify, and the document is small.
+        { returnDocument: 'after' },
       ),
     );
     if (after) return { kind: 'sold', remaining: after.stock };
@@ -78,11 +82,7 @@ export class DbLane implements Lane {
 
   async close(): Promise<void> {}
 
-  private async call<T>(operation: () => Promise<T>): Promise<T> {
-    try {
-      return await operation();
-    } catch (error) {
-      throw new DependencyUnavailableError('mongo', error instanceof Error ? error.message : String(error));
-    }
+  private call<T>(operation: () => Promise<T>): Promise<T> {
+    return bounded(this.timeoutMs, operation);
   }
 }

@@ -41,7 +41,7 @@ export function buildLanes(
 ): LaneSet {
   const mongo = config.mongoUrl ? createMongoClient(config.mongoUrl, config.dependencyTimeoutMs, appName) : null;
   const mongoDb = mongo ? mongo.db(config.mongoDb) : null;
-  const db = mongoDb ? new DbLane(mongoDb) : null;
+  const db = mongoDb ? new DbLane(mongoDb, config.dependencyTimeoutMs) : null;
   const redis = config.redisUrl ? new RedisLane({ url: config.redisUrl, timeoutMs: config.dependencyTimeoutMs }) : null;
   const dependencies: DependencyCheck[] = [];
   const seeded = (name: 'mongo' | 'redis') => {

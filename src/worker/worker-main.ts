@@ -72,7 +72,7 @@ const laneSet = buildLanes(
   config.durability === 'sync'
     ? (() => {
         let commit: GroupCommit | null = null;
-        return (lane, db) => new DurableMemoryLane(lane, (commit ??= new GroupCommit(new Fence(db), () => cluster.epoch, settled)));
+        return (lane, db) => new DurableMemoryLane(lane, (commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs), () => cluster.epoch, settled)));
       })()
     : undefined,
 );

@@ -1,0 +1,103 @@
+/**
+ * Three real replicas on this machine, as `make cluster` runs them: the MongoDB lease elects the
+ * primary, Redis carries the stock events, each replica advertises its own URL for forwarding.
+ */
+import { randomBytes } from 'node:crypto';
+import { freePort } from '../harness/ports.js';
+import { startService, waitFor, type ServiceHandle } from '../harness/service.js';
+import { TEST_ADMIN_TOKEN } from './local-app.js';
+
+export interface Replica {
+  readonly id: string;
+  readonly port: number;
+  readonly metricsPort: number;
+  service: ServiceHandle | null;
+}
+
+export class TestCluster {
+  readonly replicas: Replica[];
+  readonly database = `cluster_${randomBytes(4).toString('hex')}`;
+
+  private constructor(
+    replicas: Replica[],
+    private readonly env: Record<string, string>,
+  ) {
+    this.replicas = replicas;
+  }
+
+  static async start(size: number, env: Record<string, string> = {}): Promise<TestCluster> {
+    const replicas: Replica[] = [];
+    for (let i = 0; i < size; i++) replicas.push({ id: `replica-${i}`, port: await freePort(), metricsPort: await freePort(), service: null });
+    const cluster = new TestCluster(replicas, env);
+    await Promise.all(replicas.map((r) => cluster.startReplica(r)));
+    return cluster;
+  }
+
+  async startReplica(replica: Replica): Promise<ServiceHandle> {
+    replica.service = await startService({
+      WORKERS: '2',
+      PORT: String(replica.port),
+      METRICS_PORT: String(replica.metricsPort),
+      HOST: '127.0.0.1',
+      STOCK_HOST_ID: replica.id,
+      ADVERTISE_URL: `http://127.0.0.1:${replica.port}`,
+      ELECTION: 'mongo',
+      MONGO_DB: this.database,
+      ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      ...this.env,
+    });
+    return replica.service;
+  }
+
+  url(replica: Replica): string {
+    return `http://127.0.0.1:${replica.port}`;
+  }
+
+  live(): Replica[] {
+    return this.replicas.filter((r) => r.service !== null);
+  }
+
+  /** The replicas whose metrics say they may sell now (read from each live one). */
+  async primaries(): Promise<Replica[]> {
+    const roles = await Promise.all(this.live().map(async (r) => ((await roleOf(r)) === 'primary' ? r : null)));
+    return roles.filter((r): r is Replica => r !== null);
+  }
+
+  async waitForSinglePrimary(timeoutMs = 15_000): Promise<Replica> {
+    let found: Replica | null = null;
+    await waitFor(
+      async () => {
+        const primaries = await this.primaries();
+        found = primaries.length === 1 ? (primaries[0] ?? null) : null;
+        return found !== null;
+      },
+      { timeoutMs, intervalMs: 50, message: 'exactly one primary' },
+    );
+    if (!found) throw new Error('unreachable');
+    return found;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.live().map(async (r) => {
+      await r.service?.stop().catch(() => undefined);
+      r.service = null;
+    }));
+  }
+}
+
+export async function metricsText(replica: Replica): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${replica.metricsPort}/metrics`)).text();
+}
+
+export function sampleOf(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+  return line === undefined ? Number.NaN : Number(line.slice(series.length + 1));
+}
+
+export async function roleOf(replica: Replica): Promise<'primary' | 'secondary' | 'unreachable'> {
+  try {
+    return sampleOf(await metricsText(replica), 'superstock_role{role="primary"}') === 1 ? 'primary' : 'secondary';
+  } catch {
+    return 'unreachable';
+  }
+}
