@@ -10,8 +10,8 @@ export default {
     '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2024' }, module: { type: 'es6' } }],
   },
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
-  globalSetup: '<rootDir>/tests/harness/global-setup.ts',
-  globalTeardown: '<rootDir>/tests/harness/global-teardown.ts',
+  globalSetup: '<rootDir>/tests/harness/global-setup.mjs',
+  globalTeardown: '<rootDir>/tests/harness/global-teardown.mjs',
   testTimeout: 60000,
   maxWorkers: 1,
 };

@@ -87,6 +87,9 @@ export class SupervisorMetrics {
   constructor(options: { stock: StockSource; metricsMaxSkus: number; workers: () => number }) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool
+    // rejects them); the same facts are in superstock_nodejs_active_{handles,requests,resources}.
+    for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) this.registry.removeSingleMetric(`${PREFIX}nodejs_${name}`);
     new Gauge({ name: `${PREFIX}workers`, help: 'Worker threads serving HTTP.', registers, collect() { this.set(options.workers()); } });
     const labelNames = ['lane', 'sku'] as const;
     const scope = 'per lane and SKU (first METRICS_MAX_SKUS SKUs)';

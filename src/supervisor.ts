@@ -22,6 +22,7 @@ import { RpcPeer } from './worker/rpc.js';
 const WORKER_URL = new URL('./worker/worker-main.js', import.meta.url);
 const SEED_RETRY_MS = 1000;
 const SNAPSHOT_TIMEOUT_MS = 2000;
+const SCRAPE_STORE_BUDGET_MS = 500;
 
 interface WorkerHandle {
   readonly thread: Worker;
@@ -88,7 +89,9 @@ export class Supervisor {
     this.log.info('shutting down: stepping down, draining workers');
     this.metricsServer?.close();
     // Releasing the lease first lets another replica take over while this one drains.
-    await this.cluster.stop().catch((error: unknown) => this.log.warn({ err: error }, 'cluster stop failed'));
+    await withTimeout(this.cluster.stop(), this.config.dependencyTimeoutMs + 1000, 'stepping down').catch((error: unknown) =>
+      this.log.warn({ err: error }, 'could not step down cleanly; the lease will expire instead'),
+    );
     await Promise.allSettled(
       [...this.workers.values()].map(async ({ thread, rpc }) => {
         await withTimeout(rpc.call('shutdown'), this.config.shutdownTimeoutMs + 2000, 'worker shutdown').catch((error: unknown) =>
@@ -173,7 +176,9 @@ export class Supervisor {
       },
       levels: async (lane: LaneName, skus) => {
         const levels = new Map<string, StockLevel>();
-        const results = await Promise.allSettled(skus.map(async (sku) => this.laneSet.lanes[lane].peek(sku)));
+        // A scrape must not hang on a store that hangs: give it a short, fixed budget.
+        const budget = Math.min(this.config.dependencyTimeoutMs, SCRAPE_STORE_BUDGET_MS);
+        const results = await Promise.allSettled(skus.map(async (sku) => withTimeout(Promise.resolve(this.laneSet.lanes[lane].peek(sku)), budget, 'stock read')));
         results.forEach((result, i) => {
           const sku = skus[i];
           if (sku !== undefined && result.status === 'fulfilled' && result.value) levels.set(sku, result.value);

@@ -8,11 +8,13 @@ import { randomUUID } from 'node:crypto';
 import { MongoClient } from 'mongodb';
 import { Redis } from 'ioredis';
 import { MEMORY_LANES } from '../src/config.js';
-import { startRedis, type Dependency } from './harness/deps.js';
+import { startRedis, type Dependency, stopAll } from './harness/deps.js';
 import { waitFor } from './harness/service.js';
 import { TestCluster, metricsText, roleOf, sampleOf, type Replica } from './support/cluster.js';
 import { buy, peek, putSku, type Answer, type BuyBody, type ErrorBody } from './support/http.js';
 import { TEST_ADMIN_TOKEN } from './support/local-app.js';
+
+afterAll(stopAll);
 
 interface BatchDoc {
   _id: string;

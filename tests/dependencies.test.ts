@@ -4,10 +4,12 @@
  * when the store comes back. Without MONGO_URL / REDIS_URL at all, the in-memory lanes work and
  * the db and redis lanes answer a 503 that names the variable to set.
  */
-import { startMongo, startRedis, type Dependency } from './harness/deps.js';
+import { startMongo, startRedis, type Dependency, stopAll } from './harness/deps.js';
 import { startService, waitFor, type ServiceHandle } from './harness/service.js';
 import { buy, putSku, request, type ErrorBody } from './support/http.js';
 import { TEST_ADMIN_TOKEN } from './support/local-app.js';
+
+afterAll(stopAll);
 
 interface Readiness {
   status: string;
@@ -25,7 +27,8 @@ describe('dependency outages', () => {
   beforeAll(async () => {
     redis = await startRedis();
     mongo = await startMongo();
-    service = await startService({ REDIS_URL: redis.url, MONGO_URL: mongo.url, DEPENDENCY_TIMEOUT_MS: '500', ADMIN_TOKEN: TEST_ADMIN_TOKEN });
+    // The original's pure in-memory lanes (no election, no ledger), so they must not care about MongoDB.
+    service = await startService({ REDIS_URL: redis.url, MONGO_URL: mongo.url, ELECTION: 'none', DURABILITY: 'none', DEPENDENCY_TIMEOUT_MS: '500', ADMIN_TOKEN: TEST_ADMIN_TOKEN });
     await putSku(service.url, TEST_ADMIN_TOKEN, 'OUT', 1000);
   });
 
@@ -69,6 +72,34 @@ describe('dependency outages', () => {
       const line = text.split('\n').find((l) => l.startsWith(`superstock_dependency_errors_total{dependency="${dependency}"}`));
       expect(Number(line?.split(' ')[1])).toBeGreaterThan(0);
     }
+  });
+});
+
+describe('MongoDB down with durable in-memory lanes (the default with MONGO_URL)', () => {
+  let mongo: Dependency;
+  let service: ServiceHandle;
+
+  beforeAll(async () => {
+    mongo = await startMongo();
+    service = await startService({ MONGO_URL: mongo.url, ELECTION: 'none', DEPENDENCY_TIMEOUT_MS: '500', ADMIN_TOKEN: TEST_ADMIN_TOKEN });
+  });
+
+  afterAll(async () => {
+    await service?.stop();
+    await mongo?.stop();
+  });
+
+  test('an in-memory sale that cannot be made durable is refused fast with 503 and gives its unit back', async () => {
+    await putSku(service.url, TEST_ADMIN_TOKEN, 'DUR', 10);
+    expect((await buy(service.url, 'lock', 'DUR', 1)).status).toBe(200);
+    await mongo.stop();
+    const started = Date.now();
+    const refused = await buy(service.url, 'lock', 'DUR', 1);
+    expect(Date.now() - started).toBeLessThan(FAST_MS);
+    expect(refused.status).toBe(503);
+    expect((await request<{ remaining: number }>('GET', `${service.url}/v2/lanes/lock/skus/DUR`)).body).toMatchObject({ remaining: 9, sold: 1 });
+    await mongo.start();
+    await waitFor(async () => (await buy(service.url, 'lock', 'DUR', 1)).status === 200, { timeoutMs: 20_000, message: 'durable sales again' });
   });
 });
 

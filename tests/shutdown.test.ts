@@ -4,10 +4,12 @@
  * deterministically by pausing the Redis they wait on (SIGSTOP), and the test sends SIGTERM only
  * once the server's own in-flight gauge shows all of them.
  */
-import { startRedis, type Dependency } from './harness/deps.js';
+import { startRedis, type Dependency, stopAll } from './harness/deps.js';
 import { startService, waitFor, type ServiceHandle } from './harness/service.js';
 import { buy, putSku, type Answer, type BuyBody, type ErrorBody } from './support/http.js';
 import { TEST_ADMIN_TOKEN } from './support/local-app.js';
+
+afterAll(stopAll);
 
 async function inFlight(metricsUrl: string): Promise<number> {
   const text = await (await fetch(metricsUrl)).text();

@@ -110,9 +110,9 @@ export class ClusterController {
     if (this.keepalive) clearInterval(this.keepalive);
     this.state.becomeSecondary(this.state.epoch);
     this.publisher?.stop();
-    await this.elector?.stop();
-    await this.subscriber?.stop();
+    // Dropping the connections is the unsubscribe; it cannot hang on a Redis that does not answer.
     for (const client of this.redisClients) client.disconnect();
+    await this.elector?.stop();
   }
 
   private onLeadership(leadership: Leadership): void {

@@ -165,10 +165,6 @@ export class StockSubscriber {
     await this.resync();
   }
 
-  async stop(): Promise<void> {
-    await this.subscriber.unsubscribe(CHANNEL).catch(() => undefined);
-  }
-
   /** Forget what is held, so a new primary's first message is taken whatever its version. */
   reset(): void {
     this.held = { epoch: 0, version: 0 };

@@ -1,0 +1,46 @@
+// Launching the real dependency servers. Plain JavaScript (ESM) because jest loads its global
+// setup outside the TypeScript transform; tests/harness/deps.ts builds on the same functions.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const FERRETDB = join(REPO_ROOT, '.tools', 'bin', 'ferretdb');
+
+/** @param {'redis' | 'mongo'} kind @param {number} port @param {string} dir @returns {{ url: string, child: import('node:child_process').ChildProcess }} */
+export function spawnServer(kind, port, dir) {
+  if (kind === 'redis') {
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+    return { url: `redis://127.0.0.1:${port}`, child: spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] }) };
+  }
+  if (!existsSync(FERRETDB)) throw new Error(`${FERRETDB} is missing: run \`make setup\` (scripts/setup.sh builds it)`);
+  const args = ['--handler=sqlite', `--sqlite-url=file:${dir}/`, `--listen-addr=127.0.0.1:${port}`, '--telemetry=disable', '--log-level=error', '--debug-addr=-', `--state-dir=${dir}`];
+  return { url: `mongodb://127.0.0.1:${port}/`, child: spawn(FERRETDB, args, { stdio: ['ignore', 'pipe', 'pipe'] }) };
+}
+
+/** @param {number} port @returns {Promise<boolean>} */
+export function accepts(port) {
+  return new Promise((done) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      done(true);
+    });
+    socket.once('error', () => done(false));
+  });
+}
+
+/** Resolve once `port` accepts connections; reject if `child` exits first or time runs out. */
+export async function untilAccepting(port, child, timeoutMs = 30_000) {
+  let output = '';
+  child.stdout?.on('data', (d) => (output += d));
+  child.stderr?.on('data', (d) => (output += d));
+  const deadline = Date.now() + timeoutMs;
+  while (!(await accepts(port))) {
+    if (child.exitCode !== null) throw new Error(`${child.spawnfile} exited (${child.exitCode}): ${output.slice(-2000)}`);
+    if (Date.now() > deadline) throw new Error(`${child.spawnfile} did not accept on ${port} within ${timeoutMs} ms: ${output.slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
