@@ -158,7 +158,7 @@ export class Supervisor {
           this.log.info({ dependency: name }, 'seed SKUs present');
           return;
         } catch (error) {
-          this.log.warn({ dependency: name, err: error }, 'cannot seed yet; retrying');
+          this.log.info({ dependency: name, reason: error instanceof Error ? error.message : String(error) }, 'cannot seed yet; retrying');
           await new Promise((r) => setTimeout(r, SEED_RETRY_MS));
         }
       }

@@ -121,8 +121,10 @@ export class Fence implements EpochStore {
   /** Reserve the next batch number of `epoch`, or null when the epoch is fenced off. */
   async reserve(epoch: number): Promise<number | null> {
     // A reservation that times out may still have counted: the gap it leaves is harmless.
-    const after = await bounded(this.timeoutMs, () => this.fence.findOneAndUpdate({ _id: 'fence', epoch }, { $inc: { seq: 1 } }, { returnDocument: 'after' }));
-    return after ? after.seq : null;
+    // The pre-image, not the post-image: mongo-java-server reads the post-image after releasing
+    // the document, so two reservations could see the same number (docs/mongo-wire-server.md).
+    const before = await bounded(this.timeoutMs, () => this.fence.findOneAndUpdate({ _id: 'fence', epoch }, { $inc: { seq: 1 } }, { returnDocument: 'before' }));
+    return before ? before.seq + 1 : null;
   }
 
   /** Insert a reserved batch. Resolves 'written' or 'fenced'; throws when the outcome is unknown. */

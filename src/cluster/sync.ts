@@ -231,7 +231,8 @@ export class StockSubscriber {
         this.metrics.events.labels('resync').inc();
       }
     } catch (error) {
-      this.log.warn({ err: error }, 'resync from snapshot failed; will retry on the next message');
+      // Usually Redis is still connecting; the next (re)connect or gap triggers another resync.
+      this.log.debug({ reason: error instanceof Error ? error.message : String(error) }, 'resync from snapshot failed');
     } finally {
       const buffered = this.resyncing ?? [];
       this.resyncing = null;

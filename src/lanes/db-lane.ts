@@ -28,15 +28,12 @@ export class DbLane implements Lane {
   }
 
   async tryBuy(sku: string, quantity: number): Promise<BuyOutcome> {
-    const after = await this.call(() =>
-      this.stock.findOneAndUpdate(
-        { _id: sku, stock: { $gte: quantity } },
-        { $inc: { stock: -quantity, sold: quantity } },
-        // No projection: FerretDB does not implement one on findAndModify, and the document is small.
-        { returnDocument: 'after' },
-      ),
+    // The pre-image tells this buyer's remaining exactly (stock before − quantity); some wire
+    // servers read a post-image after other updates have landed (docs/mongo-wire-server.md).
+    const before = await this.call(() =>
+      this.stock.findOneAndUpdate({ _id: sku, stock: { $gte: quantity } }, { $inc: { stock: -quantity, sold: quantity } }, { returnDocument: 'before' }),
     );
-    if (after) return { kind: 'sold', remaining: after.stock };
+    if (before) return { kind: 'sold', remaining: before.stock - quantity };
     // Refused: tell sold out from unknown (the slow path, taken once stock is gone).
     const level = await this.peek(sku);
     return level ? { kind: 'sold_out', remaining: level.remaining } : UNKNOWN_SKU;
@@ -63,10 +60,10 @@ export class DbLane implements Lane {
   }
 
   async restock(sku: string, quantity: number): Promise<StockLevel | null> {
-    const doc = await this.call(() =>
-      this.stock.findOneAndUpdate({ _id: sku }, { $inc: { stock: quantity, initial: quantity } }, { returnDocument: 'after' }),
+    const before = await this.call(() =>
+      this.stock.findOneAndUpdate({ _id: sku }, { $inc: { stock: quantity, initial: quantity } }, { returnDocument: 'before' }),
     );
-    return doc ? { remaining: doc.stock, sold: doc.sold, initial: doc.initial } : null;
+    return before ? { remaining: before.stock + quantity, sold: before.sold, initial: before.initial + quantity } : null;
   }
 
   async resetAll(): Promise<void> {

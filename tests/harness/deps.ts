@@ -1,7 +1,8 @@
 /**
- * Private instances of the real dependencies — redis-server (Debian) and FerretDB (a MongoDB
- * wire-protocol server built into .tools/bin by scripts/setup.sh) — for tests that stop, pause
- * or restart one. Each gets a free port and its own data directory; restarting keeps both.
+ * Private instances of the real dependencies — redis-server (Debian) and a MongoDB wire-protocol
+ * server (mongo-java-server, fetched by scripts/setup.sh) — for tests that stop, pause or
+ * restart one. Each gets a free port; a restart reuses it. Neither keeps data across a restart
+ * (no Redis persistence; the wire server is in-memory), as a crashed, non-durable store would.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,7 +19,7 @@ export interface Dependency {
   readonly port: number;
   /** Stop (SIGTERM) and wait for the exit. */
   stop(): Promise<void>;
-  /** Start again on the same port (and the same data directory). */
+  /** Start again on the same port (empty). */
   start(): Promise<void>;
   /** SIGSTOP / SIGCONT: the server keeps its connections but answers nothing. */
   pause(): void;

@@ -1,4 +1,4 @@
-// Launching the real dependency servers. Plain JavaScript (ESM) because jest loads its global
+// Launching the real dependency servers: redis-server and a MongoDB wire-protocol server. Plain JavaScript (ESM) because jest loads its global
 // setup outside the TypeScript transform; tests/harness/deps.ts builds on the same functions.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -7,7 +7,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const FERRETDB = join(REPO_ROOT, '.tools', 'bin', 'ferretdb');
+const WIRE_SERVER = join(REPO_ROOT, 'scripts', 'mongo-wire-server.sh');
+const WIRE_CLASSES = join(REPO_ROOT, '.tools', 'mongo-wire-server', 'classes');
 
 /** @param {'redis' | 'mongo'} kind @param {number} port @param {string} dir @returns {{ url: string, child: import('node:child_process').ChildProcess }} */
 export function spawnServer(kind, port, dir) {
@@ -15,9 +16,9 @@ export function spawnServer(kind, port, dir) {
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
     return { url: `redis://127.0.0.1:${port}`, child: spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] }) };
   }
-  if (!existsSync(FERRETDB)) throw new Error(`${FERRETDB} is missing: run \`make setup\` (scripts/setup.sh builds it)`);
-  const args = ['--handler=sqlite', `--sqlite-url=file:${dir}/`, `--listen-addr=127.0.0.1:${port}`, '--telemetry=disable', '--log-level=error', '--debug-addr=-', `--state-dir=${dir}`];
-  return { url: `mongodb://127.0.0.1:${port}/`, child: spawn(FERRETDB, args, { stdio: ['ignore', 'pipe', 'pipe'] }) };
+  // mongo-java-server keeps its data in memory: `dir` is unused, and a restart starts empty.
+  if (!existsSync(WIRE_CLASSES)) throw new Error('the MongoDB wire server is missing: run `make setup` (scripts/setup.sh)');
+  return { url: `mongodb://127.0.0.1:${port}/`, child: spawn(WIRE_SERVER, [String(port)], { stdio: ['ignore', 'pipe', 'pipe'] }) };
 }
 
 /** @param {number} port @returns {Promise<boolean>} */
