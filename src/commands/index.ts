@@ -6,11 +6,11 @@
 import { readFileSync } from 'node:fs';
 import type { ClientContext, Redis, Result } from 'ioredis';
 
-const SCRIPTS = ['buy-1', 'put-1', 'restock-1', 'reset-1'] as const;
+const SCRIPTS = ['buy-2', 'put-1', 'restock-1', 'reset-1'] as const;
 
 declare module 'ioredis' {
   interface RedisCommander<Context extends ClientContext = { type: 'default' }> {
-    stockBuy(key: string, quantity: number): Result<[number, number], Context>;
+    stockBuy(skuKey: string, idempotencyKey: string, quantity: number, hasKey: '0' | '1', ttlSeconds: number): Result<[number, number], Context>;
     stockPut(key: string, stock: number, keepExisting: 0 | 1): Result<number, Context>;
     stockRestock(key: string, quantity: number): Result<[number, number, number, number], Context>;
     stockReset(key: string): Result<number, Context>;

@@ -2,8 +2,11 @@
  * The `db` lane: the count lives in a MongoDB document per SKU and every buy is one conditional
  * update — `{_id: sku, stock: {$gte: q}}` with `$inc: {stock: -q, sold: q}` — which MongoDB
  * applies atomically to the single document, so concurrent buyers can never take it below zero.
+ * A buyer's idempotency key is pushed into the same document by the same update, so a retry
+ * after any failure finds the first answer instead of buying again.
  */
 import type { Collection, Db } from 'mongodb';
+import { ServiceError } from '../errors.js';
 import { bounded } from '../mongo.js';
 import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
 
@@ -12,7 +15,16 @@ export interface DbStockDocument {
   stock: number;
   sold: number;
   initial: number;
+  /** The last IDEMPOTENCY_WINDOW keyed sales: key, quantity, remaining after the sale. */
+  keys?: Array<{ k: string; q: number; r: number }>;
 }
+
+/**
+ * Keyed sales remembered per SKU, inside the SKU's own document, so that the sale and the record
+ * of its key are one atomic update and a retry after any crash finds it. Bounded because a
+ * document is; at thousands of keyed sales a second that still covers any sane retry.
+ */
+export const IDEMPOTENCY_WINDOW = 10_000;
 
 export const DB_LANE_COLLECTION = 'db_lane_stock';
 
@@ -27,26 +39,43 @@ export class DbLane implements Lane {
     this.stock = db.collection<DbStockDocument>(DB_LANE_COLLECTION);
   }
 
-  async tryBuy(sku: string, quantity: number): Promise<BuyOutcome> {
+  async tryBuy(sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {
     // The pre-image tells this buyer's remaining exactly (stock before − quantity); some wire
     // servers read a post-image after other updates have landed (docs/mongo-wire-server.md).
     const before = await this.call(() =>
-      this.stock.findOneAndUpdate({ _id: sku, stock: { $gte: quantity } }, { $inc: { stock: -quantity, sold: quantity } }, { returnDocument: 'before' }),
+      key === null
+        ? this.stock.findOneAndUpdate({ _id: sku, stock: { $gte: quantity } }, { $inc: { stock: -quantity, sold: quantity } }, { returnDocument: 'before', projection: { stock: 1 } })
+        : this.stock.findOneAndUpdate(
+            { _id: sku, stock: { $gte: quantity }, 'keys.k': { $ne: key } },
+            { $inc: { stock: -quantity, sold: quantity }, $push: { keys: { $each: [{ k: key, q: quantity, r: -1 }], $slice: -IDEMPOTENCY_WINDOW } } },
+            { returnDocument: 'before', projection: { stock: 1 } },
+          ),
     );
-    if (before) return { kind: 'sold', remaining: before.stock - quantity };
-    // Refused: tell sold out from unknown (the slow path, taken once stock is gone).
-    const level = await this.peek(sku);
-    return level ? { kind: 'sold_out', remaining: level.remaining } : UNKNOWN_SKU;
+    if (before) {
+      const remaining = before.stock - quantity;
+      // The remaining is known only now; record it for replays (a replay before this lands says -1 → current stock).
+      if (key !== null) await this.call(() => this.stock.updateOne({ _id: sku, 'keys.k': key }, { $set: { 'keys.$.r': remaining } }));
+      return { kind: 'sold', remaining };
+    }
+    // Refused: sold out, unknown, or this key already bought (the slow path).
+    const doc = await this.call(() => this.stock.findOne({ _id: sku }));
+    if (!doc) return UNKNOWN_SKU;
+    const earlier = key === null ? undefined : doc.keys?.find((entry) => entry.k === key);
+    if (earlier) {
+      if (earlier.q !== quantity) throw new ServiceError('idempotency_key_reused');
+      return { kind: 'sold', remaining: earlier.r >= 0 ? earlier.r : doc.stock };
+    }
+    return { kind: 'sold_out', remaining: doc.stock };
   }
 
   async peek(sku: string): Promise<StockLevel | null> {
-    const doc = await this.call(() => this.stock.findOne({ _id: sku }));
+    const doc = await this.call(() => this.stock.findOne({ _id: sku }, { projection: { keys: 0 } }));
     return doc ? { remaining: doc.stock, sold: doc.sold, initial: doc.initial } : null;
   }
 
   async put(sku: string, stock: number): Promise<boolean> {
     const result = await this.call(() =>
-      this.stock.updateOne({ _id: sku }, { $set: { stock, sold: 0, initial: stock } }, { upsert: true }),
+      this.stock.updateOne({ _id: sku }, { $set: { stock, sold: 0, initial: stock, keys: [] } }, { upsert: true }),
     );
     return result.upsertedCount === 1;
   }

@@ -42,7 +42,7 @@ export function buildLanes(
   const mongo = config.mongoUrl ? createMongoClient(config.mongoUrl, config.dependencyTimeoutMs, appName) : null;
   const mongoDb = mongo ? mongo.db(config.mongoDb) : null;
   const db = mongoDb ? new DbLane(mongoDb, config.dependencyTimeoutMs) : null;
-  const redis = config.redisUrl ? new RedisLane({ url: config.redisUrl, timeoutMs: config.dependencyTimeoutMs }) : null;
+  const redis = config.redisUrl ? new RedisLane({ url: config.redisUrl, timeoutMs: config.dependencyTimeoutMs, idempotencyTtlMs: config.idempotencyTtlMs }) : null;
   const dependencies: DependencyCheck[] = [];
   const seeded = (name: 'mongo' | 'redis') => {
     if (!stock.isSeeded(name)) throw new Error(`seed SKUs not yet written to ${name}`);

@@ -1,20 +1,26 @@
 /**
  * The `redis` lane: the usual industry answer and the baseline to beat. Each SKU is a Redis hash;
- * a Lua script checks and decrements in one step, which Redis runs atomically. Commands fail at
+ * a Lua script checks and decrements in one step, which Redis runs atomically, and records the
+ * buyer's idempotency key with the answer in the same step. Commands fail at
  * once while Redis is unreachable (no offline queue) and time out after DEPENDENCY_TIMEOUT_MS,
  * so an outage is a fast 503, never a hang.
  */
 import { Redis } from 'ioredis';
 import { defineStockCommands } from '../commands/index.js';
-import { DependencyUnavailableError } from '../errors.js';
+import { DependencyUnavailableError, ServiceError } from '../errors.js';
 import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
 
 const KEY_PREFIX = 'superstock:redis-lane:sku:';
 const SKU_SET = 'superstock:redis-lane:skus';
+const IDEMPOTENCY_PREFIX = 'superstock:redis-lane:idempotency:';
+/** KEYS[2] of buy-2.lua for a request without a key: named, never written. */
+const NO_KEY = 'superstock:redis-lane:no-key';
 
 export interface RedisLaneOptions {
   readonly url: string;
   readonly timeoutMs: number;
+  /** How long a buyer's idempotency key and answer are kept in Redis. */
+  readonly idempotencyTtlMs: number;
   readonly onStatus?: (status: string) => void;
 }
 
@@ -33,8 +39,10 @@ export function createRedisClient(url: string, timeoutMs: number): Redis {
 export class RedisLane implements Lane {
   readonly name = 'redis' as const;
   private readonly redis: Redis;
+  private readonly idempotencyTtlSeconds: number;
 
   constructor(options: RedisLaneOptions) {
+    this.idempotencyTtlSeconds = Math.ceil(options.idempotencyTtlMs / 1000);
     this.redis = createRedisClient(options.url, options.timeoutMs);
     defineStockCommands(this.redis);
     // Without a listener ioredis reports every failed reconnect as an unhandled error.
@@ -45,17 +53,22 @@ export class RedisLane implements Lane {
     }
   }
 
-  async tryBuy(sku: string, quantity: number): Promise<BuyOutcome> {
-    const [code, remaining] = await this.call(() => this.redis.stockBuy(KEY_PREFIX + sku, quantity));
+  async tryBuy(sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {
+    const [code, remaining] = await this.call(() =>
+      this.redis.stockBuy(KEY_PREFIX + sku, key === null ? NO_KEY : IDEMPOTENCY_PREFIX + key, quantity, key === null ? '0' : '1', this.idempotencyTtlSeconds),
+    );
     switch (code) {
       case 1:
+      case 2: // the same key bought before (perhaps through a primary that has since died)
         return { kind: 'sold', remaining };
+      case -2:
+        throw new ServiceError('idempotency_key_reused');
       case 0:
         return { kind: 'sold_out', remaining };
       case -1:
         return UNKNOWN_SKU;
       default:
-        throw new Error(`buy-1.lua returned unknown code ${code}`);
+        throw new Error(`buy-2.lua returned unknown code ${code}`);
     }
   }
 
