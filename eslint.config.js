@@ -15,6 +15,6 @@ export default tseslint.config(
   {
     files: ['**/*.js', 'k6/**/*.ts', 'scripts/**', 'bench/**', 'tests/**'],
     rules: { 'no-console': 'off' },
-    languageOptions: { globals: { process: 'readonly', console: 'readonly', __ENV: 'readonly' } },
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', setTimeout: 'readonly', globalThis: 'readonly', __ENV: 'readonly' } },
   },
 );

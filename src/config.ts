@@ -48,6 +48,8 @@ export interface Config {
   /** Where the other replicas reach this one (they forward buys here while it is primary). */
   readonly advertiseUrl: string;
   readonly leaseName: string;
+  /** Names this cluster's replication channel and snapshot in Redis (several may share one Redis). */
+  readonly clusterName: string;
   readonly leaseDurationMs: number;
   readonly renewDeadlineMs: number;
   readonly retryPeriodMs: number;
@@ -171,6 +173,7 @@ export function loadConfig(env: Env = process.env): Config {
     durability,
     advertiseUrl: url(env, 'ADVERTISE_URL', ['http:']) ?? `http://${hostname()}:${port}`,
     leaseName: text(env, 'LEASE_NAME') ?? 'superstock-primary',
+    clusterName: text(env, 'CLUSTER_NAME') ?? text(env, 'MONGO_DB') ?? 'superstock',
     leaseDurationMs,
     renewDeadlineMs,
     retryPeriodMs,

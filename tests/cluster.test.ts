@@ -114,7 +114,7 @@ describe('kill the primary under load (5 rounds, every lane)', () => {
         const replica = cluster.live()[n % Math.max(1, cluster.live().length)];
         if (!replica) continue;
         const key = randomUUID();
-        let answer: Answer<BuyBody & ErrorBody> | null = null;
+        let answer: Answer<BuyBody & ErrorBody> | null;
         try {
           answer = await buy(cluster.url(replica), lane, SKU, 1, key);
         } catch {
@@ -266,8 +266,9 @@ describe('replication over Redis pub/sub', () => {
     const level = (await peek(cluster.url(secondary), 'atomic', 'SYNC')).body;
     // A stale event (epoch 0) and an echo (the secondary's own id), both claiming the SKU is gone.
     const bogus = (host: string, epoch: number) => JSON.stringify({ host, epoch, version: 1, at: Date.now(), updates: [[0, 'SYNC', 0, 999, 999]] });
-    await publisher.publish('superstock:stock-events', bogus('someone-else', 0));
-    await publisher.publish('superstock:stock-events', bogus(secondary.id, 99));
+    const channel = `superstock:${cluster.database}:stock-events`;
+    await publisher.publish(channel, bogus('someone-else', 0));
+    await publisher.publish(channel, bogus(secondary.id, 99));
     await waitFor(
       async () => {
         const after = await metricsText(secondary);

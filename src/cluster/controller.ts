@@ -22,7 +22,7 @@ import type { Elector, Leadership } from './elector.js';
 import { Fence, GroupCommit } from './ledger.js';
 import { MongoLeaseElector } from './mongo-lease-elector.js';
 import { rebuildFromLedger } from './rebuild.js';
-import { StockPublisher, StockSubscriber, SyncMetrics } from './sync.js';
+import { StockPublisher, StockSubscriber, SyncMetrics, syncKeys } from './sync.js';
 
 /** Deadline for a primary that needs no lease (standalone, or ROLE=primary): ~24 days, renewed never. */
 const NO_DEADLINE_MS = 2 ** 31 - 1;
@@ -143,7 +143,7 @@ export class ClusterController {
     this.state.becomePrimary(epoch, monotonicMs() + windowMs);
     if (this.o.config.redisUrl) {
       const client = this.redisClient(this.o.config.redisUrl);
-      this.publisher = new StockPublisher(client, this.o.stock, this.o.config.hostId, epoch, this.o.config.syncIntervalMs, this.syncMetrics, this.o.log);
+      this.publisher = new StockPublisher(client, syncKeys(this.o.config.clusterName), this.o.stock, this.o.config.hostId, epoch, this.o.config.syncIntervalMs, this.syncMetrics, this.o.log);
       this.publisher.start();
     }
     this.setPrimaryUrl(this.o.config.advertiseUrl);
@@ -181,7 +181,7 @@ export class ClusterController {
     subscriber.on('error', () => undefined);
     this.redisClients.push(subscriber);
     const reader = this.redisClient(url);
-    this.subscriber = new StockSubscriber(subscriber, reader, this.o.stock, this.o.config.hostId, () => !this.state.isPrimary(), this.syncMetrics, this.o.log);
+    this.subscriber = new StockSubscriber(subscriber, reader, syncKeys(this.o.config.clusterName), this.o.stock, this.o.config.hostId, () => !this.state.isPrimary(), this.syncMetrics, this.o.log);
     void this.subscriber.start().catch((error: unknown) => this.o.log.warn({ err: error }, 'subscribe failed; ioredis retries'));
   }
 

@@ -20,9 +20,11 @@ import type { Logger } from '../logger.js';
 import { INITIAL, REMAINING, SOLD, STRIDE, type SharedStock } from '../memory/shared-stock.js';
 import { PREFIX } from '../metrics.js';
 
-const CHANNEL = 'superstock:stock-events';
-const SNAPSHOT = 'superstock:snapshot';
-const SNAPSHOT_META = 'superstock:snapshot:meta';
+/** Redis names of one cluster's replication: the channel, and the snapshot and its version. */
+export function syncKeys(clusterName: string): { channel: string; snapshot: string; meta: string } {
+  const base = `superstock:${clusterName}`;
+  return { channel: `${base}:stock-events`, snapshot: `${base}:snapshot`, meta: `${base}:snapshot:meta` };
+}
 
 /** [lane index, sku, remaining, sold, initial] */
 type Update = [number, string, number, number, number];
@@ -80,6 +82,7 @@ export class StockPublisher {
 
   constructor(
     private readonly redis: Redis,
+    private readonly keys: ReturnType<typeof syncKeys>,
     private readonly stock: SharedStock,
     private readonly hostId: string,
     private readonly epoch: number,
@@ -122,12 +125,13 @@ export class StockPublisher {
       if (updates.length === 0) return;
       const event: StockEvent = { host: this.hostId, epoch: this.epoch, version: this.version + 1, at: Date.now(), updates };
       const multi = this.redis.multi();
-      if (all) multi.del(SNAPSHOT);
+      const { snapshot, meta, channel } = this.keys;
+      if (all) multi.del(snapshot);
       const fields: string[] = [];
       for (const [lane, sku, remaining, sold, initial] of updates) fields.push(`${lane}:${sku}`, `${remaining}:${sold}:${initial}`);
-      multi.hset(SNAPSHOT, ...fields);
-      multi.hset(SNAPSHOT_META, 'epoch', event.epoch, 'version', event.version, 'host', this.hostId);
-      multi.publish(CHANNEL, JSON.stringify(event));
+      multi.hset(snapshot, ...fields);
+      multi.hset(meta, 'epoch', event.epoch, 'version', event.version, 'host', this.hostId);
+      multi.publish(channel, JSON.stringify(event));
       await multi.exec();
       this.version = event.version;
       this.metrics.events.labels('published').inc();
@@ -148,6 +152,7 @@ export class StockSubscriber {
   constructor(
     private readonly subscriber: Redis,
     private readonly reader: Redis,
+    private readonly keys: ReturnType<typeof syncKeys>,
     private readonly stock: SharedStock,
     private readonly hostId: string,
     /** False while this replica is primary: its own memory is the truth then. */
@@ -161,7 +166,7 @@ export class StockSubscriber {
   }
 
   async start(): Promise<void> {
-    await this.subscriber.subscribe(CHANNEL);
+    await this.subscriber.subscribe(this.keys.channel);
     await this.resync();
   }
 
@@ -216,7 +221,7 @@ export class StockSubscriber {
     if (this.resyncing || !this.following()) return;
     this.resyncing = [];
     try {
-      const [meta, snapshot] = await this.reader.multi().hgetall(SNAPSHOT_META).hgetall(SNAPSHOT).exec().then((r) => (r ?? []).map(([, v]) => v as Record<string, string>));
+      const [meta, snapshot] = await this.reader.multi().hgetall(this.keys.meta).hgetall(this.keys.snapshot).exec().then((r) => (r ?? []).map(([, v]) => v as Record<string, string>));
       const epoch = Number(meta?.epoch ?? 0);
       const version = Number(meta?.version ?? 0);
       if (meta?.host !== this.hostId && snapshot && (epoch > this.held.epoch || (epoch === this.held.epoch && version >= this.held.version))) {

@@ -66,7 +66,7 @@ export async function startService(env: Record<string, string> = {}): Promise<Se
     );
   } catch (error) {
     child.kill('SIGKILL');
-    throw new Error(`${(error as Error).message}\n--- service output ---\n${output.slice(-4000)}`);
+    throw new Error(`${(error as Error).message}\n--- service output ---\n${output.slice(-4000)}`, { cause: error });
   }
 
   return {

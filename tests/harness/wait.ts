@@ -11,7 +11,6 @@ export async function waitFor(condition: () => boolean | Promise<boolean>, optio
   for (;;) {
     try {
       if (await condition()) return;
-      lastError = null;
     } catch (error) {
       lastError = error;
     }
