@@ -38,7 +38,7 @@ last=""
 while true; do
   line=""
   for i in 0 1 2; do
-    role=$(curl -s -m 1 "http://127.0.0.1:$((9464 + i))/metrics" | awk '/^superstock_role\{role="primary"\}/ {print ($2 == 1) ? "PRIMARY" : "secondary"}')
+    role=$(curl -s -m 1 "http://127.0.0.1:$((9464 + i))/metrics" | awk '/^superstock_role\{role="primary"\}/ {print ($2 == 1) ? "PRIMARY" : "secondary"}' || true)
     line+="replica-$i(:$((i == 0 ? 5059 : 5079 + i)), pid ${pids[$i]}): ${role:-down}   "
   done
   if [[ $line != "$last" ]]; then echo "$(date +%T)  $line"; last=$line; fi
