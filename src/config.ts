@@ -39,6 +39,8 @@ export interface Config {
   readonly idempotencyTtlMs: number;
   readonly idempotencyMaxKeys: number;
   readonly logLevel: string;
+  /** `combined`: concurrent buys of one SKU share one MongoDB update; `single`: one update each. */
+  readonly dbLaneMode: 'combined' | 'single';
   /** How the primary is chosen; `none` with no ROLE means a standalone primary. */
   readonly election: Election;
   /** Explicit override: this replica is always primary / secondary (no election). */
@@ -168,6 +170,7 @@ export function loadConfig(env: Env = process.env): Config {
     idempotencyTtlMs: integer(env, 'IDEMPOTENCY_TTL_MS', 24 * 3600_000, 1000, 30 * 24 * 3600_000),
     idempotencyMaxKeys: integer(env, 'IDEMPOTENCY_MAX_KEYS', 100_000, 1, 10_000_000),
     logLevel,
+    dbLaneMode: oneOf(env, 'DB_LANE_MODE', ['combined', 'single'] as const, 'combined'),
     election,
     role,
     durability,

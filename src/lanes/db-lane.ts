@@ -1,14 +1,19 @@
 /**
- * The `db` lane: the count lives in a MongoDB document per SKU and every buy is one conditional
+ * The `db` lane: the count lives in a MongoDB document per SKU and a buy is a conditional
  * update — `{_id: sku, stock: {$gte: q}}` with `$inc: {stock: -q, sold: q}` — which MongoDB
  * applies atomically to the single document, so concurrent buyers can never take it below zero.
+ * By default concurrent buys of one SKU are combined into one such update (DB_LANE_MODE).
  * A buyer's idempotency key is pushed into the same document by the same update, so a retry
  * after any failure finds the first answer instead of buying again.
  */
 import type { Collection, Db } from 'mongodb';
 import { ServiceError } from '../errors.js';
 import { bounded } from '../mongo.js';
+import { SkuBatcher, type PendingBuy } from './db-batcher.js';
 import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
+
+/** `combined`: concurrent buys of one SKU share one update (db-batcher.ts). `single`: one each. */
+export type DbLaneMode = 'combined' | 'single';
 
 export interface DbStockDocument {
   _id: string;
@@ -31,41 +36,76 @@ export const DB_LANE_COLLECTION = 'db_lane_stock';
 export class DbLane implements Lane {
   readonly name = 'db' as const;
   private readonly stock: Collection<DbStockDocument>;
+  private readonly batcher: SkuBatcher<BuyOutcome> | null;
 
   constructor(
     private readonly db: Db,
     private readonly timeoutMs: number,
+    mode: DbLaneMode = 'combined',
   ) {
     this.stock = db.collection<DbStockDocument>(DB_LANE_COLLECTION);
+    this.batcher = mode === 'combined' ? new SkuBatcher((sku, group) => this.applyGroup(sku, group)) : null;
   }
 
   async tryBuy(sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {
-    // The pre-image tells this buyer's remaining exactly (stock before − quantity); some wire
-    // servers read a post-image after other updates have landed (docs/mongo-wire-server.md).
-    const before = await this.call(() =>
-      key === null
-        ? this.stock.findOneAndUpdate({ _id: sku, stock: { $gte: quantity } }, { $inc: { stock: -quantity, sold: quantity } }, { returnDocument: 'before', projection: { stock: 1 } })
-        : this.stock.findOneAndUpdate(
-            { _id: sku, stock: { $gte: quantity }, 'keys.k': { $ne: key } },
-            { $inc: { stock: -quantity, sold: quantity }, $push: { keys: { $each: [{ k: key, q: quantity, r: -1 }], $slice: -IDEMPOTENCY_WINDOW } } },
-            { returnDocument: 'before', projection: { stock: 1 } },
-          ),
-    );
-    if (before) {
-      const remaining = before.stock - quantity;
-      // The remaining is known only now; record it for replays (a replay before this lands says -1 → current stock).
-      if (key !== null) await this.call(() => this.stock.updateOne({ _id: sku, 'keys.k': key }, { $set: { 'keys.$.r': remaining } }));
-      return { kind: 'sold', remaining };
+    if (this.batcher) return this.batcher.submit(sku, quantity, key);
+    return new Promise((resolve, reject) => void this.applyGroup(sku, [{ quantity, key, resolve, reject }]).catch(reject));
+  }
+
+  /**
+   * Sell a group of buys of one SKU with as few conditional updates as possible: all of them in
+   * one if the stock covers them; otherwise read the stock and retry with the buys that fit, in
+   * arrival order (a buyer whose quantity no longer fits is refused, a smaller one after it may
+   * still be served). Every buyer is answered only after MongoDB confirmed its share, with the
+   * remaining count its own share left. Idempotency keys ride in the same update; a key that
+   * already bought is answered from the document instead of buying again.
+   */
+  private async applyGroup(sku: string, group: PendingBuy<BuyOutcome>[]): Promise<void> {
+    let candidates = withoutRepeatedKeys(group);
+    while (candidates.length > 0) {
+      const total = candidates.reduce((sum, b) => sum + b.quantity, 0);
+      const keyed = candidates.filter((b): b is PendingBuy<BuyOutcome> & { key: string } => b.key !== null);
+      // The pre-image tells each buyer's remaining exactly (stock before − shares so far); some
+      // wire servers read a post-image after other updates have landed (docs/mongo-wire-server.md).
+      const before = await this.call(() =>
+        this.stock.findOneAndUpdate(
+          keyed.length === 0 ? { _id: sku, stock: { $gte: total } } : { _id: sku, stock: { $gte: total }, 'keys.k': { $nin: keyed.map((b) => b.key) } },
+          keyed.length === 0
+            ? { $inc: { stock: -total, sold: total } }
+            : { $inc: { stock: -total, sold: total }, $push: { keys: { $each: keyed.map((b) => ({ k: b.key, q: b.quantity, r: -1 })), $slice: -IDEMPOTENCY_WINDOW } } },
+          { returnDocument: 'before', projection: { stock: 1 } },
+        ),
+      );
+      if (before) {
+        let running = before.stock;
+        const answers = candidates.map((b) => (running -= b.quantity));
+        // Remaining is known only now: record it for replays (until then a replay reports the current stock).
+        await Promise.all(keyed.map((b) => this.call(() => this.stock.updateOne({ _id: sku, 'keys.k': b.key }, { $set: { 'keys.$.r': answers[candidates.indexOf(b)] } }))));
+        candidates.forEach((b, i) => b.resolve({ kind: 'sold', remaining: answers[i] as number }));
+        return;
+      }
+      // Refused: unknown SKU, replayed keys, or not enough for everyone. Read, answer, retry the rest.
+      const doc = await this.call(() => this.stock.findOne({ _id: sku }));
+      if (!doc) {
+        for (const b of candidates) b.resolve(UNKNOWN_SKU);
+        return;
+      }
+      let available = doc.stock;
+      const fitting: PendingBuy<BuyOutcome>[] = [];
+      for (const b of candidates) {
+        const earlier = b.key === null ? undefined : doc.keys?.find((entry) => entry.k === b.key);
+        if (earlier) {
+          if (earlier.q !== b.quantity) b.reject(new ServiceError('idempotency_key_reused'));
+          else b.resolve({ kind: 'sold', remaining: earlier.r >= 0 ? earlier.r : doc.stock });
+        } else if (b.quantity <= available) {
+          available -= b.quantity;
+          fitting.push(b);
+        } else {
+          b.resolve({ kind: 'sold_out', remaining: available });
+        }
+      }
+      candidates = fitting;
     }
-    // Refused: sold out, unknown, or this key already bought (the slow path).
-    const doc = await this.call(() => this.stock.findOne({ _id: sku }));
-    if (!doc) return UNKNOWN_SKU;
-    const earlier = key === null ? undefined : doc.keys?.find((entry) => entry.k === key);
-    if (earlier) {
-      if (earlier.q !== quantity) throw new ServiceError('idempotency_key_reused');
-      return { kind: 'sold', remaining: earlier.r >= 0 ? earlier.r : doc.stock };
-    }
-    return { kind: 'sold_out', remaining: doc.stock };
   }
 
   async peek(sku: string): Promise<StockLevel | null> {
@@ -111,4 +151,34 @@ export class DbLane implements Lane {
   private call<T>(operation: () => Promise<T>): Promise<T> {
     return bounded(this.timeoutMs, operation);
   }
+}
+
+/**
+ * A key twice in one group (a client retrying while its first request still waits) must buy
+ * once: the repeat leaves the group and gets the first one's answer — or a 422 if it asks for a
+ * different quantity.
+ */
+function withoutRepeatedKeys(group: PendingBuy<BuyOutcome>[]): PendingBuy<BuyOutcome>[] {
+  const repeatsOf = new Map<string, { first: PendingBuy<BuyOutcome>; repeats: PendingBuy<BuyOutcome>[] }>();
+  const unique: PendingBuy<BuyOutcome>[] = [];
+  for (const buy of group) {
+    const seen = buy.key === null ? undefined : repeatsOf.get(buy.key);
+    if (!seen) {
+      unique.push(buy);
+      if (buy.key !== null) repeatsOf.set(buy.key, { first: buy, repeats: [] });
+    } else if (seen.first.quantity !== buy.quantity) {
+      buy.reject(new ServiceError('idempotency_key_reused'));
+    } else {
+      seen.repeats.push(buy);
+    }
+  }
+  return unique.map((buy) => {
+    const repeats = buy.key === null ? [] : (repeatsOf.get(buy.key)?.repeats ?? []);
+    if (repeats.length === 0) return buy;
+    return {
+      ...buy,
+      resolve: (outcome: BuyOutcome) => [buy, ...repeats].forEach((b) => b.resolve(outcome)),
+      reject: (error: Error) => [buy, ...repeats].forEach((b) => b.reject(error)),
+    };
+  });
 }
