@@ -25,3 +25,4 @@ for path in Db Cache/Atomic Cache/Signal Cache/Lock; do
 done
 echo
 echo "original: siege on the author's machine (.NET, see its README); ours: this machine, $(nproc) cores, WORKERS=$WORKERS."
+echo "siege does not count the (at most -c) requests in flight when its clock stops, so units sold can exceed transactions by up to 5."

@@ -1,6 +1,9 @@
 /**
  * The original's siege commands run unchanged against our v1 routes (`siege -c5 -t2s -b
- * '<url> POST'`), and every transaction siege counts is a unit the service really sold.
+ * '<url> POST'`), and every transaction siege counts is a unit the service really sold. Siege
+ * stops its clock with up to -c requests in flight and does not count them, though the server
+ * served them — the "undercounting" the original noticed — so units sold may exceed siege's
+ * transactions by at most the concurrency, never fall below them.
  */
 import { spawn } from 'node:child_process';
 import { startService, type ServiceHandle } from './harness/service.js';
@@ -27,12 +30,17 @@ describe('siege, as the original ran it', () => {
     await service?.stop();
   });
 
-  test.each(['Db', 'Cache/Atomic', 'Cache/Signal', 'Cache/Lock'])('OneStock/%s/Buy: transactions == units sold', async (path) => {
+  test.each(['Db', 'Cache/Atomic', 'Cache/Signal', 'Cache/Lock'])('OneStock/%s/Buy: every transaction siege counts was sold', async (path) => {
     const peek = async () => (await request<{ stock: number }>('GET', `${service.url}/api/v1/OneStock/${path}/Peek`)).body.stock;
     const before = await peek();
     const output = await siege(`${service.url}/api/v1/OneStock/${path}/Buy`);
-    const transactions = Number((/"transactions":\s*(\d+)/.exec(output) ?? /Transactions:\s*(\d+)/.exec(output))?.[1]);
+    const field = (name: string) => Number(new RegExp(`"${name}":\\s*(\\d+)`).exec(output)?.[1]);
+    const transactions = field('transactions');
+    const failed = field('failed_transactions');
     expect(transactions).toBeGreaterThan(0);
-    expect(before - (await peek())).toBe(transactions);
+    const sold = before - (await peek());
+    expect(sold).toBeGreaterThanOrEqual(transactions);
+    // Not counted by siege: up to 5 requests cut off by its clock, and any it gave up on.
+    expect(sold).toBeLessThanOrEqual(transactions + failed + 5);
   }, 30_000);
 });
