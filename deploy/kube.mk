@@ -6,7 +6,8 @@ RELEASE ?= superstock
 IMAGE ?= superstock:dev
 CHART := deploy/helm/superstock
 
-.PHONY: kind-up kind-down chart-lint kind-siege monitoring-up
+.PHONY: kind-up kind-down chart-lint kind-siege monitoring-up k6 k6-sync
+K6_SCRIPT ?= many-stock.ts
 
 define need
 	@for tool in $(1); do command -v $$tool >/dev/null || { echo "$$tool is not installed: it is needed for this target" >&2; exit 1; }; done
@@ -45,3 +46,14 @@ monitoring-up: ## kube-prometheus-stack, with the Grafana sidecar picking up the
 	  --set prometheus.prometheusSpec.serviceMonitorSelectorNilUsesHelmValues=false \
 	  --set prometheus.prometheusSpec.ruleSelectorNilUsesHelmValues=false --wait
 	helm upgrade --install $(RELEASE) $(CHART) --namespace $(NAMESPACE) --reuse-values --wait
+
+k6-sync: ## copy k6/*.ts into the chart (helm can only read files inside the chart)
+	@cp k6/*.ts $(CHART)/files/k6/ && rm -f $(CHART)/files/k6/globals.d.ts
+
+k6: k6-sync ## run k6/$(K6_SCRIPT) in the cluster as a Job, stream its logs, exit with k6's code
+	$(call need,kubectl helm)
+	helm upgrade --install $(RELEASE) $(CHART) --namespace $(NAMESPACE) --reuse-values --set k6.enabled=true --set k6.script=$(K6_SCRIPT)
+	@job=$$(kubectl -n $(NAMESPACE) get jobs -l app.kubernetes.io/component=k6 --sort-by=.metadata.creationTimestamp -o name | tail -1); \
+	kubectl -n $(NAMESPACE) wait --for=condition=Ready pod -l job-name=$${job#job.batch/} --timeout=120s >/dev/null; \
+	kubectl -n $(NAMESPACE) logs -f $$job; \
+	kubectl -n $(NAMESPACE) wait --for=condition=Complete $$job --timeout=10s >/dev/null

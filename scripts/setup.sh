@@ -54,7 +54,9 @@ want=$(sha256sum scripts/mongo-wire-server/pom.xml scripts/mongo-wire-server/Mon
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   say "fetching mongo-java-server (Maven Central) and compiling its launcher"
   rm -rf "$WIRE_DIR" && mkdir -p "$WIRE_DIR/classes"
-  mvn -q -B -Dstyle.color=never -f scripts/mongo-wire-server/pom.xml dependency:copy-dependencies -DoutputDirectory="$WIRE_DIR/lib" >/dev/null
+  log=$(mktemp)
+  mvn -B -Dstyle.color=never -f scripts/mongo-wire-server/pom.xml dependency:copy-dependencies -DoutputDirectory="$WIRE_DIR/lib" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  rm -f "$log"
   javac -nowarn -d "$WIRE_DIR/classes" -cp "$WIRE_DIR/lib/*" scripts/mongo-wire-server/MongoWireServer.java
   echo "$want" >"$stamp"
 fi
