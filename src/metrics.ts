@@ -12,7 +12,19 @@ import type { StockLevel } from './lanes/lane.js';
 
 export const PREFIX = 'superstock_';
 
-export type RequestOutcome = 'sold' | 'sold_out' | 'not_found' | 'invalid' | 'unavailable' | 'replayed';
+export const REQUEST_OUTCOMES = ['sold', 'sold_out', 'not_found', 'unavailable', 'replayed'] as const;
+export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
+
+interface Child {
+  inc(value?: number): void;
+}
+
+interface LaneChildren {
+  readonly outcomes: Record<RequestOutcome, Child>;
+  readonly duration: { observe(value: number): void };
+  readonly unitsSold: Child;
+  readonly soldOut: Child;
+}
 
 /** Per-worker request metrics. Children are resolved once per lane so the hot path does no label lookups. */
 export class WorkerMetrics {
@@ -25,7 +37,8 @@ export class WorkerMetrics {
   /** Requests being served right now: what a graceful shutdown waits for. */
   readonly inFlight: Gauge;
   private readonly forwarded: Counter<'outcome'>;
-  private readonly durationByLane = new Map<LaneName, { observe(v: number): void }>();
+  /** Children resolved once, so counting a buy does no label hashing. */
+  private readonly byLane = new Map<LaneName, LaneChildren>();
 
   constructor() {
     const registers = [this.registry];
@@ -44,7 +57,9 @@ export class WorkerMetrics {
     for (const outcome of ['ok', 'failed']) this.forwarded.labels(outcome).inc(0);
     this.inFlight = new Gauge({ name: `${PREFIX}http_requests_in_flight`, help: 'HTTP requests being served.', registers });
     for (const lane of LANE_NAMES) {
-      this.durationByLane.set(lane, this.duration.labels(lane));
+      const outcomes = {} as Record<RequestOutcome, Child>;
+      for (const outcome of REQUEST_OUTCOMES) outcomes[outcome] = this.requests.labels(lane, outcome);
+      this.byLane.set(lane, { outcomes, duration: this.duration.labels(lane), unitsSold: this.unitsSold.labels(lane), soldOut: this.soldOut.labels(lane) });
       this.unitsSold.labels(lane).inc(0);
       this.soldOut.labels(lane).inc(0);
     }
@@ -52,11 +67,13 @@ export class WorkerMetrics {
   }
 
   recordBuy(lane: LaneName, outcome: RequestOutcome, seconds: number, units: number, remaining: number): void {
-    this.requests.labels(lane, outcome).inc();
-    this.durationByLane.get(lane)?.observe(seconds);
+    const children = this.byLane.get(lane);
+    if (!children) return;
+    children.outcomes[outcome].inc();
+    children.duration.observe(seconds);
     if (outcome === 'sold') {
-      this.unitsSold.labels(lane).inc(units);
-      if (remaining === 0) this.soldOut.labels(lane).inc();
+      children.unitsSold.inc(units);
+      if (remaining === 0) children.soldOut.inc();
     }
   }
 

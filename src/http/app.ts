@@ -41,12 +41,13 @@ export function createApp(deps: AppDeps): Express {
     next();
   });
   app.use(requireJsonBody, express.json({ limit: JSON_BODY_LIMIT, strict: false }));
-  app.use(probeRoutes(deps.dependencies));
   const writeGate = deps.writeGate;
   if (writeGate) app.use((req, res, next) => (req.method === 'GET' || req.method === 'HEAD' ? next() : writeGate(req, res, next)));
-  app.use(v1Routes(deps));
+  // Hot routes first: Express tries each router in turn.
   app.use(v2Routes(deps));
+  app.use(v1Routes(deps));
   app.use(adminRoutes(deps));
+  app.use(probeRoutes(deps.dependencies));
   app.use((_req, _res, next) => next(new ServiceError('not_found')));
   app.use(errorHandler(deps));
   return app;

@@ -17,7 +17,8 @@ import { parseCount, parseIdempotencyKey, parseLane, parseObjectBody, parseSku }
 const OPENAPI = readFileSync(new URL('./openapi.json', import.meta.url), 'utf8');
 
 function sendStored(res: Response, stored: StoredResponse): void {
-  res.status(stored.status).type('application/json').send(stored.body);
+  res.status(stored.status).setHeader('content-type', 'application/json; charset=utf-8');
+  res.send(stored.body);
 }
 
 export function v2Routes(deps: AppDeps): Router {
