@@ -13,7 +13,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['**/*.js', 'k6/**/*.ts', 'scripts/**', 'bench/**', 'tests/**'],
+    files: ['**/*.js', 'k6/**/*.ts', 'deploy/helm/*/files/k6/*.ts', 'scripts/**', 'bench/**', 'tests/**'],
     rules: { 'no-console': 'off' },
     languageOptions: { globals: { process: 'readonly', console: 'readonly', setTimeout: 'readonly', globalThis: 'readonly', __ENV: 'readonly' } },
   },
