@@ -131,9 +131,9 @@ export function loadConfig(env: Env = process.env): Config {
   const logLevel = oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info');
 
   const mongoUrl = url(env, 'MONGO_URL', ['mongodb:', 'mongodb+srv:']);
-  const inKubernetes = text(env, 'KUBERNETES_SERVICE_HOST') !== undefined;
-  const election = oneOf(env, 'ELECTION', ELECTIONS, inKubernetes ? 'kubernetes' : mongoUrl ? 'mongo' : 'none');
+  const election = oneOf(env, 'ELECTION', ELECTIONS, mongoUrl ? 'mongo' : 'none');
   if (election === 'mongo' && !mongoUrl) throw new ConfigError('ELECTION', 'mongo election needs MONGO_URL');
+  if (election === 'kubernetes') throw new ConfigError('ELECTION', 'the Kubernetes Lease elector is not built yet; use mongo (it works inside a cluster too)');
   const role = text(env, 'ROLE') === undefined ? null : oneOf(env, 'ROLE', ['primary', 'secondary'] as const, 'primary');
   const durability = oneOf(env, 'DURABILITY', ['sync', 'none'] as const, mongoUrl ? 'sync' : 'none');
   if (durability === 'sync' && !mongoUrl) throw new ConfigError('DURABILITY', 'sync durability needs MONGO_URL');

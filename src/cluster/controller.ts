@@ -99,7 +99,8 @@ export class ClusterController {
         log: this.o.log,
       });
     } else {
-      throw new Error(`election ${config.election} is not available in this build`);
+      // loadConfig refuses ELECTION=kubernetes until its elector exists.
+      throw new Error(`election ${config.election} is not available`);
     }
     this.elector.onChange((leadership) => this.onLeadership(leadership));
     this.keepalive = setInterval(() => this.keepGateOpen(), Math.max(10, config.retryPeriodMs / 2));

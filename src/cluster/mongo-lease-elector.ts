@@ -52,6 +52,7 @@ export class MongoLeaseElector implements Elector {
   }
 
   async start(): Promise<void> {
+    this.stopped = false;
     await this.round();
     this.schedule();
   }

@@ -20,6 +20,10 @@ describe('loadConfig', () => {
     ['SEED_SKUS', 'OK,not ok'],
     ['LOG_LEVEL', 'loud'],
     ['DEPENDENCY_TIMEOUT_MS', '1.5'],
+    ['ELECTION', 'kubernetes'],
+    ['DURABILITY', 'sync'],
+    ['ROLE', 'secondary'],
+    ['LEASE_DURATION_MS', '2400'],
   ])('%s=%s is refused with an error naming the variable', (variable, value) => {
     expect(() => loadConfig({ [variable]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [variable]: value })).toThrow(new RegExp(`^${variable}: `));
