@@ -6,7 +6,7 @@ RELEASE ?= superstock
 IMAGE ?= superstock:dev
 CHART := deploy/helm/superstock
 
-.PHONY: kind-up kind-down chart-lint kind-siege monitoring-up k6 k6-sync
+.PHONY: kind-up kind-down chart-lint kind-siege monitoring-up k6
 K6_SCRIPT ?= many-stock.ts
 
 define need
@@ -47,10 +47,7 @@ monitoring-up: ## kube-prometheus-stack, with the Grafana sidecar picking up the
 	  --set prometheus.prometheusSpec.ruleSelectorNilUsesHelmValues=false --wait
 	helm upgrade --install $(RELEASE) $(CHART) --namespace $(NAMESPACE) --reuse-values --wait
 
-k6-sync: ## copy k6/*.ts into the chart (helm can only read files inside the chart)
-	@cp k6/*.ts $(CHART)/files/k6/ && rm -f $(CHART)/files/k6/globals.d.ts
-
-k6: k6-sync ## run k6/$(K6_SCRIPT) in the cluster as a Job, stream its logs, exit with k6's code
+k6: ## run k6/$(K6_SCRIPT) in the cluster as a Job, stream its logs, exit with k6's code
 	$(call need,kubectl helm)
 	helm upgrade --install $(RELEASE) $(CHART) --namespace $(NAMESPACE) --reuse-values --set k6.enabled=true --set k6.script=$(K6_SCRIPT)
 	@job=$$(kubectl -n $(NAMESPACE) get jobs -l app.kubernetes.io/component=k6 --sort-by=.metadata.creationTimestamp -o name | tail -1); \

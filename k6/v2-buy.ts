@@ -5,7 +5,7 @@
 import http from 'k6/http';
 import { check } from 'k6';
 import { Counter } from 'k6/metrics';
-import { BASE_URL, idempotencyKey, level, type Level } from './lib.ts';
+import { BASE_URL, checkNoOversell, idempotencyKey, level, type Level } from './lib.ts';
 
 const LANE = __ENV.LANE ?? 'atomic';
 const SKU = __ENV.SKU ?? 'NVDA';
@@ -32,10 +32,5 @@ export default function (): void {
 }
 
 export function teardown(before: Level): void {
-  const after = level(LANE, SKU);
-  check(after, {
-    'remaining + sold == initial': (l) => l.remaining + l.sold === l.initial,
-    'never below zero': (l) => l.remaining >= 0,
-    'never more sold than stocked': (l) => l.sold - before.sold <= before.remaining,
-  });
+  checkNoOversell(LANE, SKU, before);
 }
