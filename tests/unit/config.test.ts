@@ -22,11 +22,15 @@ describe('loadConfig', () => {
     ['DEPENDENCY_TIMEOUT_MS', '1.5'],
     ['ELECTION', 'kubernetes'],
     ['DURABILITY', 'sync'],
-    ['ROLE', 'secondary'],
+    ['ROLE', 'leader'],
     ['LEASE_DURATION_MS', '2400'],
   ])('%s=%s is refused with an error naming the variable', (variable, value) => {
     expect(() => loadConfig({ [variable]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [variable]: value })).toThrow(new RegExp(`^${variable}: `));
+  });
+
+  test('a static secondary without PRIMARY_URL is refused, naming PRIMARY_URL', () => {
+    expect(() => loadConfig({ ROLE: 'secondary' })).toThrow(/^PRIMARY_URL: /);
   });
 
   test('empty values count as unset', () => {
