@@ -181,7 +181,11 @@ export class ClusterController {
     const subscriber = new Redis(url, { maxRetriesPerRequest: null, retryStrategy: (n) => Math.min(100 * n, 1000) });
     subscriber.on('error', () => undefined);
     this.redisClients.push(subscriber);
-    const reader = this.redisClient(url);
+    // The snapshot reader queues while reconnecting, so the resync that follows a reconnect waits
+    // for it instead of failing.
+    const reader = new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: this.o.config.dependencyTimeoutMs, retryStrategy: (n) => Math.min(100 * n, 1000) });
+    reader.on('error', () => undefined);
+    this.redisClients.push(reader);
     this.subscriber = new StockSubscriber(subscriber, reader, syncKeys(this.o.config.clusterName), this.o.stock, this.o.config.hostId, () => !this.state.isPrimary(), this.syncMetrics, this.o.log);
     void this.subscriber.start().catch((error: unknown) => this.o.log.warn({ err: error }, 'subscribe failed; ioredis retries'));
   }

@@ -45,7 +45,7 @@ export class SyncMetrics {
   constructor(registry: Registry) {
     this.events = new Counter({
       name: `${PREFIX}sync_events_total`,
-      help: 'Replication events by kind: published, applied, echo (own), stale (older than held), resync (from the snapshot).',
+      help: 'Replication events by kind: published, applied, echo (own), stale (older than held), resync (snapshot read on (re)subscribe or a gap).',
       labelNames: ['kind'],
       registers: [registry],
     });
@@ -233,8 +233,9 @@ export class StockSubscriber {
         }
         this.apply(updates);
         this.held = { epoch, version };
-        this.metrics.events.labels('resync').inc();
       }
+      // Counted per snapshot read, newer or not: every (re)subscribe reads one.
+      this.metrics.events.labels('resync').inc();
     } catch (error) {
       // Usually Redis is still connecting; the next (re)connect or gap triggers another resync.
       this.log.debug({ reason: error instanceof Error ? error.message : String(error) }, 'resync from snapshot failed');
