@@ -62,7 +62,8 @@ describe('dependency outages', () => {
     await dep().start();
     await waitFor(async () => (await request('GET', `${service.url}/readyz`)).status === 200, { timeoutMs: 20_000, message: `readyz after ${dependency} restart` });
     // A Redis without persistence comes back empty; the admin PUT is how its catalogue is restored.
-    await putSku(service.url, TEST_ADMIN_TOKEN, 'OUT', 1000);
+    // (Each worker thread reconnects on its own: the PUT may land on one still reconnecting.)
+    await waitFor(async () => (await putSku(service.url, TEST_ADMIN_TOKEN, 'OUT', 1000)).status < 300, { timeoutMs: 20_000, message: 'catalogue restored' });
     await waitFor(async () => (await buy(service.url, lane, 'OUT', 1)).status === 200, { timeoutMs: 20_000, message: `${lane} lane sells again` });
   });
 

@@ -97,6 +97,23 @@ export class RedisLane implements Lane {
     for (const sku of skus) await this.call(() => this.redis.stockReset(KEY_PREFIX + sku));
   }
 
+  /**
+   * Resolve once connected, or after `ms` whatever the state: a worker waits this long before it
+   * listens, so its first requests do not race the connection — but never waits on an outage.
+   */
+  whenConnected(ms: number): Promise<void> {
+    if (this.redis.status === 'ready') return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.redis.off('ready', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.redis.once('ready', done);
+    });
+  }
+
   async checkReady(): Promise<void> {
     await this.call(() => this.redis.ping());
   }

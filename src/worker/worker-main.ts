@@ -101,6 +101,8 @@ const app = createApp({
   }),
 });
 server.on('request', app);
+// Redis commands fail at once until the connection is up (no offline queue): give it a moment.
+await laneSet.redis?.whenConnected(config.dependencyTimeoutMs);
 server.listen({ port: config.port, host: config.host, reusePort: true }, () => {
   void supervisor.call('listening', index);
 });
