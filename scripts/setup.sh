@@ -2,7 +2,8 @@
 # Everything SuperStock needs on a fresh machine, installed once and reused: Node.js 24 (from the
 # npm registry, when the machine's node is older), the npm dependencies, Redis, promtool, siege,
 # wrk and rsvg-convert (Debian), a MongoDB wire-protocol server (mongo-java-server from Maven
-# Central) and helm (its pinned Go module).
+# Central), helm, and the Kubernetes control plane the tests run against (kube-apiserver, kubectl,
+# etcd), each built from its pinned Go module.
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,3 +69,6 @@ if [[ "$(cat "$TOOLS/bin/.helm" 2>/dev/null)" != "$HELM_MODULE" ]]; then
   GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "$HELM_MODULE"
   echo "$HELM_MODULE" >"$TOOLS/bin/.helm"
 fi
+
+# --- kube-apiserver, kubectl, etcd (pinned in scripts/kube-tools/go.mod) ----------------------------
+bash scripts/kube-tools.sh

@@ -62,6 +62,8 @@ export interface Config {
   /** With ROLE=secondary: where to forward buys. */
   readonly primaryUrl: string | null;
   readonly podNamespace: string | null;
+  /** Label selector for this cluster's pods, among which only the primary's carries the role label. */
+  readonly podSelector: string;
 }
 
 export class ConfigError extends Error {
@@ -131,9 +133,19 @@ export function loadConfig(env: Env = process.env): Config {
   const logLevel = oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info');
 
   const mongoUrl = url(env, 'MONGO_URL', ['mongodb:', 'mongodb+srv:']);
-  const election = oneOf(env, 'ELECTION', ELECTIONS, mongoUrl ? 'mongo' : 'none');
+  const podName = text(env, 'POD_NAME') ?? null;
+  const podNamespace = text(env, 'POD_NAMESPACE') ?? null;
+  // Inside a pod (the API server's address is injected, the downward API names the pod) the
+  // Kubernetes Lease is the natural elector; elsewhere the MongoDB lease.
+  const inPod = text(env, 'KUBERNETES_SERVICE_HOST') !== undefined && podName !== null && podNamespace !== null;
+  const election = oneOf(env, 'ELECTION', ELECTIONS, mongoUrl ? (inPod ? 'kubernetes' : 'mongo') : 'none');
   if (election === 'mongo' && !mongoUrl) throw new ConfigError('ELECTION', 'mongo election needs MONGO_URL');
-  if (election === 'kubernetes') throw new ConfigError('ELECTION', 'the Kubernetes Lease elector is not built yet; use mongo (it works inside a cluster too)');
+  if (election === 'kubernetes') {
+    // Epochs come from MongoDB whichever elector runs; the Lease and the role label need the pod.
+    if (!mongoUrl) throw new ConfigError('ELECTION', 'kubernetes election needs MONGO_URL (epochs are kept in MongoDB)');
+    if (!podName) throw new ConfigError('POD_NAME', 'kubernetes election needs the pod name (downward API metadata.name)');
+    if (!podNamespace) throw new ConfigError('POD_NAMESPACE', 'kubernetes election needs the namespace (downward API metadata.namespace)');
+  }
   const role = text(env, 'ROLE') === undefined ? null : oneOf(env, 'ROLE', ['primary', 'secondary'] as const, 'primary');
   const durability = oneOf(env, 'DURABILITY', ['sync', 'none'] as const, mongoUrl ? 'sync' : 'none');
   if (durability === 'sync' && !mongoUrl) throw new ConfigError('DURABILITY', 'sync durability needs MONGO_URL');
@@ -183,7 +195,8 @@ export function loadConfig(env: Env = process.env): Config {
     syncIntervalMs: integer(env, 'SYNC_INTERVAL_MS', 20, 1, 10_000),
     forwardTimeoutMs: integer(env, 'FORWARD_TIMEOUT_MS', 5000, 100, 600_000),
     primaryUrl,
-    podName: text(env, 'POD_NAME') ?? null,
-    podNamespace: text(env, 'POD_NAMESPACE') ?? null,
+    podName,
+    podNamespace,
+    podSelector: text(env, 'POD_SELECTOR') ?? '',
   });
 }

@@ -20,7 +20,10 @@ import { createRedisClient } from '../lanes/redis-lane.js';
 import { ClusterState, monotonicMs } from './cluster-state.js';
 import type { Elector, Leadership } from './elector.js';
 import { Fence, GroupCommit } from './ledger.js';
+import { KubeApi, loadKubeConfig } from './kube-api.js';
+import { KubernetesLeaseElector } from './kubernetes-lease-elector.js';
 import { MongoLeaseElector } from './mongo-lease-elector.js';
+import { PrimaryPodLabeler } from './pod-labeler.js';
 import { rebuildFromLedger } from './rebuild.js';
 import { StockPublisher, StockSubscriber, SyncMetrics, syncKeys } from './sync.js';
 
@@ -87,6 +90,7 @@ export class ClusterController {
       await this.lead(epoch, NO_DEADLINE_MS);
       return;
     }
+    const timings = { leaseDurationMs: config.leaseDurationMs, renewDeadlineMs: config.renewDeadlineMs, retryPeriodMs: config.retryPeriodMs };
     if (config.election === 'mongo') {
       if (!this.o.db || !this.fence) throw new Error('mongo election needs MongoDB');
       this.elector = new MongoLeaseElector({
@@ -94,13 +98,23 @@ export class ClusterController {
         leaseName: config.leaseName,
         id: config.hostId,
         url: config.advertiseUrl,
-        timings: { leaseDurationMs: config.leaseDurationMs, renewDeadlineMs: config.renewDeadlineMs, retryPeriodMs: config.retryPeriodMs },
+        timings,
         epochs: this.fence,
         log: this.o.log,
       });
     } else {
-      // loadConfig refuses ELECTION=kubernetes until its elector exists.
-      throw new Error(`election ${config.election} is not available`);
+      if (!this.fence || !config.podName || !config.podNamespace) throw new Error('kubernetes election needs MongoDB, POD_NAME and POD_NAMESPACE');
+      const api = new KubeApi(loadKubeConfig(), config.podNamespace);
+      this.elector = new KubernetesLeaseElector({
+        api,
+        leaseName: config.leaseName,
+        id: config.hostId,
+        url: config.advertiseUrl,
+        timings,
+        epochs: this.fence,
+        log: this.o.log,
+        labeler: new PrimaryPodLabeler({ api, podName: config.podName, podSelector: config.podSelector }),
+      });
     }
     this.elector.onChange((leadership) => this.onLeadership(leadership));
     this.keepalive = setInterval(() => this.keepGateOpen(), Math.max(10, config.retryPeriodMs / 2));

@@ -53,7 +53,7 @@ function serviceContainer(objects: K8sObject[]): Container {
 
 describe('helm chart', () => {
   test('helm lint --strict passes for the defaults and the variants', () => {
-    for (const values of [[], ['--set', 'mongodb.enabled=false,externalMongodb.url=mongodb://db:27017/,redis.enabled=false,externalRedis.url=redis://cache:6379'], ['--set', 'election.backend=kubernetes']]) {
+    for (const values of [[], ['--set', 'mongodb.enabled=false,externalMongodb.url=mongodb://db:27017/,redis.enabled=false,externalRedis.url=redis://cache:6379'], ['--set', 'election.backend=mongo']]) {
       const result = helm('lint', '--strict', CHART, ...values);
       expect({ status: result.status, out: result.stdout.includes('0 chart(s) failed') }).toEqual({ status: 0, out: true });
     }
@@ -77,7 +77,7 @@ describe('helm chart', () => {
     expect(find(objects, 'PodDisruptionBudget')?.spec).toMatchObject({ maxUnavailable: 1 });
     expect(find(objects, 'StatefulSet', 'shop-superstock-mongodb')).toBeDefined();
     expect(find(objects, 'Deployment', 'shop-superstock-redis')).toBeDefined();
-    expect(objects.filter((o) => o.kind === 'Service').map((o) => o.metadata.name).sort()).toEqual(['shop-superstock', 'shop-superstock-headless', 'shop-superstock-mongodb', 'shop-superstock-redis']);
+    expect(objects.filter((o) => o.kind === 'Service').map((o) => o.metadata.name).sort()).toEqual(['shop-superstock', 'shop-superstock-headless', 'shop-superstock-mongodb', 'shop-superstock-primary', 'shop-superstock-redis']);
   });
 
   test('the admin token is generated per install, never a fixed default; URLs live in the Secret', () => {
@@ -102,16 +102,31 @@ describe('helm chart', () => {
     expect(missing.stderr).toContain('set externalMongodb.url');
   });
 
-  test('RBAC only with the Kubernetes elector, and exactly: its Lease, and get/list/patch on pods', () => {
-    expect(find(render(), 'Role')).toBeUndefined();
-    const objects = render('--set', 'election.backend=kubernetes');
+  test('the Kubernetes elector by default, with exactly its RBAC: its Lease, list pods, patch only the replicas\' pods', () => {
+    const objects = render();
     expect(find(objects, 'Role')?.rules).toEqual([
-      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['superstock-primary'], verbs: ['get', 'update'] },
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['shop-superstock-primary'], verbs: ['get', 'update'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
-      { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'patch'] },
+      { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
+      { apiGroups: [''], resources: ['pods'], resourceNames: ['shop-superstock-0', 'shop-superstock-1', 'shop-superstock-2'], verbs: ['patch'] },
     ]);
     expect(find(objects, 'RoleBinding')).toBeDefined();
     expect(find(objects, 'Service', 'shop-superstock-primary')?.spec).toMatchObject({ selector: { 'superstock.io/role': 'primary' } });
+    const env = Object.fromEntries(serviceContainer(objects).env.map((e) => [e.name, e.value]));
+    expect(env).toMatchObject({
+      ELECTION: 'kubernetes',
+      LEASE_NAME: 'shop-superstock-primary',
+      POD_SELECTOR: 'app.kubernetes.io/name=superstock,app.kubernetes.io/instance=shop,app.kubernetes.io/component=service',
+    });
+    expect(find(objects, 'ServiceAccount')).toMatchObject({ automountServiceAccountToken: true });
+  });
+
+  test('with the MongoDB lease instead: no RBAC, no primary Service, no API token in the pods', () => {
+    const objects = render('--set', 'election.backend=mongo');
+    expect(find(objects, 'Role')).toBeUndefined();
+    expect(find(objects, 'RoleBinding')).toBeUndefined();
+    expect(find(objects, 'Service', 'shop-superstock-primary')).toBeUndefined();
+    expect(find(objects, 'ServiceAccount')).toMatchObject({ automountServiceAccountToken: false });
   });
 
   test('ServiceMonitor and PrometheusRule only when the Prometheus Operator API exists; the dashboard ConfigMap always', () => {

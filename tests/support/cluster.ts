@@ -21,14 +21,18 @@ export class TestCluster {
   private constructor(
     replicas: Replica[],
     private readonly env: Record<string, string>,
+    private readonly envFor: (index: number) => Record<string, string>,
   ) {
     this.replicas = replicas;
   }
 
-  static async start(size: number, env: Record<string, string> = {}): Promise<TestCluster> {
+  /** @param envFor per-replica overrides (an `STOCK_HOST_ID` there also names the replica). */
+  static async start(size: number, env: Record<string, string> = {}, envFor: (index: number) => Record<string, string> = () => ({})): Promise<TestCluster> {
     const replicas: Replica[] = [];
-    for (let i = 0; i < size; i++) replicas.push({ id: `replica-${i}`, port: await freePort(), metricsPort: await freePort(), service: null });
-    const cluster = new TestCluster(replicas, env);
+    for (let i = 0; i < size; i++) {
+      replicas.push({ id: envFor(i).STOCK_HOST_ID ?? `replica-${i}`, port: await freePort(), metricsPort: await freePort(), service: null });
+    }
+    const cluster = new TestCluster(replicas, env, envFor);
     await Promise.all(replicas.map((r) => cluster.startReplica(r)));
     return cluster;
   }
@@ -45,6 +49,7 @@ export class TestCluster {
       MONGO_DB: this.database,
       ADMIN_TOKEN: TEST_ADMIN_TOKEN,
       ...this.env,
+      ...this.envFor(this.replicas.indexOf(replica)),
     });
     return replica.service;
   }

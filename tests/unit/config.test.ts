@@ -21,12 +21,29 @@ describe('loadConfig', () => {
     ['LOG_LEVEL', 'loud'],
     ['DEPENDENCY_TIMEOUT_MS', '1.5'],
     ['ELECTION', 'kubernetes'],
+    ['ELECTION', 'raft'],
     ['DURABILITY', 'sync'],
     ['ROLE', 'leader'],
     ['LEASE_DURATION_MS', '2400'],
   ])('%s=%s is refused with an error naming the variable', (variable, value) => {
     expect(() => loadConfig({ [variable]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [variable]: value })).toThrow(new RegExp(`^${variable}: `));
+  });
+
+  test('inside a pod the Kubernetes Lease elects by default; outside, the MongoDB lease', () => {
+    const pod = { MONGO_URL: 'mongodb://db:27017/', KUBERNETES_SERVICE_HOST: '10.96.0.1', POD_NAME: 'shop-superstock-0', POD_NAMESPACE: 'sales' };
+    expect(loadConfig(pod)).toMatchObject({ election: 'kubernetes', podName: 'shop-superstock-0', podNamespace: 'sales', podSelector: '' });
+    expect(loadConfig({ ...pod, KUBERNETES_SERVICE_HOST: '' }).election).toBe('mongo');
+    expect(loadConfig({ ...pod, ELECTION: 'mongo' }).election).toBe('mongo');
+  });
+
+  test.each([
+    ['POD_NAME', { POD_NAME: '' }],
+    ['POD_NAMESPACE', { POD_NAMESPACE: '' }],
+    ['ELECTION', { MONGO_URL: '' }],
+  ])('ELECTION=kubernetes without %s is refused, naming it', (variable, unset) => {
+    const env = { ELECTION: 'kubernetes', MONGO_URL: 'mongodb://db:27017/', POD_NAME: 'p-0', POD_NAMESPACE: 'ns', ...unset };
+    expect(() => loadConfig(env)).toThrow(new RegExp(`^${variable}: `));
   });
 
   test('a static secondary without PRIMARY_URL is refused, naming PRIMARY_URL', () => {

@@ -35,6 +35,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: service
 {{- end }}
 
+{{/* The same labels as one label selector string, for the elector's list of this release's pods. */}}
+{{- define "superstock.podSelector" -}}
+{{- printf "app.kubernetes.io/name=%s,app.kubernetes.io/instance=%s,app.kubernetes.io/component=service" (include "superstock.name" .) .Release.Name }}
+{{- end }}
+
+{{- define "superstock.leaseName" -}}
+{{- default (printf "%s-primary" (include "superstock.fullname" .)) .Values.election.leaseName | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "superstock.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "superstock.fullname" .) .Values.serviceAccount.name }}

@@ -1,0 +1,340 @@
+/**
+ * The Kubernetes side proven against a real API server (etcd + kube-apiserver from pinned Go
+ * modules, tests/harness/kube.ts): the chart installs and every object passes the server's own
+ * validation; the chart's ServiceAccount may do exactly what the elector needs; the Lease elector
+ * elects, fails over, fences and hands over with three contenders acting as that ServiceAccount;
+ * and three real service processes elect through it.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { KubeConfig, Watch, type V1Pod } from '@kubernetes/client-node';
+import { MongoClient } from 'mongodb';
+import { pino } from 'pino';
+import type { Leadership } from '../../src/cluster/elector.js';
+import { KubeApi, microTime } from '../../src/cluster/kube-api.js';
+import { HOLDER_URL_ANNOTATION, KubernetesLeaseElector } from '../../src/cluster/kubernetes-lease-elector.js';
+import { Fence } from '../../src/cluster/ledger.js';
+import { PrimaryPodLabeler, ROLE_LABEL } from '../../src/cluster/pod-labeler.js';
+import { REPO_ROOT } from '../harness/deps.js';
+import { startControlPlane, type ControlPlane } from '../harness/kube.js';
+import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.js';
+import { waitFor } from '../harness/wait.js';
+import { TestCluster } from '../support/cluster.js';
+import { buy } from '../support/http.js';
+
+const CHART = join(REPO_ROOT, 'deploy', 'helm', 'superstock');
+const NAMESPACE = 'sales';
+const RELEASE = 'shop';
+const FULLNAME = `${RELEASE}-superstock`;
+const LEASE = `${FULLNAME}-primary`;
+const SERVICE_ACCOUNT = `system:serviceaccount:${NAMESPACE}:${FULLNAME}`;
+const POD_SELECTOR = `app.kubernetes.io/name=superstock,app.kubernetes.io/instance=${RELEASE},app.kubernetes.io/component=service`;
+const TIMINGS = { leaseDurationMs: 2000, renewDeadlineMs: 1200, retryPeriodMs: 300 };
+const JITTER = 1.2;
+
+let plane: ControlPlane;
+/** The default chart, installed once for the whole file: the RBAC and election tests act as its ServiceAccount. */
+let installed: { status: number | null; stderr: string };
+
+beforeAll(async () => {
+  plane = await startControlPlane();
+  installed = plane.helm('install', RELEASE, CHART, '--namespace', NAMESPACE, '--create-namespace');
+}, 120_000);
+
+/** helm's own informational lines (e.g. about the k6 scripts' symlink) are not errors. */
+const helmErrors = (stderr: string) => stderr.replace(/^level=INFO.*\n/gm, '');
+
+afterAll(async () => {
+  await plane?.stop();
+});
+
+function kubectlJson<T>(...args: string[]): T {
+  const result = plane.kubectl(...args, '-o', 'json');
+  if (result.status !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
+  return JSON.parse(result.stdout) as T;
+}
+
+interface ObjectList {
+  items: Array<{ kind: string; metadata: { name: string; labels?: Record<string, string> }; spec?: { replicas?: number } }>;
+}
+
+describe('helm install into a real kube-apiserver', () => {
+  test('the default chart installs: the API server accepts every object', () => {
+    expect({ status: installed.status, stderr: helmErrors(installed.stderr) }).toEqual({ status: 0, stderr: '' });
+
+    const objects = kubectlJson<ObjectList>('get', 'statefulsets,deployments,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,secrets,configmaps', '--namespace', NAMESPACE).items;
+    const names = (kind: string) => objects.filter((o) => o.kind === kind).map((o) => o.metadata.name).sort();
+    expect(names('StatefulSet')).toEqual([`${FULLNAME}`, `${FULLNAME}-mongodb`].sort());
+    expect(objects.find((o) => o.kind === 'StatefulSet' && o.metadata.name === FULLNAME)?.spec?.replicas).toBe(3);
+    expect(names('Service')).toEqual(expect.arrayContaining([FULLNAME, `${FULLNAME}-headless`, `${FULLNAME}-primary`, `${FULLNAME}-mongodb`, `${FULLNAME}-redis`]));
+    expect(names('ServiceAccount')).toContain(FULLNAME);
+    expect(names('Role')).toEqual([FULLNAME]);
+    expect(names('RoleBinding')).toEqual([FULLNAME]);
+    expect(names('PodDisruptionBudget')).toEqual([FULLNAME]);
+    expect(names('Secret')).toContain(FULLNAME);
+    expect(objects.some((o) => o.kind === 'ConfigMap' && o.metadata.labels?.grafana_dashboard === '1')).toBe(true);
+  });
+
+  test('with the Prometheus Operator API present and external MongoDB/Redis: ServiceMonitor and PrometheusRule install, no in-chart stores', () => {
+    const crds = plane.kubectl('apply', '-f', join(REPO_ROOT, 'tests', 'deploy', 'fixtures', 'prometheus-operator-crds.yaml'));
+    expect(crds.status).toBe(0);
+    const established = plane.kubectl('wait', '--for', 'condition=Established', '--timeout', '30s', 'crd/servicemonitors.monitoring.coreos.com', 'crd/prometheusrules.monitoring.coreos.com');
+    expect(established.status).toBe(0);
+
+    const values = 'mongodb.enabled=false,externalMongodb.url=mongodb://db.example:27017/,redis.enabled=false,externalRedis.url=redis://cache.example:6379';
+    const result = plane.helm('install', 'ext', CHART, '--namespace', 'monitored', '--create-namespace', '--set', values);
+    expect({ status: result.status, stderr: helmErrors(result.stderr) }).toEqual({ status: 0, stderr: '' });
+    const objects = kubectlJson<ObjectList>('get', 'servicemonitors,prometheusrules,statefulsets,deployments', '--namespace', 'monitored').items;
+    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(['PrometheusRule/ext-superstock', 'ServiceMonitor/ext-superstock', 'StatefulSet/ext-superstock']);
+  });
+});
+
+describe("RBAC: kubectl auth can-i as the chart's ServiceAccount", () => {
+  const canI = (verb: string, resource: string) => {
+    const result = plane.kubectl('auth', 'can-i', verb, resource, '--namespace', NAMESPACE, '--as', SERVICE_ACCOUNT);
+    return `${verb} ${resource}: ${result.stdout.trim()}`;
+  };
+
+  test('allows what the elector and the pod labeler need', () => {
+    const needed: Array<[string, string]> = [
+      ['get', `leases.coordination.k8s.io/${LEASE}`],
+      ['update', `leases.coordination.k8s.io/${LEASE}`],
+      ['create', 'leases.coordination.k8s.io'],
+      ['list', 'pods'],
+      ...[0, 1, 2].map((i): [string, string] => ['patch', `pods/${FULLNAME}-${i}`]),
+    ];
+    expect(needed.map(([verb, resource]) => canI(verb, resource))).toEqual(needed.map(([verb, resource]) => `${verb} ${resource}: yes`));
+  });
+
+  test('and nothing more', () => {
+    const denied: Array<[string, string]> = [
+      ['update', 'leases.coordination.k8s.io/someone-elses'],
+      ['delete', `leases.coordination.k8s.io/${LEASE}`],
+      ['patch', `pods/${FULLNAME}-3`],
+      ['patch', 'pods/unrelated'],
+      ['delete', `pods/${FULLNAME}-0`],
+      ['create', 'pods'],
+      ['update', `pods/${FULLNAME}-0`],
+      ['get', 'secrets'],
+      ['list', 'secrets'],
+      ['patch', `statefulsets.apps/${FULLNAME}`],
+      ['list', 'pods --all-namespaces'],
+    ];
+    const answers = denied.map(([verb, resource]) => {
+      const [name, ...flags] = resource.split(' ');
+      const result = plane.kubectl('auth', 'can-i', verb, name as string, ...flags, '--namespace', NAMESPACE, '--as', SERVICE_ACCOUNT);
+      return `${verb} ${resource}: ${result.stdout.trim()}`;
+    });
+    expect(answers).toEqual(denied.map(([verb, resource]) => `${verb} ${resource}: no`));
+  });
+});
+
+describe('Kubernetes Lease election: three contenders as the chart ServiceAccount', () => {
+  interface Contender {
+    readonly id: string;
+    readonly proxy: TcpProxy;
+    readonly elector: KubernetesLeaseElector;
+    readonly events: Array<{ at: number; leadership: Leadership }>;
+  }
+
+  const contenders: Contender[] = [];
+  let mongo: MongoClient;
+  let watch: AbortController | null = null;
+  const labelled = new Map<string, boolean>();
+  let mostLabelledAtOnce = 0;
+  let admin: KubeConfig;
+
+  const leaders = () => contenders.filter((c) => c.elector.isLeader());
+  const labelledPods = () => [...labelled].filter(([, on]) => on).map(([name]) => name).sort();
+  const firstEvent = (c: Contender, role: Leadership['role'], after: number) => c.events.find((e) => e.at >= after && e.leadership.role === role)?.at;
+
+  beforeAll(async () => {
+    // No StatefulSet controller runs: create the replicas' pod objects the way it would name them.
+    const pods = [0, 1, 2].map((i) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: `${FULLNAME}-${i}`, namespace: NAMESPACE, labels: Object.fromEntries(POD_SELECTOR.split(',').map((kv) => kv.split('='))) },
+      spec: { serviceAccountName: FULLNAME, containers: [{ name: 'superstock', image: 'superstock:test' }] },
+    }));
+    const created = plane.kubectl('create', '-f', writeTemp('pods.json', { apiVersion: 'v1', kind: 'List', items: pods }));
+    expect(created.status).toBe(0);
+
+    admin = new KubeConfig();
+    admin.loadFromFile(plane.kubeconfig);
+    watch = await new Watch(admin).watch(
+      `/api/v1/namespaces/${NAMESPACE}/pods`,
+      {},
+      (_phase: string, pod: V1Pod) => {
+        const name = pod.metadata?.name ?? '';
+        labelled.set(name, _phase !== 'DELETED' && pod.metadata?.labels?.[ROLE_LABEL] === 'primary');
+        mostLabelledAtOnce = Math.max(mostLabelledAtOnce, labelledPods().length);
+      },
+      () => undefined,
+    );
+
+    mongo = await MongoClient.connect(process.env.MONGO_URL as string);
+    const fence = new Fence(mongo.db(`lease_${Date.now()}`), 2000);
+    const token = plane.serviceAccountToken(NAMESPACE, FULLNAME);
+    const apiPort = Number(new URL(plane.url).port);
+    for (const i of [0, 1, 2]) {
+      const id = `${FULLNAME}-${i}`;
+      const proxy = await startTcpProxy(apiPort);
+      const kc = new KubeConfig();
+      kc.loadFromFile(plane.kubeconfigFor(id, token, `https://127.0.0.1:${proxy.port}`));
+      const api = new KubeApi(kc, NAMESPACE);
+      const elector = new KubernetesLeaseElector({
+        api,
+        leaseName: LEASE,
+        id,
+        url: `http://${id}.example:5059`,
+        timings: TIMINGS,
+        epochs: fence,
+        log: pino({ level: 'silent' }),
+        labeler: new PrimaryPodLabeler({ api, podName: id, podSelector: POD_SELECTOR }),
+      });
+      const contender: Contender = { id, proxy, elector, events: [] };
+      elector.onChange((leadership) => contender.events.push({ at: performance.now(), leadership }));
+      contenders.push(contender);
+    }
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.all(contenders.map((c) => c.elector.stop()));
+    await Promise.all(contenders.map((c) => c.proxy.close()));
+    watch?.abort();
+    await mongo?.close();
+  });
+
+  afterEach(() => {
+    // Checked on every pod event the API server sent, not just now.
+    expect(mostLabelledAtOnce).toBeLessThanOrEqual(1);
+  });
+
+  test('exactly one leader; only its pod carries the primary label; the others know who and where it is', async () => {
+    await Promise.all(contenders.map((c) => c.elector.start()));
+    await waitFor(() => leaders().length === 1, { timeoutMs: 10_000, message: 'one leader' });
+    const leader = leaders()[0] as Contender;
+    await waitFor(() => labelledPods().join() === leader.id, { timeoutMs: 10_000, message: `only ${leader.id} labelled` });
+    await waitFor(() => contenders.every((c) => c.elector.current().leaderId === leader.id), { timeoutMs: 10_000, message: 'everyone knows the leader' });
+    expect(contenders.map((c) => c.elector.currentLeaderUrl())).toEqual(contenders.map(() => `http://${leader.id}.example:5059`));
+
+    const lease = kubectlJson<{ spec: { holderIdentity: string; renewTime: string; leaseDurationSeconds: number }; metadata: { annotations: Record<string, string> } }>('get', 'lease', LEASE, '--namespace', NAMESPACE);
+    expect(lease.spec.holderIdentity).toBe(leader.id);
+    expect(lease.metadata.annotations[HOLDER_URL_ANNOTATION]).toBe(`http://${leader.id}.example:5059`);
+    expect(lease.spec.renewTime).toMatch(/\.\d{6}Z$/);
+    expect(leader.elector.current().epoch).toBeGreaterThan(0);
+  });
+
+  test('the leader cut off from the API steps down before its lease can expire; another takes over within lease + retry period; epochs rise', async () => {
+    const old = leaders()[0] as Contender;
+    const oldEpoch = old.elector.current().epoch;
+    const cutAt = performance.now();
+    old.proxy.cut();
+
+    await waitFor(() => leaders().some((c) => c !== old), { timeoutMs: 15_000, message: 'a new leader' });
+    const next = leaders().find((c) => c !== old) as Contender;
+    const steppedDownAt = firstEvent(old, 'secondary', cutAt);
+    const tookOverAt = firstEvent(next, 'primary', cutAt);
+    if (steppedDownAt === undefined || tookOverAt === undefined) throw new Error('missing leadership events');
+    const figures = { steppedDownMs: Math.round(steppedDownAt - cutAt), tookOverMs: Math.round(tookOverAt - cutAt) };
+    // The old leader renewed last at or before the cut. It stops on its renew-deadline timer:
+    // before its lease can have expired for anyone, and strictly before the successor starts.
+    expect(figures.steppedDownMs).toBeLessThan(TIMINGS.leaseDurationMs);
+    expect(steppedDownAt).toBeLessThan(tookOverAt);
+    // A follower notices the last renewal up to one retry period late, waits a lease duration on
+    // its own clock, then acts on its next retry: lease + 2 × jittered retry, plus request time.
+    expect(figures.tookOverMs).toBeLessThan(TIMINGS.leaseDurationMs + 2 * JITTER * TIMINGS.retryPeriodMs + 500);
+    expect(next.elector.current().epoch).toBeGreaterThan(oldEpoch);
+    await waitFor(() => labelledPods().join() === next.id, { timeoutMs: 10_000, message: `the label moved to ${next.id}` });
+
+    old.proxy.heal();
+    await waitFor(() => old.elector.current().leaderId === next.id, { timeoutMs: 10_000, message: 'the old leader follows the new one' });
+    expect(old.elector.isLeader()).toBe(false);
+    expect(leaders()).toEqual([next]);
+  });
+
+  test('a stopped leader releases the Lease: a successor takes over without waiting it out', async () => {
+    const old = leaders()[0] as Contender;
+    const oldEpoch = old.elector.current().epoch;
+    const stoppedAt = performance.now();
+    await old.elector.stop();
+    await waitFor(() => leaders().some((c) => c !== old), { timeoutMs: 10_000, message: 'a successor' });
+    const next = leaders()[0] as Contender;
+    const tookOverAt = firstEvent(next, 'primary', stoppedAt) as number;
+    expect(tookOverAt - stoppedAt).toBeLessThan(TIMINGS.leaseDurationMs);
+    expect(next.elector.current().epoch).toBeGreaterThan(oldEpoch);
+    await waitFor(() => labelledPods().join() === next.id, { timeoutMs: 10_000, message: `the label moved to ${next.id}` });
+    await old.elector.start();
+  });
+});
+
+describe('the Lease API contract the elector relies on', () => {
+  test('MicroTime with six fractional digits is accepted, three are refused with a 400; a stale resourceVersion is a 409 (null)', async () => {
+    const kc = new KubeConfig();
+    kc.loadFromFile(plane.kubeconfig);
+    const api = new KubeApi(kc, 'default');
+    const body = { metadata: { name: 'contract' }, spec: { holderIdentity: 'a', renewTime: microTime(new Date('2026-01-02T03:04:05.678Z')) } };
+    const created = await api.createLease(body, 5000);
+    expect(created?.spec?.renewTime).toBeDefined();
+    expect(JSON.stringify(microTime(new Date('2026-01-02T03:04:05.678Z')))).toBe('"2026-01-02T03:04:05.678000Z"');
+    expect(await api.createLease(body, 5000)).toBeNull(); // already exists: 409
+
+    const threeDigits = plane.kubectl('create', '-f', writeTemp('three-digits.json', { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'three', namespace: 'default' }, spec: { renewTime: '2026-01-02T03:04:05.678Z' } }));
+    expect(threeDigits.status).not.toBe(0);
+    expect(threeDigits.stderr).toMatch(/renewTime|MicroTime|parsing time|cannot parse/i);
+
+    const fresh = (await api.readLease('contract', 5000))!;
+    const renewed = await api.replaceLease({ ...fresh, spec: { ...fresh.spec, holderIdentity: 'b', renewTime: microTime() } }, 5000);
+    expect(renewed?.spec?.holderIdentity).toBe('b');
+    const stale = await api.replaceLease({ ...fresh, spec: { ...fresh.spec, holderIdentity: 'c', renewTime: microTime() } }, 5000);
+    expect(stale).toBeNull();
+  });
+});
+
+describe('three service replicas electing through the Lease', () => {
+  let cluster: TestCluster | null = null;
+
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  test('one primary, its pod alone labelled, buys through any replica; SIGTERM hands over without waiting out the Lease', async () => {
+    // The contenders above released the Lease (afterAll of their block) before this one runs.
+    const token = plane.serviceAccountToken(NAMESPACE, FULLNAME);
+    const kubeconfig = plane.kubeconfigFor('replicas', token);
+    // A long lease, so that a handover which waited it out could not pass for a released one.
+    const lease = { LEASE_DURATION_MS: '10000', RENEW_DEADLINE_MS: '6000', RETRY_PERIOD_MS: '500' };
+    const env = { ELECTION: 'kubernetes', KUBECONFIG: kubeconfig, POD_NAMESPACE: NAMESPACE, POD_SELECTOR, LEASE_NAME: LEASE, ...lease };
+    cluster = await TestCluster.start(3, env, (i) => ({
+      POD_NAME: `${FULLNAME}-${i}`,
+      STOCK_HOST_ID: `${FULLNAME}-${i}`,
+    }));
+    const primary = await cluster.waitForSinglePrimary();
+    const podOf = (r: { id: string }) => r.id;
+    const holder = () => kubectlJson<{ spec: { holderIdentity?: string } }>('get', 'lease', LEASE, '--namespace', NAMESPACE).spec.holderIdentity;
+    const labelledNow = () => kubectlJson<ObjectList>('get', 'pods', '--namespace', NAMESPACE, '-l', `${ROLE_LABEL}=primary`).items.map((p) => p.metadata.name);
+    expect(holder()).toBe(podOf(primary));
+    await waitFor(() => labelledNow().join() === podOf(primary), { timeoutMs: 10_000, message: 'the primary pod labelled' });
+
+    for (const replica of cluster.replicas) {
+      const res = await buy(cluster.url(replica), 'atomic', 'STOCK', 1);
+      expect(res.status).toBe(200);
+    }
+
+    const stoppedAt = performance.now();
+    await primary.service?.stop('SIGTERM');
+    primary.service = null;
+    const next = await cluster.waitForSinglePrimary(10_000);
+    const handoverMs = performance.now() - stoppedAt;
+    expect(next).not.toBe(primary);
+    expect(handoverMs).toBeLessThan(5000);
+    expect(holder()).toBe(podOf(next));
+    await waitFor(() => labelledNow().join() === podOf(next), { timeoutMs: 10_000, message: 'the label moved with the Lease' });
+  });
+});
+
+function writeTemp(name: string, content: unknown): string {
+  const file = join(plane.dir, name);
+  writeFileSync(file, JSON.stringify(content));
+  return file;
+}
