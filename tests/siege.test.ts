@@ -23,7 +23,8 @@ describe('siege, as the original ran it', () => {
   let service: ServiceHandle;
 
   beforeAll(async () => {
-    service = await startService({ ELECTION: 'none', DURABILITY: 'none', MONGO_DB: 'siege_test' });
+    // Enough stock that two seconds of siege cannot sell out (its sold-out answers count as transactions too).
+    service = await startService({ ELECTION: 'none', DURABILITY: 'none', MONGO_DB: 'siege_test', INITIAL_STOCK: '1000000' });
   });
 
   afterAll(async () => {

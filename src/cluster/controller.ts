@@ -90,31 +90,24 @@ export class ClusterController {
       await this.lead(epoch, NO_DEADLINE_MS);
       return;
     }
-    const timings = { leaseDurationMs: config.leaseDurationMs, renewDeadlineMs: config.renewDeadlineMs, retryPeriodMs: config.retryPeriodMs };
+    if (!this.fence) throw new Error(`${config.election} election needs MongoDB (epochs)`);
+    const common = {
+      leaseName: config.leaseName,
+      id: config.hostId,
+      url: config.advertiseUrl,
+      timings: { leaseDurationMs: config.leaseDurationMs, renewDeadlineMs: config.renewDeadlineMs, retryPeriodMs: config.retryPeriodMs },
+      epochs: this.fence,
+      log: this.o.log,
+    };
     if (config.election === 'mongo') {
-      if (!this.o.db || !this.fence) throw new Error('mongo election needs MongoDB');
-      this.elector = new MongoLeaseElector({
-        db: this.o.db,
-        leaseName: config.leaseName,
-        id: config.hostId,
-        url: config.advertiseUrl,
-        timings,
-        epochs: this.fence,
-        log: this.o.log,
-      });
+      if (!this.o.db) throw new Error('mongo election needs MongoDB');
+      this.elector = new MongoLeaseElector({ ...common, db: this.o.db });
     } else {
-      if (!this.fence || !config.podName || !config.podNamespace) throw new Error('kubernetes election needs MongoDB, POD_NAME and POD_NAMESPACE');
+      // loadConfig insists on both for ELECTION=kubernetes.
+      if (!config.podName || !config.podNamespace) throw new Error('kubernetes election needs POD_NAME and POD_NAMESPACE');
       const api = new KubeApi(loadKubeConfig(), config.podNamespace);
-      this.elector = new KubernetesLeaseElector({
-        api,
-        leaseName: config.leaseName,
-        id: config.hostId,
-        url: config.advertiseUrl,
-        timings,
-        epochs: this.fence,
-        log: this.o.log,
-        labeler: new PrimaryPodLabeler({ api, podName: config.podName, podSelector: config.podSelector }),
-      });
+      const labeler = new PrimaryPodLabeler({ api, podName: config.podName, podSelector: config.podSelector });
+      this.elector = new KubernetesLeaseElector({ ...common, api, labeler });
     }
     this.elector.onChange((leadership) => this.onLeadership(leadership));
     this.keepalive = setInterval(() => this.keepGateOpen(), Math.max(10, config.retryPeriodMs / 2));

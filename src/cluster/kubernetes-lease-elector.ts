@@ -18,8 +18,9 @@
 import type { V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../logger.js';
 import { monotonicMs } from './cluster-state.js';
-import { validateElectorTimings, type Elector, type ElectorTimings, type EpochStore, type Leadership } from './elector.js';
+import type { ElectorTimings, EpochStore } from './elector.js';
 import { microTime, type KubeApi } from './kube-api.js';
+import { LeaseElectorBase } from './lease-elector-base.js';
 import { LeadershipLostError, type PrimaryPodLabeler } from './pod-labeler.js';
 
 /** Annotation on the Lease: the holder's URL, where the others forward buys. */
@@ -37,38 +38,19 @@ export interface KubernetesLeaseElectorOptions {
   readonly labeler: PrimaryPodLabeler | null;
 }
 
-export class KubernetesLeaseElector implements Elector {
-  readonly id: string;
-  private readonly timings: ElectorTimings;
-  private readonly listeners = new Set<(l: Leadership) => void>();
-  private leadership: Leadership = { role: 'secondary', epoch: 0, leaderId: null };
-  private leaderUrl: string | null = null;
+export class KubernetesLeaseElector extends LeaseElectorBase {
   /** The Lease as last read or written: its resourceVersion is the next write's precondition. */
   private lease: V1Lease | null = null;
   private observed: { version: string; at: number } | null = null;
-  private renewedAt = -Infinity;
   private term = 0;
-  private roundTimer: NodeJS.Timeout | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
-  private stopped = false;
 
   constructor(private readonly o: KubernetesLeaseElectorOptions) {
-    this.id = o.id;
-    this.timings = validateElectorTimings(o.timings);
-  }
-
-  async start(): Promise<void> {
-    this.stopped = false;
-    try {
-      await this.round();
-    } finally {
-      this.schedule();
-    }
+    super(o.id, o.timings, o.log);
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.roundTimer) clearTimeout(this.roundTimer);
+    this.stopRounds();
     if (this.leadership.role !== 'primary') return;
     const lease = this.lease;
     this.stepDown('shutting down', { releaseLabel: false });
@@ -81,39 +63,7 @@ export class KubernetesLeaseElector implements Elector {
     await this.o.api.replaceLease(body, this.timings.renewDeadlineMs).catch(() => undefined);
   }
 
-  isLeader(): boolean {
-    return this.leadership.role === 'primary' && this.remainingMs() > 0;
-  }
-
-  current(): Leadership {
-    return this.leadership;
-  }
-
-  currentLeaderUrl(): string | null {
-    return this.leaderUrl;
-  }
-
-  onChange(listener: (l: Leadership) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  /** How long this replica may still act as leader without another renewal. */
-  private remainingMs(): number {
-    return this.renewedAt + this.timings.renewDeadlineMs - monotonicMs();
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    const delay = this.timings.retryPeriodMs * (1 + Math.random() * 0.2);
-    this.roundTimer = setTimeout(() => {
-      this.round()
-        .catch((error: unknown) => this.o.log.warn({ err: error }, 'lease round failed'))
-        .finally(() => this.schedule());
-    }, delay);
-  }
-
-  private async round(): Promise<void> {
+  protected async round(): Promise<void> {
     if (this.leadership.role === 'primary') return this.renew();
     return this.tryAcquire();
   }
@@ -131,7 +81,6 @@ export class KubernetesLeaseElector implements Elector {
     this.renewedAt = attemptAt;
     this.armDeadline();
   }
-
 
   private async tryAcquire(): Promise<void> {
     const now = monotonicMs();
@@ -214,12 +163,6 @@ export class KubernetesLeaseElector implements Elector {
     }
   }
 
-  private noteLeader(holder: string | null, url: string | null): void {
-    if (holder === this.leadership.leaderId && url === this.leaderUrl) return;
-    this.leaderUrl = url;
-    this.update({ role: this.leadership.role, epoch: this.leadership.epoch, leaderId: holder });
-  }
-
   private leaseBody(base: V1Lease | null, next: { holder: string | null; transitions: number; acquired: boolean }): V1Lease {
     const now = microTime();
     const annotations = { ...base?.metadata?.annotations };
@@ -243,10 +186,5 @@ export class KubernetesLeaseElector implements Elector {
         leaseTransitions: next.transitions,
       },
     };
-  }
-
-  private update(next: Leadership): void {
-    this.leadership = next;
-    for (const listener of this.listeners) listener(next);
   }
 }

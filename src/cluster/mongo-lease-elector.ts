@@ -12,7 +12,8 @@ import type { Collection, Db } from 'mongodb';
 import { MongoServerError } from 'mongodb';
 import type { Logger } from '../logger.js';
 import { monotonicMs } from './cluster-state.js';
-import { validateElectorTimings, type Elector, type ElectorTimings, type EpochStore, type Leadership } from './elector.js';
+import type { ElectorTimings, EpochStore } from './elector.js';
+import { LeaseElectorBase } from './lease-elector-base.js';
 
 interface LeaseDocument {
   _id: string;
@@ -32,34 +33,18 @@ export interface MongoLeaseElectorOptions {
   readonly log: Logger;
 }
 
-export class MongoLeaseElector implements Elector {
-  readonly id: string;
+export class MongoLeaseElector extends LeaseElectorBase {
   private readonly leases: Collection<LeaseDocument>;
-  private readonly timings: ElectorTimings;
-  private readonly listeners = new Set<(l: Leadership) => void>();
-  private leadership: Leadership = { role: 'secondary', epoch: 0, leaderId: null };
-  private leaderUrl: string | null = null;
   private observed: { version: number; holder: string | null; at: number } | null = null;
   private leadingVersion = -1;
-  private renewedAt = -Infinity;
-  private timer: NodeJS.Timeout | null = null;
-  private stopped = false;
 
   constructor(private readonly options: MongoLeaseElectorOptions) {
-    this.id = options.id;
-    this.timings = validateElectorTimings(options.timings);
+    super(options.id, options.timings, options.log);
     this.leases = options.db.collection<LeaseDocument>('leases');
   }
 
-  async start(): Promise<void> {
-    this.stopped = false;
-    await this.round();
-    this.schedule();
-  }
-
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.stopRounds();
     if (this.leadership.role === 'primary') {
       // Release so a successor need not wait out the lease (a rolling update hands over fast).
       await this.leases
@@ -69,36 +54,7 @@ export class MongoLeaseElector implements Elector {
     }
   }
 
-  isLeader(): boolean {
-    return this.leadership.role === 'primary' && monotonicMs() - this.renewedAt < this.timings.renewDeadlineMs;
-  }
-
-  current(): Leadership {
-    return this.leadership;
-  }
-
-  /** The URL of the replica believed to lead, or null. */
-  currentLeaderUrl(): string | null {
-    return this.leaderUrl;
-  }
-
-  onChange(listener: (l: Leadership) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    // client-go jitters retries by up to 1.2×; validateElectorTimings accounts for it.
-    const delay = this.timings.retryPeriodMs * (1 + Math.random() * 0.2);
-    this.timer = setTimeout(() => {
-      this.round()
-        .catch((error: unknown) => this.options.log.warn({ err: error }, 'lease round failed'))
-        .finally(() => this.schedule());
-    }, delay);
-  }
-
-  private async round(): Promise<void> {
+  protected async round(): Promise<void> {
     if (this.leadership.role === 'primary') {
       if (!this.isLeader()) return this.stepDown('renew deadline passed');
       return this.renew();
@@ -166,14 +122,4 @@ export class MongoLeaseElector implements Elector {
     this.update({ role: 'secondary', epoch: this.leadership.epoch, leaderId: null });
   }
 
-  private noteLeader(holder: string | null, url: string | null): void {
-    if (holder === this.leadership.leaderId && url === this.leaderUrl) return;
-    this.leaderUrl = url;
-    this.update({ role: this.leadership.role, epoch: this.leadership.epoch, leaderId: holder });
-  }
-
-  private update(next: Leadership): void {
-    this.leadership = next;
-    for (const listener of this.listeners) listener(next);
-  }
 }
