@@ -88,8 +88,10 @@ export class Supervisor {
     this.stopping = true;
     this.log.info('shutting down: stepping down, draining workers');
     this.metricsServer?.close();
-    // Releasing the lease first lets another replica take over while this one drains.
-    await withTimeout(this.cluster.stop(), this.config.dependencyTimeoutMs + 1000, 'stepping down').catch((error: unknown) =>
+    // Releasing the lease first lets another replica take over while this one drains. The release
+    // may take as long as a renewal may (the electors bound it by the renew deadline).
+    const releaseMs = Math.max(this.config.dependencyTimeoutMs, this.config.renewDeadlineMs) + 1000;
+    await withTimeout(this.cluster.stop(), releaseMs, 'stepping down').catch((error: unknown) =>
       this.log.warn({ err: error }, 'could not step down cleanly; the lease will expire instead'),
     );
     await Promise.allSettled(
