@@ -16,24 +16,16 @@
  * Where to reach the holder travels with the Lease as an annotation, for forwarding.
  */
 import type { V1Lease } from '@kubernetes/client-node';
-import type { Logger } from '../logger.js';
 import { monotonicMs } from './cluster-state.js';
-import type { ElectorTimings, EpochStore } from './elector.js';
 import { microTime, type KubeApi } from './kube-api.js';
-import { LeaseElectorBase } from './lease-elector-base.js';
+import { LeaseElectorBase, type LeaseElectorOptions } from './lease-elector-base.js';
 import { LeadershipLostError, type PrimaryPodLabeler } from './pod-labeler.js';
 
 /** Annotation on the Lease: the holder's URL, where the others forward buys. */
 export const HOLDER_URL_ANNOTATION = 'superstock.io/holder-url';
 
-export interface KubernetesLeaseElectorOptions {
+export interface KubernetesLeaseElectorOptions extends LeaseElectorOptions {
   readonly api: KubeApi;
-  readonly leaseName: string;
-  readonly id: string;
-  readonly url: string;
-  readonly timings: ElectorTimings;
-  readonly epochs: EpochStore;
-  readonly log: Logger;
   /** Labels the primary's pod; null outside a pod (tests of the Lease alone). */
   readonly labeler: PrimaryPodLabeler | null;
 }

@@ -6,7 +6,18 @@
  */
 import type { Logger } from '../logger.js';
 import { monotonicMs } from './cluster-state.js';
-import { validateElectorTimings, type Elector, type ElectorTimings, type Leadership } from './elector.js';
+import { validateElectorTimings, type Elector, type ElectorTimings, type EpochStore, type Leadership } from './elector.js';
+
+/** What every lease elector is told, whatever holds its lease. */
+export interface LeaseElectorOptions {
+  readonly leaseName: string;
+  readonly id: string;
+  /** Where other replicas reach this one (forwarded buys go there while it leads). */
+  readonly url: string;
+  readonly timings: ElectorTimings;
+  readonly epochs: EpochStore;
+  readonly log: Logger;
+}
 
 export abstract class LeaseElectorBase implements Elector {
   readonly id: string;

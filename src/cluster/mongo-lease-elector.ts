@@ -10,10 +10,8 @@
  */
 import type { Collection, Db } from 'mongodb';
 import { MongoServerError } from 'mongodb';
-import type { Logger } from '../logger.js';
 import { monotonicMs } from './cluster-state.js';
-import type { ElectorTimings, EpochStore } from './elector.js';
-import { LeaseElectorBase } from './lease-elector-base.js';
+import { LeaseElectorBase, type LeaseElectorOptions } from './lease-elector-base.js';
 
 interface LeaseDocument {
   _id: string;
@@ -22,15 +20,8 @@ interface LeaseDocument {
   version: number;
 }
 
-export interface MongoLeaseElectorOptions {
+export interface MongoLeaseElectorOptions extends LeaseElectorOptions {
   readonly db: Db;
-  readonly leaseName: string;
-  readonly id: string;
-  /** Where other replicas reach this one (forwarded buys go there while it leads). */
-  readonly url: string;
-  readonly timings: ElectorTimings;
-  readonly epochs: EpochStore;
-  readonly log: Logger;
 }
 
 export class MongoLeaseElector extends LeaseElectorBase {
