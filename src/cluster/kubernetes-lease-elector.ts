@@ -21,6 +21,9 @@ import { microTime, type KubeApi } from './kube-api.js';
 import { LeaseElectorBase, type LeaseElectorOptions } from './lease-elector-base.js';
 import { LeadershipLostError, type PrimaryPodLabeler } from './pod-labeler.js';
 
+/** How many renewals pass between two checks of the role label (one list call) while leading. */
+const LABEL_CHECK_EVERY_RENEWALS = 10;
+
 /** Annotation on the Lease: the holder's URL, where the others forward buys. */
 export const HOLDER_URL_ANNOTATION = 'superstock.io/holder-url';
 
@@ -35,6 +38,8 @@ export class KubernetesLeaseElector extends LeaseElectorBase {
   private lease: V1Lease | null = null;
   private observed: { version: string; at: number } | null = null;
   private term = 0;
+  private labelling = false;
+  private renewalsSinceLabelCheck = 0;
   private deadlineTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: KubernetesLeaseElectorOptions) {
@@ -72,6 +77,8 @@ export class KubernetesLeaseElector extends LeaseElectorBase {
     // Count from when the request was sent: the Lease cannot have lapsed before that.
     this.renewedAt = attemptAt;
     this.armDeadline();
+    // Re-check the label now and then: a pod recreated or relabelled by hand mid-term gets it back.
+    if (++this.renewalsSinceLabelCheck >= LABEL_CHECK_EVERY_RENEWALS) void this.labelPod(this.term);
   }
 
   private async tryAcquire(): Promise<void> {
@@ -119,16 +126,22 @@ export class KubernetesLeaseElector extends LeaseElectorBase {
   /** Settle the role label for this term, retrying until done or until the term ends. */
   private async labelPod(term: number): Promise<void> {
     const labeler = this.o.labeler;
-    if (!labeler) return;
-    while (!this.stopped && this.term === term && this.isLeader()) {
-      try {
-        await labeler.claim(() => (this.term === term ? this.remainingMs() : 0));
-        return;
-      } catch (error) {
-        if (error instanceof LeadershipLostError) return;
-        this.o.log.warn({ err: error }, 'could not label the primary pod; retrying');
-        await new Promise((resolve) => setTimeout(resolve, this.timings.retryPeriodMs));
+    if (!labeler || this.labelling) return;
+    this.labelling = true;
+    this.renewalsSinceLabelCheck = 0;
+    try {
+      while (!this.stopped && this.term === term && this.isLeader()) {
+        try {
+          await labeler.claim(() => (this.term === term ? this.remainingMs() : 0));
+          return;
+        } catch (error) {
+          if (error instanceof LeadershipLostError) return;
+          this.o.log.warn({ err: error }, 'could not label the primary pod; retrying');
+          await new Promise((resolve) => setTimeout(resolve, this.timings.retryPeriodMs));
+        }
       }
+    } finally {
+      this.labelling = false;
     }
   }
 

@@ -255,6 +255,14 @@ describe('Kubernetes Lease election: three contenders as the chart ServiceAccoun
     expect(leaders()).toEqual([next]);
   });
 
+  test('a label removed from the leader\'s pod by hand comes back while it leads', async () => {
+    const leader = leaders()[0] as Contender;
+    expect(plane.kubectl('label', 'pod', leader.id, `${ROLE_LABEL}-`, '--namespace', NAMESPACE).status).toBe(0);
+    await waitFor(() => labelledPods().length === 0, { timeoutMs: 5000, message: 'the watch saw the label go' });
+    await waitFor(() => labelledPods().join() === leader.id, { timeoutMs: 15_000, message: `the label back on ${leader.id}` });
+    expect(leaders()).toEqual([leader]);
+  });
+
   test('a stopped leader releases the Lease: a successor takes over without waiting it out', async () => {
     const old = leaders()[0] as Contender;
     const oldEpoch = old.elector.current().epoch;
