@@ -49,6 +49,7 @@ export class ClusterController {
   private publisher: StockPublisher | null = null;
   private subscriber: StockSubscriber | null = null;
   private readonly redisClients: Redis[] = [];
+  private publisherClient: Redis | null = null;
   private keepalive: NodeJS.Timeout | null = null;
   private leadingEpoch: number | null = null;
   private primaryUrl: string | null = null;
@@ -150,8 +151,9 @@ export class ClusterController {
     if (this.leadingEpoch !== epoch || (this.elector && !this.elector.isLeader())) throw new Error('lost the lease while taking over');
     this.state.becomePrimary(epoch, monotonicMs() + windowMs);
     if (this.o.config.redisUrl) {
-      const client = this.redisClient(this.o.config.redisUrl);
-      this.publisher = new StockPublisher(client, syncKeys(this.o.config.clusterName), this.o.stock, this.o.config.hostId, epoch, this.o.config.syncIntervalMs, this.syncMetrics, this.o.log);
+      // One connection serves every term this replica leads.
+      this.publisherClient ??= this.track(createRedisClient(this.o.config.redisUrl, this.o.config.dependencyTimeoutMs));
+      this.publisher = new StockPublisher(this.publisherClient, syncKeys(this.o.config.clusterName), this.o.stock, this.o.config.hostId, epoch, this.o.config.syncIntervalMs, this.syncMetrics, this.o.log);
       this.publisher.start();
     }
     this.setPrimaryUrl(this.o.config.advertiseUrl);
@@ -185,20 +187,16 @@ export class ClusterController {
 
   private async startSubscriber(url: string): Promise<void> {
     // The subscriber keeps an offline queue: subscribing must survive a Redis that is not up yet.
-    const subscriber = new Redis(url, { maxRetriesPerRequest: null, retryStrategy: (n) => Math.min(100 * n, 1000) });
-    subscriber.on('error', () => undefined);
-    this.redisClients.push(subscriber);
+    const subscriber = this.track(new Redis(url, { maxRetriesPerRequest: null, retryStrategy: (n) => Math.min(100 * n, 1000) }));
     // The snapshot reader queues while reconnecting, so the resync that follows a reconnect waits
     // for it instead of failing.
-    const reader = new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: this.o.config.dependencyTimeoutMs, retryStrategy: (n) => Math.min(100 * n, 1000) });
-    reader.on('error', () => undefined);
-    this.redisClients.push(reader);
+    const reader = this.track(new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: this.o.config.dependencyTimeoutMs, retryStrategy: (n) => Math.min(100 * n, 1000) }));
     this.subscriber = new StockSubscriber(subscriber, reader, syncKeys(this.o.config.clusterName), this.o.stock, this.o.config.hostId, () => !this.state.isPrimary(), this.syncMetrics, this.o.log);
     void this.subscriber.start().catch((error: unknown) => this.o.log.warn({ err: error }, 'subscribe failed; ioredis retries'));
   }
 
-  private redisClient(url: string): Redis {
-    const client = createRedisClient(url, this.o.config.dependencyTimeoutMs);
+  /** Errors surface through the calls that fail; stop() disconnects every tracked client. */
+  private track(client: Redis): Redis {
     client.on('error', () => undefined);
     this.redisClients.push(client);
     return client;

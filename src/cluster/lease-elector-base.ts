@@ -1,8 +1,15 @@
 /**
  * What both lease electors share, whatever holds the lease (a MongoDB document, a Kubernetes
- * Lease): the round loop on client-go's jittered retry period, the renew-deadline clock that
- * decides whether this replica may still act as leader, and the leadership that listeners see.
- * Subclasses say how one round acquires or renews, and how a lease is released.
+ * Lease) — the parts of client-go's leaderelection that do not depend on the store:
+ *  - the round loop on a jittered retry period, one loop per start();
+ *  - the followers' clock: the lease counts as expired only after a whole lease duration in which
+ *    this replica saw it unchanged, timed on its own monotonic clock (no wall clocks compared);
+ *  - the renew-deadline clock: a leader stops leading on a timer of its own once a renew deadline
+ *    has passed without a successful renewal, even while its requests hang — before any follower
+ *    can have waited out the longer lease duration;
+ *  - taking a term: a new epoch from the EpochStore, and leading only if still allowed to;
+ *  - stepping down, and handing the lease back on stop() so a successor need not wait it out.
+ * Subclasses say how one round acquires or renews, and how the lease is released.
  */
 import type { Logger } from '../logger.js';
 import { monotonicMs } from './cluster-state.js';
@@ -22,29 +29,34 @@ export interface LeaseElectorOptions {
 export abstract class LeaseElectorBase implements Elector {
   readonly id: string;
   protected readonly timings: ElectorTimings;
+  protected readonly log: Logger;
   protected leadership: Leadership = { role: 'secondary', epoch: 0, leaderId: null };
-  protected leaderUrl: string | null = null;
-  /** Monotonic time the last successful renewal was sent; -Infinity when not leading. */
-  protected renewedAt = -Infinity;
   protected stopped = false;
+  private leaderUrl: string | null = null;
+  /** Monotonic time the last successful renewal was sent; -Infinity when not leading. */
+  private renewedAt = -Infinity;
+  /** The lease as a follower last saw it change (`key` identifies its state), and when. */
+  private observed: { key: string; at: number } | null = null;
   private readonly listeners = new Set<(l: Leadership) => void>();
   private roundTimer: NodeJS.Timeout | null = null;
+  private deadlineTimer: NodeJS.Timeout | null = null;
   /** Bumped by every start(), so a round still running from before a stop() cannot start a second loop. */
   private loop = 0;
 
-  constructor(
-    id: string,
-    timings: ElectorTimings,
-    protected readonly log: Logger,
-  ) {
-    this.id = id;
-    this.timings = validateElectorTimings(timings);
+  constructor(private readonly base: LeaseElectorOptions) {
+    this.id = base.id;
+    this.log = base.log;
+    this.timings = validateElectorTimings(base.timings);
   }
 
   /** One acquisition or renewal attempt. */
   protected abstract round(): Promise<void>;
 
-  abstract stop(): Promise<void>;
+  /** Hand the held lease back (no holder), best effort; called once this replica stopped leading. */
+  protected abstract release(): Promise<void>;
+
+  /** Called after stepping down (e.g. to take the role label off the pod); errors are ignored. */
+  protected async afterStepDown(): Promise<void> {}
 
   async start(): Promise<void> {
     this.stopped = false;
@@ -54,6 +66,13 @@ export abstract class LeaseElectorBase implements Elector {
     } finally {
       this.schedule(loop);
     }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.roundTimer) clearTimeout(this.roundTimer);
+    if (this.leadership.role !== 'primary') return;
+    await Promise.all([this.stepDown('shutting down'), this.release()]);
   }
 
   isLeader(): boolean {
@@ -74,15 +93,57 @@ export abstract class LeaseElectorBase implements Elector {
     return () => this.listeners.delete(listener);
   }
 
-  /** Stop the round loop (subclasses then release what they hold). */
-  protected stopRounds(): void {
-    this.stopped = true;
-    if (this.roundTimer) clearTimeout(this.roundTimer);
-  }
-
   /** How long this replica may still act as leader without another renewal. */
   protected remainingMs(): number {
     return this.renewedAt + this.timings.renewDeadlineMs - monotonicMs();
+  }
+
+  /**
+   * The followers' clock. `key` identifies the lease's state as just read at `now`; true once
+   * that state has not changed for a whole lease duration on this replica's clock. A lease still
+   * naming this replica (from before a restart or a lost renewal) is waited out like any other.
+   */
+  protected silentForLeaseDuration(key: string, now: number): boolean {
+    if (this.observed?.key !== key) this.observed = { key, at: now };
+    return now - this.observed.at >= this.timings.leaseDurationMs;
+  }
+
+  /** A renewal sent at `at` succeeded: leading may go on until `at` + the renew deadline. */
+  protected renewed(at: number): void {
+    this.renewedAt = at;
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = setTimeout(() => {
+      if (this.leadership.role === 'primary' && !this.isLeader()) void this.stepDown('renew deadline passed');
+    }, Math.max(0, this.remainingMs()) + 1);
+  }
+
+  /**
+   * The lease was won by a write sent at `at`: take a new epoch and lead — unless stopped meanwhile
+   * (the lease goes straight back) or the renew deadline passed while the epoch was taken.
+   * @returns whether this replica now leads.
+   */
+  protected async lead(at: number): Promise<boolean> {
+    this.renewed(at);
+    const epoch = await this.base.epochs.beginTerm(this.id);
+    if (this.stopped || this.remainingMs() <= 0) {
+      this.forgetTerm();
+      if (this.stopped) await this.release();
+      return false;
+    }
+    this.leaderUrl = this.base.url;
+    this.log.info({ epoch, lease: this.base.leaseName }, 'became primary');
+    this.update({ role: 'primary', epoch, leaderId: this.id });
+    return true;
+  }
+
+  /** Stop leading at once; resolves when afterStepDown() has run. */
+  protected stepDown(reason: string): Promise<void> {
+    this.forgetTerm();
+    this.leaderUrl = null;
+    if (this.leadership.role !== 'primary') return Promise.resolve();
+    this.log.warn({ reason, epoch: this.leadership.epoch }, 'stepping down');
+    this.update({ role: 'secondary', epoch: this.leadership.epoch, leaderId: null });
+    return this.afterStepDown().catch(() => undefined);
   }
 
   protected noteLeader(holder: string | null, url: string | null): void {
@@ -91,7 +152,13 @@ export abstract class LeaseElectorBase implements Elector {
     this.update({ role: this.leadership.role, epoch: this.leadership.epoch, leaderId: holder });
   }
 
-  protected update(next: Leadership): void {
+  private forgetTerm(): void {
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.renewedAt = -Infinity;
+    this.observed = null;
+  }
+
+  private update(next: Leadership): void {
     this.leadership = next;
     for (const listener of this.listeners) listener(next);
   }

@@ -26,23 +26,11 @@ export interface MongoLeaseElectorOptions extends LeaseElectorOptions {
 
 export class MongoLeaseElector extends LeaseElectorBase {
   private readonly leases: Collection<LeaseDocument>;
-  private observed: { version: number; holder: string | null; at: number } | null = null;
   private leadingVersion = -1;
 
   constructor(private readonly options: MongoLeaseElectorOptions) {
-    super(options.id, options.timings, options.log);
+    super(options);
     this.leases = options.db.collection<LeaseDocument>('leases');
-  }
-
-  async stop(): Promise<void> {
-    this.stopRounds();
-    if (this.leadership.role === 'primary') {
-      // Release so a successor need not wait out the lease (a rolling update hands over fast).
-      await this.leases
-        .updateOne({ _id: this.options.leaseName, holder: this.id, version: this.leadingVersion }, { $set: { holder: null, holderUrl: null }, $inc: { version: 1 } })
-        .catch(() => undefined);
-      this.update({ role: 'secondary', epoch: this.leadership.epoch, leaderId: null });
-    }
   }
 
   protected async round(): Promise<void> {
@@ -53,21 +41,20 @@ export class MongoLeaseElector extends LeaseElectorBase {
     return this.tryAcquire();
   }
 
+  protected async release(): Promise<void> {
+    await this.leases
+      .updateOne({ _id: this.options.leaseName, holder: this.id, version: this.leadingVersion }, { $set: { holder: null, holderUrl: null }, $inc: { version: 1 } })
+      .catch(() => undefined);
+  }
+
   private async renew(): Promise<void> {
     const attemptAt = monotonicMs();
-    try {
-      const result = await this.leases.updateOne(
-        { _id: this.options.leaseName, holder: this.id, version: this.leadingVersion },
-        { $inc: { version: 1 } },
-      );
-      if (result.matchedCount !== 1) return this.stepDown('lease taken over');
-      this.leadingVersion += 1;
-      // Count from when the request was sent: the lease cannot have lapsed before that.
-      this.renewedAt = attemptAt;
-    } catch (error) {
-      if (!this.isLeader()) this.stepDown('renew deadline passed while MongoDB was unreachable');
-      throw error;
-    }
+    const result = await this.leases.updateOne({ _id: this.options.leaseName, holder: this.id, version: this.leadingVersion }, { $inc: { version: 1 } });
+    if (this.leadership.role !== 'primary') return; // the renew deadline passed while the update ran
+    if (result.matchedCount !== 1) return this.stepDown('lease taken over');
+    this.leadingVersion += 1;
+    // Count from when the request was sent: the lease cannot have lapsed before that.
+    this.renewed(attemptAt);
   }
 
   private async tryAcquire(): Promise<void> {
@@ -76,19 +63,15 @@ export class MongoLeaseElector extends LeaseElectorBase {
     if (!lease) {
       try {
         await this.leases.insertOne({ _id: this.options.leaseName, holder: this.id, holderUrl: this.options.url, version: 0 });
-        return this.won(0, now);
       } catch (error) {
         if (error instanceof MongoServerError && error.code === 11000) return; // another replica was first
         throw error;
       }
+      return this.won(0, now);
     }
-    // A lease still naming us (from before a restart or a lost renewal) is waited out like any other.
-    if (!this.observed || this.observed.version !== lease.version || this.observed.holder !== lease.holder) {
-      this.observed = { version: lease.version, holder: lease.holder, at: now };
-    }
+    const silent = this.silentForLeaseDuration(`${lease.version}/${lease.holder ?? ''}`, now);
     this.noteLeader(lease.holder, lease.holderUrl);
-    const expired = lease.holder === null || now - this.observed.at >= this.timings.leaseDurationMs;
-    if (!expired) return;
+    if (lease.holder !== null && !silent) return;
     const taken = await this.leases.updateOne(
       { _id: this.options.leaseName, version: lease.version },
       { $set: { holder: this.id, holderUrl: this.options.url }, $inc: { version: 1 } },
@@ -98,19 +81,6 @@ export class MongoLeaseElector extends LeaseElectorBase {
 
   private async won(version: number, at: number): Promise<void> {
     this.leadingVersion = version;
-    this.renewedAt = at;
-    const epoch = await this.options.epochs.beginTerm(this.id);
-    this.leaderUrl = this.options.url;
-    this.options.log.info({ epoch }, 'became primary');
-    this.update({ role: 'primary', epoch, leaderId: this.id });
+    await this.lead(at);
   }
-
-  private stepDown(reason: string): void {
-    this.options.log.warn({ reason, epoch: this.leadership.epoch }, 'stepping down');
-    this.renewedAt = -Infinity;
-    this.observed = null;
-    this.leaderUrl = null;
-    this.update({ role: 'secondary', epoch: this.leadership.epoch, leaderId: null });
-  }
-
 }
