@@ -8,9 +8,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { REPO_ROOT } from '../harness/deps.js';
+import { HELM, runTool } from '../harness/kube.js';
 import { startService } from '../harness/service.js';
 
-const HELM = join(REPO_ROOT, '.tools', 'bin', 'helm');
 const CHART = join(REPO_ROOT, 'deploy', 'helm', 'superstock');
 
 interface K8sObject {
@@ -21,11 +21,7 @@ interface K8sObject {
   rules?: Array<Record<string, unknown>>;
 }
 
-function helm(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(HELM, args, { encoding: 'utf8' });
-  if (result.error) throw new Error(`${HELM} could not run (${result.error.message}): run make setup`);
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+const helm = (...args: string[]) => runTool(HELM, args);
 
 function render(...set: string[]): K8sObject[] {
   const result = helm('template', 'shop', CHART, '--namespace', 'sales', ...set);

@@ -14,7 +14,7 @@ import type { Leadership } from '../../src/cluster/elector.js';
 import { KubeApi, microTime } from '../../src/cluster/kube-api.js';
 import { HOLDER_URL_ANNOTATION, KubernetesLeaseElector } from '../../src/cluster/kubernetes-lease-elector.js';
 import { Fence } from '../../src/cluster/ledger.js';
-import { PrimaryPodLabeler, ROLE_LABEL } from '../../src/cluster/pod-labeler.js';
+import { PRIMARY_ROLE, PrimaryPodLabeler, ROLE_LABEL } from '../../src/cluster/pod-labeler.js';
 import { REPO_ROOT } from '../harness/deps.js';
 import { startControlPlane, type ControlPlane } from '../harness/kube.js';
 import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.js';
@@ -91,8 +91,10 @@ describe('helm install into a real kube-apiserver', () => {
 });
 
 describe("RBAC: kubectl auth can-i as the chart's ServiceAccount", () => {
+  /** `resource` may carry extra flags after a space (e.g. `pods --all-namespaces`). */
   const canI = (verb: string, resource: string) => {
-    const result = plane.kubectl('auth', 'can-i', verb, resource, '--namespace', NAMESPACE, '--as', SERVICE_ACCOUNT);
+    const [name, ...flags] = resource.split(' ');
+    const result = plane.kubectl('auth', 'can-i', verb, name as string, ...flags, '--namespace', NAMESPACE, '--as', SERVICE_ACCOUNT);
     return `${verb} ${resource}: ${result.stdout.trim()}`;
   };
 
@@ -121,12 +123,7 @@ describe("RBAC: kubectl auth can-i as the chart's ServiceAccount", () => {
       ['patch', `statefulsets.apps/${FULLNAME}`],
       ['list', 'pods --all-namespaces'],
     ];
-    const answers = denied.map(([verb, resource]) => {
-      const [name, ...flags] = resource.split(' ');
-      const result = plane.kubectl('auth', 'can-i', verb, name as string, ...flags, '--namespace', NAMESPACE, '--as', SERVICE_ACCOUNT);
-      return `${verb} ${resource}: ${result.stdout.trim()}`;
-    });
-    expect(answers).toEqual(denied.map(([verb, resource]) => `${verb} ${resource}: no`));
+    expect(denied.map(([verb, resource]) => canI(verb, resource))).toEqual(denied.map(([verb, resource]) => `${verb} ${resource}: no`));
   });
 });
 
@@ -165,9 +162,9 @@ describe('Kubernetes Lease election: three contenders as the chart ServiceAccoun
     watch = await new Watch(admin).watch(
       `/api/v1/namespaces/${NAMESPACE}/pods`,
       {},
-      (_phase: string, pod: V1Pod) => {
+      (phase: string, pod: V1Pod) => {
         const name = pod.metadata?.name ?? '';
-        labelled.set(name, _phase !== 'DELETED' && pod.metadata?.labels?.[ROLE_LABEL] === 'primary');
+        labelled.set(name, phase !== 'DELETED' && pod.metadata?.labels?.[ROLE_LABEL] === PRIMARY_ROLE);
         mostLabelledAtOnce = Math.max(mostLabelledAtOnce, labelledPods().length);
       },
       () => undefined,
@@ -320,11 +317,11 @@ describe('three service replicas electing through the Lease', () => {
       STOCK_HOST_ID: `${FULLNAME}-${i}`,
     }));
     const primary = await cluster.waitForSinglePrimary();
-    const podOf = (r: { id: string }) => r.id;
+    // Each replica's STOCK_HOST_ID is its pod's name.
     const holder = () => kubectlJson<{ spec: { holderIdentity?: string } }>('get', 'lease', LEASE, '--namespace', NAMESPACE).spec.holderIdentity;
-    const labelledNow = () => kubectlJson<ObjectList>('get', 'pods', '--namespace', NAMESPACE, '-l', `${ROLE_LABEL}=primary`).items.map((p) => p.metadata.name);
-    expect(holder()).toBe(podOf(primary));
-    await waitFor(() => labelledNow().join() === podOf(primary), { timeoutMs: 10_000, message: 'the primary pod labelled' });
+    const labelledNow = () => kubectlJson<ObjectList>('get', 'pods', '--namespace', NAMESPACE, '-l', `${ROLE_LABEL}=${PRIMARY_ROLE}`).items.map((p) => p.metadata.name);
+    expect(holder()).toBe(primary.id);
+    await waitFor(() => labelledNow().join() === primary.id, { timeoutMs: 10_000, message: 'the primary pod labelled' });
 
     for (const replica of cluster.replicas) {
       const res = await buy(cluster.url(replica), 'atomic', 'STOCK', 1);
@@ -338,8 +335,8 @@ describe('three service replicas electing through the Lease', () => {
     const handoverMs = performance.now() - stoppedAt;
     expect(next).not.toBe(primary);
     expect(handoverMs).toBeLessThan(5000);
-    expect(holder()).toBe(podOf(next));
-    await waitFor(() => labelledNow().join() === podOf(next), { timeoutMs: 10_000, message: 'the label moved with the Lease' });
+    expect(holder()).toBe(next.id);
+    await waitFor(() => labelledNow().join() === next.id, { timeoutMs: 10_000, message: 'the label moved with the Lease' });
   });
 });
 

@@ -41,7 +41,8 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): CommandResult {
+/** Run one of the tools in .tools/bin (helm, kubectl) to completion. */
+export function runTool(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): CommandResult {
   const result = spawnSync(command, args, { encoding: 'utf8', env, timeout: 60_000 });
   if (result.error) throw new Error(`${command} could not run (${result.error.message}): run make setup`);
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
@@ -137,8 +138,8 @@ export async function startControlPlane(): Promise<ControlPlane> {
     url,
     kubeconfig,
     dir,
-    kubectl: (...args) => run(KUBECTL, args, env),
-    helm: (...args) => run(HELM, args, { ...env, HELM_CACHE_HOME: join(dir, 'helm'), HELM_CONFIG_HOME: join(dir, 'helm'), HELM_DATA_HOME: join(dir, 'helm') }),
+    kubectl: (...args) => runTool(KUBECTL, args, env),
+    helm: (...args) => runTool(HELM, args, { ...env, HELM_CACHE_HOME: join(dir, 'helm'), HELM_CONFIG_HOME: join(dir, 'helm'), HELM_DATA_HOME: join(dir, 'helm') }),
     kubeconfigFor(name, token, server = url) {
       const file = join(dir, `${name}.kubeconfig`);
       writeFileSync(file, kubeconfigYaml(server, name, token));
