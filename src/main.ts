@@ -1,9 +1,13 @@
 /**
  * Process entry: read the configuration (failing fast with the variable's name), start the
- * supervisor, and drain gracefully on SIGTERM or SIGINT.
+ * supervisor (failing fast, with the port's name, when a port is taken), and drain gracefully on
+ * SIGTERM or SIGINT.
  */
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { Supervisor } from './supervisor.js';
+import { PortInUseError, Supervisor } from './supervisor.js';
+
+/** Exit code when a port is taken: EADDRINUSE's errno on Linux, so scripts can tell it apart. */
+const EXIT_PORT_IN_USE = 98;
 
 let config: Config;
 try {
@@ -27,4 +31,10 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   });
 }
 
-await supervisor.start();
+try {
+  await supervisor.start();
+} catch (error) {
+  if (!(error instanceof PortInUseError)) throw error;
+  console.error(JSON.stringify({ level: 'fatal', msg: error.message, port: error.port, variable: error.variable }));
+  process.exit(EXIT_PORT_IN_USE);
+}

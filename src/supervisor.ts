@@ -29,6 +29,21 @@ interface WorkerHandle {
   readonly rpc: RpcPeer<WorkerApi>;
 }
 
+/** A port this replica must listen on is held by another process (EADDRINUSE). */
+export class PortInUseError extends Error {
+  constructor(
+    readonly port: number,
+    readonly variable: 'PORT' | 'METRICS_PORT',
+  ) {
+    super(`port ${port} (${variable}) is already in use by another process: stop it, or set ${variable} to a free port`);
+    this.name = 'PortInUseError';
+  }
+}
+
+function errorCode(error: unknown): unknown {
+  return typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
+}
+
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -73,10 +88,12 @@ export class Supervisor {
   }
 
   async start(): Promise<void> {
+    // The metrics port first: a taken port stops the replica before it seeds, serves or stands
+    // for election.
+    this.metricsServer = await this.serveMetrics();
     this.seedStores();
     await Promise.all(Array.from({ length: this.config.workers }, (_, i) => this.spawn(i)));
     await this.cluster.start();
-    this.metricsServer = await this.serveMetrics();
     this.log.info(
       { port: this.config.port, metricsPort: this.config.metricsPort, workers: this.config.workers, mongo: !!this.config.mongoUrl, redis: !!this.config.redisUrl },
       'SuperStock is listening',
@@ -120,6 +137,8 @@ export class Supervisor {
       clusterOrigin: this.cluster.state.origin,
     };
     const thread = new Worker(WORKER_URL, { workerData: data, transferList: [port2] });
+    // A worker that cannot bind the HTTP port fails the start; replacing it would only fail again.
+    let cannotListen = false;
     return new Promise((resolve, reject) => {
       const rpc: RpcPeer<WorkerApi> = new RpcPeer<WorkerApi>(thread, {
         listening: () => {
@@ -129,6 +148,10 @@ export class Supervisor {
         claim: (key: string, fingerprint: string) => this.idempotency.claim(key, fingerprint),
         complete: (key: string, response: Parameters<SupervisorApi['complete']>[1]) => this.idempotency.complete(key, response),
         release: (key: string) => this.idempotency.release(key),
+        cannotListen: (_index: number, code: string) => {
+          cannotListen = true;
+          reject(code === 'EADDRINUSE' ? new PortInUseError(this.config.port, 'PORT') : new Error(`worker ${index} cannot listen on port ${this.config.port}: ${code}`));
+        },
       });
       this.workers.set(index, { thread, rpc });
       thread.on('error', (error) => {
@@ -139,7 +162,7 @@ export class Supervisor {
         rpc.abandon('worker exited');
         port1.close();
         if (this.workers.get(index)?.thread === thread) this.workers.delete(index);
-        if (this.stopping) return;
+        if (this.stopping || cannotListen) return;
         this.log.error({ worker: index, code }, 'worker exited unexpectedly; starting a new one');
         this.spawn(index).catch((error: unknown) => this.log.error({ err: error, worker: index }, 'could not restart worker'));
       });
@@ -206,7 +229,7 @@ export class Supervisor {
       }
     });
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (error) => reject(errorCode(error) === 'EADDRINUSE' ? new PortInUseError(this.config.metricsPort, 'METRICS_PORT') : error));
       server.listen(this.config.metricsPort, this.config.host, () => resolve(server));
     });
   }

@@ -22,6 +22,8 @@ export interface WorkerData {
 export interface SupervisorApi {
   [method: string]: (...args: never[]) => unknown;
   listening(index: number): void;
+  /** The HTTP server could not bind (`code`: the system error's code, e.g. EADDRINUSE). */
+  cannotListen(index: number, code: string): void;
   claim(key: string, fingerprint: string): Promise<IdempotencyClaim>;
   complete(key: string, response: StoredResponse): Promise<void>;
   release(key: string): Promise<void>;

@@ -103,6 +103,10 @@ const app = createApp({
 server.on('request', app);
 // Redis commands fail at once until the connection is up (no offline queue): give it a moment.
 await laneSet.redis?.whenConnected(config.dependencyTimeoutMs);
+// A bind failure is reported, not thrown: the supervisor turns it into one clear message and exit.
+server.once('error', (error: NodeJS.ErrnoException) => {
+  if (!server.listening) void supervisor.call('cannotListen', index, error.code ?? error.message);
+});
 server.listen({ port: config.port, host: config.host, reusePort: true }, () => {
   void supervisor.call('listening', index);
 });
