@@ -8,4 +8,5 @@ stamp=dist/src/http/openapi.json
 if [[ -f $stamp && -z $(find src bench package.json package-lock.json tsconfig.json tsconfig.build.json -newer "$stamp" -print -quit) ]]; then
   exit 0
 fi
+echo '[build] compiling TypeScript into dist/'
 npm run --silent build

@@ -58,11 +58,13 @@ start() { # name… (default: every missing one)
         redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DATA" --appendonly yes --save '' \
           --daemonize yes --pidfile "$DATA/redis.pid" --logfile "$DATA/redis.log"
         wait_port redis "$REDIS_PORT"
+        echo "[deps] Redis on :$REDIS_PORT (log: $DATA/redis.log)"
         ;;
       mongo)
         setsid scripts/mongo-wire-server.sh "$MONGO_PORT" </dev/null >"$DATA/mongo.log" 2>&1 &
         echo $! >"$DATA/mongo.pid"
         wait_port mongo "$MONGO_PORT"
+        echo "[deps] MongoDB wire server on :$MONGO_PORT (log: $DATA/mongo.log)"
         ;;
     esac
   done

