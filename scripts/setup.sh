@@ -67,8 +67,12 @@ fi
 # they download at the same time: Node and Maven in the background while npm ci runs (npm ci
 # itself needs only the machine's npm; no dependency compiles anything at install). A failed or
 # interrupted set-up stops the background fetches too.
-node_pid= wire_pid=
-trap 'for pid in $node_pid $wire_pid; do kill "$pid" 2>/dev/null || true; done' EXIT
+node_pid='' wire_pid=''
+stop_background() {
+  local pid
+  for pid in $node_pid $wire_pid; do kill "$pid" 2>/dev/null || true; done
+}
+trap stop_background EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 finish() { # pid log what: wait for a background fetch; on failure show its log and stop

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts that run in the foreground (run.sh, cluster.sh): start children so that
 # Ctrl-C or SIGTERM stops all of them, and the script too.
 #

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts that start servers (run.sh, cluster.sh, deps.sh): is a port taken, and
 # by what. They check every port before they start anything, so a taken port is one clear line
 # and a non-zero exit, not a server that dies in a log file while the script carries on.
@@ -16,11 +17,18 @@ port_listening() {
 }
 
 # port_holders PORT: "node (pid 123), …" for the processes listening on PORT, when `ss` can
-# say (it names only processes this user may inspect); nothing otherwise.
+# say (it shows only processes this user may inspect); nothing otherwise. Each is named by its
+# program (ss gives the thread name, "MainThread" for node).
 port_holders() {
   command -v ss >/dev/null || return 0
-  ss -Hltnp "sport = :$1" 2>/dev/null | grep -oE '"[^"]+",pid=[0-9]+' | sort -u |
-    sed -E 's/"([^"]+)",pid=([0-9]+)/\1 (pid \2)/' | paste -sd, - | sed 's/,/, /g'
+  local pid program holders=()
+  for pid in $(ss -Hltnp "sport = :$1" 2>/dev/null | grep -oE 'pid=[0-9]+' | cut -d= -f2 | sort -un); do
+    program=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -d' ' -f1)
+    holders+=("${program:+${program##*/} }(pid $pid)")
+  done
+  local IFS=,
+  local joined="${holders[*]}"
+  echo "${joined//,/, }"
 }
 
 # require_free_ports TAG HINT PORT LABEL [PORT LABEL]…: one line on stderr per taken port
