@@ -58,7 +58,7 @@ on_signals() {
   # shellcheck disable=SC2064 # expand now: the trap names the cleanup function.
   trap "$cleanup" EXIT
   # shellcheck disable=SC2064
-  trap "trap '' INT TERM; $cleanup; trap - INT EXIT; kill -INT \$\$" INT
+  trap "trap '' INT TERM; echo '[stop] stopping everything this started' >&2; $cleanup; trap - INT EXIT; kill -INT \$\$" INT
   # shellcheck disable=SC2064
-  trap "trap '' INT TERM; $cleanup; trap - TERM EXIT; kill -TERM \$\$" TERM
+  trap "trap '' INT TERM; echo '[stop] stopping everything this started' >&2; $cleanup; trap - TERM EXIT; kill -TERM \$\$" TERM
 }
