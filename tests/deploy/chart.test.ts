@@ -87,7 +87,9 @@ const envOf = (container: Container) => Object.fromEntries(container.env.map((e)
 
 describe('helm chart', () => {
   test('helm lint --strict passes for the defaults and the variants', () => {
-    for (const values of VARIANTS) {
+    for (const variant of VARIANTS) {
+      // helm lint has no --api-versions: the Prometheus Operator's objects are linted off.
+      const values = variant.filter((arg, i) => arg !== '--api-versions' && variant[i - 1] !== '--api-versions');
       const result = helm('lint', '--strict', CHART, ...values);
       expect({ status: result.status, out: result.stdout.includes('0 chart(s) failed') }).toEqual({ status: 0, out: true });
     }
