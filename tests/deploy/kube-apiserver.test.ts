@@ -65,7 +65,8 @@ describe('helm install into a real kube-apiserver', () => {
 
     const objects = kubectlJson<ObjectList>('get', 'statefulsets,deployments,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,secrets,configmaps', '--namespace', NAMESPACE).items;
     const names = (kind: string) => objects.filter((o) => o.kind === kind).map((o) => o.metadata.name).sort();
-    expect(names('StatefulSet')).toEqual([`${FULLNAME}`, `${FULLNAME}-mongodb`].sort());
+    expect(names('StatefulSet')).toEqual([`${FULLNAME}`, `${FULLNAME}-mongodb`, `${FULLNAME}-redis`].sort());
+    expect(names('Deployment')).toEqual([]);
     expect(objects.find((o) => o.kind === 'StatefulSet' && o.metadata.name === FULLNAME)?.spec?.replicas).toBe(3);
     expect(names('Service')).toEqual(expect.arrayContaining([FULLNAME, `${FULLNAME}-headless`, `${FULLNAME}-primary`, `${FULLNAME}-mongodb`, `${FULLNAME}-redis`]));
     expect(names('ServiceAccount')).toContain(FULLNAME);
@@ -104,7 +105,8 @@ describe("RBAC: kubectl auth can-i as the chart's ServiceAccount", () => {
       ['update', `leases.coordination.k8s.io/${LEASE}`],
       ['create', 'leases.coordination.k8s.io'],
       ['list', 'pods'],
-      ...[0, 1, 2].map((i): [string, string] => ['patch', `pods/${FULLNAME}-${i}`]),
+      // Every replica, also those `kubectl scale` adds (the admission policy below narrows patch).
+      ...[0, 1, 2, 3, 7].map((i): [string, string] => ['patch', `pods/${FULLNAME}-${i}`]),
     ];
     expect(needed.map(([verb, resource]) => canI(verb, resource))).toEqual(needed.map(([verb, resource]) => `${verb} ${resource}: yes`));
   });
@@ -113,8 +115,6 @@ describe("RBAC: kubectl auth can-i as the chart's ServiceAccount", () => {
     const denied: Array<[string, string]> = [
       ['update', 'leases.coordination.k8s.io/someone-elses'],
       ['delete', `leases.coordination.k8s.io/${LEASE}`],
-      ['patch', `pods/${FULLNAME}-3`],
-      ['patch', 'pods/unrelated'],
       ['delete', `pods/${FULLNAME}-0`],
       ['create', 'pods'],
       ['update', `pods/${FULLNAME}-0`],
@@ -124,6 +124,46 @@ describe("RBAC: kubectl auth can-i as the chart's ServiceAccount", () => {
       ['list', 'pods --all-namespaces'],
     ];
     expect(denied.map(([verb, resource]) => canI(verb, resource))).toEqual(denied.map(([verb, resource]) => `${verb} ${resource}: no`));
+  });
+
+  test("the admission policy lets it set or remove the role label on any of the release's replicas, a scaled-up one too, and change nothing else", async () => {
+    const replicaLabels = Object.fromEntries(POD_SELECTOR.split(',').map((kv) => kv.split('=')));
+    const pod = (name: string, labels: Record<string, string>) => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: NAMESPACE, labels }, spec: { containers: [{ name: 'c', image: 'superstock:test' }] } });
+    const scaled = `${FULLNAME}-7`;
+    expect(plane.kubectl('create', '-f', writeTemp('policy-pods.json', { apiVersion: 'v1', kind: 'List', items: [pod(scaled, replicaLabels), pod('unrelated', { app: 'other' })] })).status).toBe(0);
+    const asElector = plane.kubeconfigFor('policy-check', plane.serviceAccountToken(NAMESPACE, FULLNAME));
+    const patch = (name: string, body: unknown, ...flags: string[]) =>
+      plane.kubectl('--kubeconfig', asElector, 'patch', 'pod', name, '--namespace', NAMESPACE, '--type', 'merge', '-p', JSON.stringify(body), ...flags);
+    const outcome = (result: { status: number | null; stderr: string }) => (result.status === 0 ? 'allowed' : /ValidatingAdmissionPolicy|denied/.test(result.stderr) ? 'denied by policy' : result.stderr);
+
+    // The policy takes effect once the API server's informer has it: probe with dry runs until then.
+    await waitFor(() => outcome(patch('unrelated', { metadata: { labels: { [ROLE_LABEL]: PRIMARY_ROLE } } }, '--dry-run=server')) === 'denied by policy', { timeoutMs: 15_000, message: 'the admission policy in force' });
+    try {
+      const attempts: Array<[string, string, unknown]> = [
+        ['label the scaled-up replica primary', scaled, { metadata: { labels: { [ROLE_LABEL]: PRIMARY_ROLE } } }],
+        ['remove that label again', scaled, { metadata: { labels: { [ROLE_LABEL]: null } } }],
+        ['label a pod of another app', 'unrelated', { metadata: { labels: { [ROLE_LABEL]: PRIMARY_ROLE } } }],
+        ['set the role label to another value', scaled, { metadata: { labels: { [ROLE_LABEL]: 'secondary' } } }],
+        ['set another label', scaled, { metadata: { labels: { team: 'x' } } }],
+        ['take a selector label off a replica', scaled, { metadata: { labels: { 'app.kubernetes.io/component': null } } }],
+        ['add an annotation', scaled, { metadata: { annotations: { a: 'b' } } }],
+        ['change the image', scaled, { spec: { containers: [{ name: 'c', image: 'evil:1' }] } }],
+      ];
+      expect(attempts.map(([what, name, body]) => `${what}: ${outcome(patch(name, body))}`)).toEqual([
+        'label the scaled-up replica primary: allowed',
+        'remove that label again: allowed',
+        'label a pod of another app: denied by policy',
+        'set the role label to another value: denied by policy',
+        'set another label: denied by policy',
+        'take a selector label off a replica: denied by policy',
+        'add an annotation: denied by policy',
+        'change the image: denied by policy',
+      ]);
+      // The admin is not bound by it.
+      expect(plane.kubectl('label', 'pod', scaled, 'team=x', '--namespace', NAMESPACE).status).toBe(0);
+    } finally {
+      plane.kubectl('delete', 'pod', scaled, 'unrelated', '--namespace', NAMESPACE, '--wait=false');
+    }
   });
 });
 
