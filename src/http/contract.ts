@@ -25,12 +25,12 @@ function refusedAs<T extends z.ZodType>(schema: T, refusal: Refusal | ErrorCode)
 
 // --- Schemas ------------------------------------------------------------------------------------
 
-export const LaneSchema = refusedAs(z.enum(LANE_NAMES).describe('A buy strategy; each lane keeps its own counters per SKU.'), (_issue, _field) =>
+export const LaneSchema = refusedAs(z.enum(LANE_NAMES).meta({ description: 'A buy strategy; each lane keeps its own counters per SKU.', examples: ['lock'] }), (_issue, _field) =>
   new ServiceError('invalid_lane', `Unknown lane; use one of ${LANE_NAMES.join(', ')}.`, { lanes: LANE_NAMES }),
 );
 
 export const SkuSchema = refusedAs(
-  z.string().regex(SKU_PATTERN).describe('1-32 characters of A-Z a-z 0-9 . _ -, not starting with a dot (so `.` and `..` never reach URL resolution).'),
+  z.string().regex(SKU_PATTERN).meta({ description: '1-32 characters of A-Z a-z 0-9 . _ -, not starting with a dot (so `.` and `..` never reach URL resolution).', examples: ['NVDA'] }),
   () => new ServiceError('invalid_sku'),
 );
 
@@ -59,8 +59,10 @@ function adminCount(min: number, code: 'invalid_request' | 'invalid_quantity', d
   });
 }
 
-const PutRequestSchema = z.strictObject({ stock: adminCount(0, 'invalid_request', `The new stock of every lane, at most ${MAX_STOCK}`) });
-const RestockRequestSchema = z.strictObject({ quantity: adminCount(1, 'invalid_quantity', `Units to add to remaining and initial on every lane; initial may not pass ${MAX_STOCK}`) });
+const PutRequestSchema = z.strictObject({ stock: adminCount(0, 'invalid_request', `The new stock of every lane, at most ${MAX_STOCK}`) }).meta({ examples: [{ stock: 500 }] });
+const RestockRequestSchema = z
+  .strictObject({ quantity: adminCount(1, 'invalid_quantity', `Units to add to remaining and initial on every lane; initial may not pass ${MAX_STOCK}`) })
+  .meta({ examples: [{ quantity: 100 }] });
 
 const PutResultSchema = z.object({ sku: SkuSchema, stock: count('The stock every lane now holds') });
 const RestockResultSchema = z.object({
@@ -91,7 +93,7 @@ function buyRequestSchema(maxQuantity: number) {
     quantity: refusedAs(z.int().min(1).max(maxQuantity).default(1).describe(`Units to buy, 1 to MAX_QUANTITY (${maxQuantity})`), (_issue, field) =>
       new ServiceError('invalid_quantity', `"${field}" must be an integer from 1 to ${maxQuantity}.`, { field, min: 1, max: maxQuantity }),
     ),
-  });
+  }).meta({ examples: [{ quantity: 2 }] });
 }
 
 // --- Operations ---------------------------------------------------------------------------------
