@@ -10,9 +10,22 @@ export type LaneName = (typeof LANE_NAMES)[number];
 export const MEMORY_LANES = ['atomic', 'lock', 'signal'] as const satisfies readonly LaneName[];
 export type MemoryLaneName = (typeof MEMORY_LANES)[number];
 
-/** SKU names: short, URL-safe, ASCII — the shared SKU table stores them as bytes. */
-export const SKU_PATTERN = /^[A-Za-z0-9._-]{1,32}$/;
+/**
+ * SKU names: short, URL-safe, ASCII — the shared SKU table stores them as bytes. No leading dot,
+ * so `.` and `..` are never SKUs: URL resolution (the forwarder's, a proxy's) would turn them
+ * into another path.
+ */
+export const SKU_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,31}$/;
 export const MAX_SKU_LENGTH = 32;
+
+/**
+ * The largest stock a SKU may hold on any lane: its `initial` count (remaining + sold), so neither
+ * remaining nor sold can exceed it either. The in-memory lanes keep Int32 words (at most
+ * 2,147,483,647); one billion leaves room for a whole second stock on top while a restock or a
+ * given-back sale is applied word by word, so no intermediate value can wrap. MongoDB and Redis
+ * hold far more, but every lane sells the same catalogue, so all share this one limit.
+ */
+export const MAX_STOCK = 1_000_000_000;
 
 export const ELECTIONS = ['mongo', 'kubernetes', 'none'] as const;
 export type Election = (typeof ELECTIONS)[number];
@@ -172,7 +185,7 @@ export function loadConfig(env: Env = process.env): Config {
     mongoDb: text(env, 'MONGO_DB') ?? 'superstock',
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
     adminToken,
-    initialStock: integer(env, 'INITIAL_STOCK', 15_000, 0, 2_000_000_000),
+    initialStock: integer(env, 'INITIAL_STOCK', 15_000, 0, MAX_STOCK),
     seedSkus: Object.freeze([...new Set(seedSkus)]),
     maxSkus,
     maxQuantity: integer(env, 'MAX_QUANTITY', 1000, 1, 1_000_000),

@@ -8,7 +8,7 @@
 export const ERROR_CATALOGUE = {
   invalid_json: { status: 400, message: 'The request body is not valid JSON.' },
   invalid_request: { status: 400, message: 'The request is invalid.' },
-  invalid_sku: { status: 400, message: 'The SKU must be 1-32 characters of A-Z a-z 0-9 . _ -' },
+  invalid_sku: { status: 400, message: 'The SKU must be 1-32 characters of A-Z a-z 0-9 . _ - and may not start with a dot.' },
   invalid_lane: { status: 400, message: 'Unknown lane.' },
   invalid_quantity: { status: 400, message: 'The quantity must be a positive integer.' },
   invalid_idempotency_key: { status: 400, message: 'The Idempotency-Key header must be 1-128 visible ASCII characters.' },
@@ -23,9 +23,11 @@ export const ERROR_CATALOGUE = {
   payload_too_large: { status: 413, message: 'The request body is too large.' },
   unsupported_media_type: { status: 415, message: 'Send the request body as application/json.' },
   idempotency_key_reused: { status: 422, message: 'This Idempotency-Key was used with a different request.' },
+  stock_limit: { status: 422, message: 'A SKU may hold at most MAX_STOCK units on any lane.' },
   sku_table_full: { status: 507, message: 'No room for another SKU (raise MAX_SKUS).' },
   dependency_unavailable: { status: 503, message: 'A dependency this lane needs is unavailable.' },
   shutting_down: { status: 503, message: 'The server is shutting down.' },
+  admin_busy: { status: 503, message: 'Another admin change is being applied; retry shortly.' },
   internal: { status: 500, message: 'Internal error.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
@@ -68,5 +70,16 @@ export class OutcomeUnknownError extends DependencyUnavailableError {
   constructor(reason: string) {
     super('mongo', `${reason}; the outcome is being settled, retry with the same Idempotency-Key`);
     this.name = 'OutcomeUnknownError';
+  }
+}
+
+/**
+ * A count would leave the range every lane can hold (0..MAX_STOCK). Thrown by the admin routes
+ * before any lane changes, and by each lane itself as the last guard of its representation.
+ */
+export class StockLimitError extends ServiceError {
+  constructor(details: { readonly sku: string; readonly lane?: string; readonly limit: number; readonly initial?: number; readonly quantity?: number; readonly wouldBe: number }) {
+    super('stock_limit', `${details.sku} would hold ${details.wouldBe} units${details.lane ? ` on the ${details.lane} lane` : ''}; the limit is ${details.limit}.`, details);
+    this.name = 'StockLimitError';
   }
 }

@@ -162,6 +162,8 @@ export class Supervisor {
         rpc.abandon('worker exited');
         port1.close();
         if (this.workers.get(index)?.thread === thread) this.workers.delete(index);
+        // A worker that died mid admin change must not hold the catalogue forever.
+        this.stock.unlockAdmin(index + 1);
         if (this.stopping || cannotListen) return;
         this.log.error({ worker: index, code }, 'worker exited unexpectedly; starting a new one');
         this.spawn(index).catch((error: unknown) => this.log.error({ err: error, worker: index }, 'could not restart worker'));

@@ -5,7 +5,8 @@
  * buyer gets a 503. Admin changes are logged first and applied after, so a replay of the ledger
  * always rebuilds the lane a buyer saw.
  */
-import { OutcomeUnknownError } from '../errors.js';
+import { MAX_STOCK } from '../config.js';
+import { OutcomeUnknownError, StockLimitError } from '../errors.js';
 import type { BuyOutcome, Lane, StockLevel } from '../lanes/lane.js';
 import type { MemoryLane } from '../lanes/memory-lane.js';
 import type { LedgerWriter } from './ledger.js';
@@ -38,12 +39,18 @@ export class DurableMemoryLane implements Lane {
   }
 
   async put(sku: string, stock: number): Promise<boolean> {
+    // Refused before it is logged: the ledger holds only changes the lane could make.
+    if (stock > MAX_STOCK) throw new StockLimitError({ sku, lane: this.name, limit: MAX_STOCK, wouldBe: stock });
     await this.ledger.append({ op: 'put', lane: this.name, sku, stock });
     return this.inner.put(sku, stock);
   }
 
   async restock(sku: string, quantity: number): Promise<StockLevel | null> {
-    if (this.inner.peek(sku) === null) return null;
+    const level = this.inner.peek(sku);
+    if (level === null) return null;
+    if (level.initial + quantity > MAX_STOCK) {
+      throw new StockLimitError({ sku, lane: this.name, limit: MAX_STOCK, initial: level.initial, quantity, wouldBe: level.initial + quantity });
+    }
     await this.ledger.append({ op: 'restock', lane: this.name, sku, q: quantity });
     return this.inner.restock(sku, quantity);
   }

@@ -12,7 +12,7 @@ declare module 'ioredis' {
   interface RedisCommander<Context extends ClientContext = { type: 'default' }> {
     stockBuy(skuKey: string, idempotencyKey: string, quantity: number, hasKey: '0' | '1', ttlSeconds: number): Result<[number, number], Context>;
     stockPut(key: string, stock: number, keepExisting: 0 | 1): Result<number, Context>;
-    stockRestock(key: string, quantity: number): Result<[number, number, number, number], Context>;
+    stockRestock(key: string, quantity: number, limit: number): Result<[number, number, number, number], Context>;
     stockReset(key: string): Result<number, Context>;
   }
 }

@@ -1,7 +1,8 @@
 /**
  * The Express application, built by a factory from its dependencies so that tests (and each
- * worker thread) get their own instance and can listen on any port. Routing, validation and
- * the mapping of errors to HTTP answers live here; the lanes know nothing of HTTP.
+ * worker thread) get their own instance and can listen on any port. Every route comes from the
+ * contract (contract.ts) through the operation router; the mapping of errors to HTTP answers lives
+ * here; the lanes know nothing of HTTP.
  */
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import type { Config, LaneName } from '../config.js';
@@ -10,7 +11,10 @@ import type { IdempotencyStore } from '../idempotency.js';
 import type { Lane } from '../lanes/lane.js';
 import { SkuTableFullError } from '../memory/shared-stock.js';
 import type { WorkerMetrics } from '../metrics.js';
+import { LocalAdminLock, type AdminLock } from './admin-lock.js';
 import { adminRoutes } from './admin-routes.js';
+import { openApiDocument, operations, type ResponseSpec } from './contract.js';
+import { JSON_BODY_LIMIT, OperationRouter, operationOf } from './operation-router.js';
 import { probeRoutes, type DependencyCheck } from './probe-routes.js';
 import { v1Routes } from './v1-routes.js';
 import { v2Routes } from './v2-routes.js';
@@ -22,13 +26,16 @@ export interface AppDeps {
   readonly metrics: WorkerMetrics;
   /** Configured dependencies, checked by /readyz. */
   readonly dependencies: readonly DependencyCheck[];
-  /** Receives unexpected errors (the 500s); expected ones are answered, not logged. */
+  /**
+   * Receives unexpected errors (the 500s) and answers the contract does not declare; expected
+   * ones are answered, not logged.
+   */
   readonly onUnexpectedError: (error: unknown) => void;
   /** Runs before every write (buy, admin): on a secondary it forwards to the primary. */
   readonly writeGate?: RequestHandler;
+  /** Serialises admin changes across every thread of this replica (default: this thread only). */
+  readonly adminLock?: AdminLock;
 }
-
-const JSON_BODY_LIMIT = '4kb';
 
 export function createApp(deps: AppDeps): Express {
   const app = express();
@@ -40,31 +47,37 @@ export function createApp(deps: AppDeps): Express {
     res.once('close', () => deps.metrics.inFlight.dec());
     next();
   });
-  app.use(requireJsonBody, express.json({ limit: JSON_BODY_LIMIT, strict: false }));
-  const writeGate = deps.writeGate;
-  if (writeGate) app.use((req, res, next) => (req.method === 'GET' || req.method === 'HEAD' ? next() : writeGate(req, res, next)));
-  // Hot routes first: Express tries each router in turn.
-  app.use(v2Routes(deps));
-  app.use(v1Routes(deps));
-  app.use(adminRoutes(deps));
-  app.use(probeRoutes(deps.dependencies));
-  app.use((_req, _res, next) => next(new ServiceError('not_found')));
-  app.use(errorHandler(deps));
+  const ops = operations(deps.config);
+  const routes = new OperationRouter({ adminToken: deps.config.adminToken, ...(deps.writeGate ? { writeGate: deps.writeGate } : {}) });
+  const document = JSON.stringify(openApiDocument(deps.config, ops));
+  // Hot routes first: Express tries each route in turn.
+  v2Routes(routes, ops, deps, document);
+  v1Routes(routes, ops, deps);
+  adminRoutes(routes, ops, deps, deps.adminLock ?? new LocalAdminLock());
+  probeRoutes(routes, ops, deps.dependencies);
+  app.use(routes.answerOptions);
+  app.use(routes.router);
+  app.use(routes.methodNotAllowed);
+  app.use(errorHandler(deps, routes));
   return app;
 }
 
-/** A body in any other format would be silently ignored by express.json; refuse it instead. */
-const requireJsonBody: RequestHandler = (req, _res, next) => {
-  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-  if (hasBody && !req.is('application/json')) return next(new ServiceError('unsupported_media_type'));
-  next();
-};
+/** HTTP errors raised by Express and body-parser (http-errors) carry a status and often a `type`. */
+interface HttpError {
+  readonly status?: unknown;
+  readonly type?: unknown;
+}
 
-/** Body-parser errors carry a `type`; map the ones a client can cause to our catalogue. */
+/**
+ * Map what a client can cause to the catalogue: body-parser's errors by type, a malformed
+ * percent-encoding in the path (Express throws a URIError while decoding a parameter), and any
+ * other 4xx http-error by its status. Only a genuine fault of ours is left for the 500.
+ */
 function asServiceError(error: unknown): ServiceError | null {
   if (error instanceof ServiceError) return error;
   if (error instanceof SkuTableFullError) return new ServiceError('sku_table_full', error.message);
-  const type = typeof error === 'object' && error !== null ? (error as { type?: unknown }).type : undefined;
+  if (error instanceof URIError) return new ServiceError('invalid_request', 'The URL has a malformed percent-encoding or is not UTF-8.');
+  const { type, status } = typeof error === 'object' && error !== null ? (error as HttpError) : {};
   switch (type) {
     case 'entity.parse.failed':
       return new ServiceError('invalid_json');
@@ -76,22 +89,33 @@ function asServiceError(error: unknown): ServiceError | null {
     case 'request.aborted':
     case 'request.size.invalid':
       return new ServiceError('invalid_request', 'The request body was incomplete.');
-    default:
-      return null;
   }
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    if (status === 413) return new ServiceError('payload_too_large', `The request body must be at most ${JSON_BODY_LIMIT}.`);
+    if (status === 415) return new ServiceError('unsupported_media_type');
+    return new ServiceError('invalid_request', error instanceof Error ? error.message : undefined);
+  }
+  return null;
 }
 
 export function errorBody(error: ServiceError): string {
   return JSON.stringify({ error: { code: error.code, message: error.message, ...(error.details ? { details: error.details } : {}) } });
 }
 
-function errorHandler(deps: AppDeps): ErrorRequestHandler {
-  return (error: unknown, _req, res, _next) => {
+function errorHandler(deps: AppDeps, routes: OperationRouter): ErrorRequestHandler {
+  return (error: unknown, req, res, _next) => {
     const known = asServiceError(error);
     if (error instanceof DependencyUnavailableError) deps.metrics.recordDependencyError(error.dependency);
     const answer = known ?? new ServiceError('internal');
     if (!known) deps.onUnexpectedError(error);
+    // The contract is a promise: an answer it does not declare is a bug, reported like a 500.
+    const operation = operationOf(res) ?? routes.find(req.method, req.path);
+    const declared = operation?.responses[answer.status] as ResponseSpec | undefined;
+    if (known && operation && !declared?.errors?.includes(answer.code)) {
+      deps.onUnexpectedError(new Error(`${operation.id} answered ${answer.status} ${answer.code}, which its contract does not declare`, { cause: error }));
+    }
     if (answer.status === 503) res.setHeader('Retry-After', '1');
+    if (res.headersSent) return void res.destroy();
     res.status(answer.status).type('application/json').send(errorBody(answer));
   };
 }

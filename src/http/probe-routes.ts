@@ -4,7 +4,8 @@
  * the in-memory state is loaded before a worker starts listening, so a worker that answers at
  * all has it.
  */
-import { Router } from 'express';
+import type { Operations } from './contract.js';
+import type { OperationRouter } from './operation-router.js';
 
 export interface DependencyCheck {
   /** `primary`: this replica sells, or knows which replica does. */
@@ -12,12 +13,11 @@ export interface DependencyCheck {
   check(): Promise<void>;
 }
 
-export function probeRoutes(dependencies: readonly DependencyCheck[]): Router {
-  const router = Router();
-  router.get('/healthz', (_req, res) => {
+export function probeRoutes(routes: OperationRouter, ops: Operations, dependencies: readonly DependencyCheck[]): void {
+  routes.add(ops.healthz, (_input, _req, res) => {
     res.json({ status: 'ok' });
   });
-  router.get('/readyz', async (_req, res) => {
+  routes.add(ops.readyz, async (_input, _req, res) => {
     const checks: Record<string, string> = { memory: 'ok', mongo: 'not_configured', redis: 'not_configured', primary: 'ok' };
     const results = await Promise.allSettled(dependencies.map((d) => d.check()));
     let ready = true;
@@ -28,5 +28,4 @@ export function probeRoutes(dependencies: readonly DependencyCheck[]): Router {
     });
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', checks });
   });
-  return router;
 }

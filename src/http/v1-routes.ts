@@ -8,55 +8,50 @@
  *     Peek answers {"id","remainingStock","soldStock"}; an unknown product is a 404 (the
  *     original crashed there).
  */
-import { Router, type Response } from 'express';
+import type { Response } from 'express';
 import type { LaneName } from '../config.js';
 import { ServiceError } from '../errors.js';
 import type { AppDeps } from './app.js';
 import { buyAndRecord } from './buy.js';
-import { parseSku } from './validation.js';
+import type { Operations } from './contract.js';
+import type { OperationRouter } from './operation-router.js';
 
 export const ONE_STOCK_SKU = 'STOCK';
 
-const ONE_STOCK_PATHS: ReadonlyArray<readonly [string, LaneName]> = [
-  ['Db', 'db'],
-  ['Cache/Atomic', 'atomic'],
-  ['Cache/Signal', 'signal'],
-  ['Cache/Lock', 'lock'],
-];
+const ONE_STOCK_LANES: readonly LaneName[] = ['db', 'atomic', 'signal', 'lock'];
 
 function sendText(res: Response, status: number, text: string): void {
   res.status(status).type('text/plain; charset=utf-8').send(text);
 }
 
-export function v1Routes(deps: AppDeps): Router {
-  const router = Router();
-
-  for (const [path, lane] of ONE_STOCK_PATHS) {
-    router.post(`/api/v1/OneStock/${path}/Buy`, async (_req, res) => {
+export function v1Routes(routes: OperationRouter, ops: Operations, deps: AppDeps): void {
+  ONE_STOCK_LANES.forEach((lane, i) => {
+    const unknown = () => new ServiceError('unknown_sku', `The ${lane} lane has no ${ONE_STOCK_SKU} SKU (see SEED_SKUS).`);
+    const buyOp = ops.oneStock[i * 2];
+    const peekOp = ops.oneStock[i * 2 + 1];
+    if (!buyOp || !peekOp || !buyOp.path.endsWith('/Buy') || !peekOp.path.endsWith('/Peek')) throw new Error('the OneStock operations are out of order');
+    routes.add(buyOp, async (_input, _req, res) => {
       const outcome = await buyAndRecord(deps, lane, ONE_STOCK_SKU, 1);
-      if (outcome.kind === 'unknown_sku') throw new ServiceError('unknown_sku', `The ${lane} lane has no ${ONE_STOCK_SKU} SKU (see SEED_SKUS).`);
+      if (outcome.kind === 'unknown_sku') throw unknown();
       if (outcome.kind === 'sold') sendText(res, 200, `Bought successfully. Remaining stock: ${outcome.remaining}`);
       else sendText(res, 400, `Already sold out. Stock: ${outcome.remaining}`);
     });
-    router.get(`/api/v1/OneStock/${path}/Peek`, async (_req, res) => {
+    routes.add(peekOp, async (_input, _req, res) => {
       const level = await deps.lanes[lane].peek(ONE_STOCK_SKU);
-      if (!level) throw new ServiceError('unknown_sku', `The ${lane} lane has no ${ONE_STOCK_SKU} SKU (see SEED_SKUS).`);
+      if (!level) throw unknown();
       res.json({ id: ONE_STOCK_SKU, stock: level.remaining });
     });
-  }
+  });
 
-  router.post('/api/v1/ManyStock/Cache/BuyFastAtomic/:product', async (req, res) => {
-    const outcome = await buyAndRecord(deps, 'atomic', parseSku(req.params.product), 1);
-    if (outcome.kind === 'unknown_sku') throw new ServiceError('unknown_sku', `Unknown product ${req.params.product}.`);
+  routes.add(ops.manyStockBuy, async ({ params: { product } }, _req, res) => {
+    const outcome = await buyAndRecord(deps, 'atomic', product, 1);
+    if (outcome.kind === 'unknown_sku') throw new ServiceError('unknown_sku', `Unknown product ${product}.`);
     res.json(outcome.kind === 'sold');
   });
 
-  router.get('/api/v1/ManyStock/Cache/PeekFastAtomic/:product', async (req, res) => {
-    const product = parseSku(req.params.product);
+  routes.add(ops.manyStockPeek, async ({ params: { product } }, _req, res) => {
     const level = await deps.lanes.atomic.peek(product);
     if (!level) throw new ServiceError('unknown_sku', `Unknown product ${product}.`);
     res.json({ id: product, remainingStock: level.remaining, soldStock: level.sold });
   });
-
-  return router;
 }

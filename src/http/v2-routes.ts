@@ -4,38 +4,25 @@
  *   GET  /v2/lanes/{lane}/skus/{sku}
  *   GET  /v2/openapi.json
  * A repeated Idempotency-Key gets the first answer (200 or 409) replayed byte for byte, with
- * `Idempotent-Replayed: true`, and never sells twice.
+ * `Idempotent-Replayed: true`, and never sells twice. Inputs arrive validated (contract.ts).
  */
-import { readFileSync } from 'node:fs';
-import { Router, type Response } from 'express';
+import type { Response } from 'express';
 import { OutcomeUnknownError, ServiceError } from '../errors.js';
 import { buyFingerprint, soldBody, type StoredResponse } from '../idempotency.js';
 import { errorBody, type AppDeps } from './app.js';
 import { buyAndRecord } from './buy.js';
-import { parseCount, parseIdempotencyKey, parseLane, parseObjectBody, parseSku } from './validation.js';
-
-const OPENAPI = readFileSync(new URL('./openapi.json', import.meta.url), 'utf8');
+import type { Operations } from './contract.js';
+import type { OperationRouter } from './operation-router.js';
 
 function sendStored(res: Response, stored: StoredResponse): void {
   res.status(stored.status).setHeader('content-type', 'application/json; charset=utf-8');
   res.send(stored.body);
 }
 
-export function v2Routes(deps: AppDeps): Router {
-  const router = Router();
+export function v2Routes(routes: OperationRouter, ops: Operations, deps: AppDeps, document: string): void {
   const { idempotency } = deps;
 
-  router.get('/v2/openapi.json', (_req, res) => {
-    res.type('application/json').send(OPENAPI);
-  });
-
-  router.post('/v2/lanes/:lane/skus/:sku/buy', async (req, res) => {
-    const lane = parseLane(req.params.lane);
-    const sku = parseSku(req.params.sku);
-    const key = parseIdempotencyKey(req.get('idempotency-key'));
-    const body = parseObjectBody(req.body, ['quantity']);
-    const quantity = parseCount(body.quantity, 'quantity', 1, deps.config.maxQuantity, 1);
-
+  routes.add(ops.buy, async ({ params: { lane, sku }, body: { quantity }, idempotencyKey: key }, _req, res) => {
     if (key !== null) {
       const claim = await idempotency.claim(key, buyFingerprint(lane, sku, quantity));
       switch (claim.kind) {
@@ -80,13 +67,13 @@ export function v2Routes(deps: AppDeps): Router {
     sendStored(res, answer);
   });
 
-  router.get('/v2/lanes/:lane/skus/:sku', async (req, res) => {
-    const lane = parseLane(req.params.lane);
-    const sku = parseSku(req.params.sku);
+  routes.add(ops.peek, async ({ params: { lane, sku } }, _req, res) => {
     const level = await deps.lanes[lane].peek(sku);
     if (!level) throw new ServiceError('unknown_sku', `The ${lane} lane has no SKU ${sku}.`);
     res.json({ lane, sku, ...level });
   });
 
-  return router;
+  routes.add(ops.openapi, (_input, _req, res) => {
+    res.type('application/json').send(document);
+  });
 }

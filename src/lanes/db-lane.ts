@@ -7,7 +7,8 @@
  * after any failure finds the first answer instead of buying again.
  */
 import type { Collection, Db } from 'mongodb';
-import { ServiceError } from '../errors.js';
+import { MAX_STOCK } from '../config.js';
+import { ServiceError, StockLimitError } from '../errors.js';
 import { bounded } from '../mongo.js';
 import { SkuBatcher, type PendingBuy } from './db-batcher.js';
 import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
@@ -114,6 +115,7 @@ export class DbLane implements Lane {
   }
 
   async put(sku: string, stock: number): Promise<boolean> {
+    if (stock > MAX_STOCK) throw new StockLimitError({ sku, lane: this.name, limit: MAX_STOCK, wouldBe: stock });
     const result = await this.call(() =>
       this.stock.updateOne({ _id: sku }, { $set: { stock, sold: 0, initial: stock, keys: [] } }, { upsert: true }),
     );
@@ -129,10 +131,14 @@ export class DbLane implements Lane {
   }
 
   async restock(sku: string, quantity: number): Promise<StockLevel | null> {
+    // Conditional, so the limit holds even against a concurrent restock.
     const before = await this.call(() =>
-      this.stock.findOneAndUpdate({ _id: sku }, { $inc: { stock: quantity, initial: quantity } }, { returnDocument: 'before' }),
+      this.stock.findOneAndUpdate({ _id: sku, initial: { $lte: MAX_STOCK - quantity } }, { $inc: { stock: quantity, initial: quantity } }, { returnDocument: 'before', projection: { keys: 0 } }),
     );
-    return before ? { remaining: before.stock + quantity, sold: before.sold, initial: before.initial + quantity } : null;
+    if (before) return { remaining: before.stock + quantity, sold: before.sold, initial: before.initial + quantity };
+    const current = await this.call(() => this.stock.findOne({ _id: sku }, { projection: { initial: 1 } }));
+    if (!current) return null;
+    throw new StockLimitError({ sku, lane: this.name, limit: MAX_STOCK, initial: current.initial, quantity, wouldBe: current.initial + quantity });
   }
 
   async resetAll(): Promise<void> {

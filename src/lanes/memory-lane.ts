@@ -4,10 +4,11 @@
  * part the original compared — how one decrement is made safe — and how it serialises an admin
  * operation with its own buys.
  */
-import type { MemoryLaneName } from '../config.js';
+import { MAX_STOCK, type MemoryLaneName } from '../config.js';
+import { StockLimitError } from '../errors.js';
 import { INITIAL, REMAINING, SOLD, STRIDE, type SharedStock } from '../memory/shared-stock.js';
 import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
-import { OP_RESET, OP_RESTOCK, OP_SET, OP_UNDO, type StockOp } from './stock-ops.js';
+import { OP_RESET, OP_RESTOCK, OP_SET, OP_UNDO, STOCK_LIMIT_REFUSED, type StockOp } from './stock-ops.js';
 
 export abstract class MemoryLane implements Lane {
   protected readonly words: Int32Array;
@@ -44,6 +45,8 @@ export abstract class MemoryLane implements Lane {
   }
 
   async put(sku: string, stock: number): Promise<boolean> {
+    // The guard of the Int32 words: the admin routes refuse first, with every lane unchanged.
+    if (stock > MAX_STOCK) throw new StockLimitError({ sku, lane: this.name, limit: MAX_STOCK, wouldBe: stock });
     const { slot, created } = this.stock.ensure(sku, stock);
     if (!created) await this.exclusive(slot, OP_SET, stock);
     return created;
@@ -52,7 +55,10 @@ export abstract class MemoryLane implements Lane {
   async restock(sku: string, quantity: number): Promise<StockLevel | null> {
     const slot = this.stock.slotOf(sku);
     if (slot < 0) return null;
-    await this.exclusive(slot, OP_RESTOCK, quantity);
+    if ((await this.exclusive(slot, OP_RESTOCK, quantity)) === STOCK_LIMIT_REFUSED) {
+      const { initial } = this.levelAt(slot);
+      throw new StockLimitError({ sku, lane: this.name, limit: MAX_STOCK, initial, quantity, wouldBe: initial + quantity });
+    }
     return this.levelAt(slot);
   }
 

@@ -7,7 +7,8 @@
  */
 import { Redis } from 'ioredis';
 import { defineStockCommands } from '../commands/index.js';
-import { DependencyUnavailableError, ServiceError } from '../errors.js';
+import { MAX_STOCK } from '../config.js';
+import { DependencyUnavailableError, ServiceError, StockLimitError } from '../errors.js';
 import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
 
 const KEY_PREFIX = 'superstock:redis-lane:sku:';
@@ -79,6 +80,7 @@ export class RedisLane implements Lane {
   }
 
   async put(sku: string, stock: number): Promise<boolean> {
+    if (stock > MAX_STOCK) throw new StockLimitError({ sku, lane: this.name, limit: MAX_STOCK, wouldBe: stock });
     return this.store(sku, stock, 0);
   }
 
@@ -88,7 +90,8 @@ export class RedisLane implements Lane {
   }
 
   async restock(sku: string, quantity: number): Promise<StockLevel | null> {
-    const [code, remaining, sold, initial] = await this.call(() => this.redis.stockRestock(KEY_PREFIX + sku, quantity));
+    const [code, remaining, sold, initial] = await this.call(() => this.redis.stockRestock(KEY_PREFIX + sku, quantity, MAX_STOCK));
+    if (code === -2) throw new StockLimitError({ sku, lane: this.name, limit: MAX_STOCK, initial, quantity, wouldBe: initial + quantity });
     return code === 1 ? { remaining, sold, initial } : null;
   }
 

@@ -5,6 +5,7 @@
  * atomic lane calls it without exclusion for admin work; RESTOCK and UNDO use atomic adds there,
  * so they stay exact beside its compare-and-swap buyers.
  */
+import { MAX_STOCK } from '../config.js';
 import { INITIAL, REMAINING, SOLD } from '../memory/shared-stock.js';
 
 export const OP_BUY = 0;
@@ -14,6 +15,12 @@ export const OP_RESET = 3;
 /** Give back a sale that could not be made durable. */
 export const OP_UNDO = 4;
 export type StockOp = typeof OP_BUY | typeof OP_SET | typeof OP_RESTOCK | typeof OP_RESET | typeof OP_UNDO;
+
+/**
+ * SET or RESTOCK refused because the counts would pass MAX_STOCK (and could wrap the Int32 words).
+ * After a successful SET or RESTOCK remaining is never negative, so the answer is unambiguous.
+ */
+export const STOCK_LIMIT_REFUSED = -1;
 
 /**
  * Apply `op` with argument `arg` (quantity or stock). Returns the remaining stock afterwards;
@@ -28,11 +35,13 @@ export function applyStockOp(w: Int32Array, base: number, op: StockOp, arg: numb
       Atomics.add(w, base + SOLD, arg);
       return remaining - arg;
     case OP_SET:
+      if (arg > MAX_STOCK) return STOCK_LIMIT_REFUSED;
       Atomics.store(w, base + REMAINING, arg);
       Atomics.store(w, base + SOLD, 0);
       Atomics.store(w, base + INITIAL, arg);
       return arg;
     case OP_RESTOCK:
+      if (arg > MAX_STOCK - Atomics.load(w, base + INITIAL)) return STOCK_LIMIT_REFUSED;
       Atomics.add(w, base + INITIAL, arg);
       return Atomics.add(w, base + REMAINING, arg) + arg;
     case OP_UNDO:

@@ -4,7 +4,7 @@
  * taking turns.
  *
  * Layout (all Int32 unless noted):
- *   header   [skuCount, tableMutex]
+ *   header   [skuCount, tableMutex, seeded(mongo), seeded(redis), adminHolder, 3 spare]
  *   index    open-addressing hash table, `slot + 1` per entry, 0 = empty; linear probing
  *   keyLen   Uint8 per slot, keyBytes 32 × Uint8 per slot (SKU names are ASCII, ≤ 32 chars)
  *   lanes    per memory lane, per slot: [remaining, sold, initial, mutex]
@@ -26,11 +26,13 @@ export const MUTEX = 3;
 /** Int32 words per SKU per lane. */
 export const STRIDE = 4;
 
-const HEADER_WORDS = 4;
+const HEADER_WORDS = 8;
 const H_COUNT = 0;
 const H_TABLE_MUTEX = 1;
 /** Set once the seed SKUs exist in a dependency's store, so every worker's /readyz can tell. */
 const H_SEEDED: Readonly<Record<'mongo' | 'redis', number>> = { mongo: 2, redis: 3 };
+/** 0, or the id of the worker applying an admin change (http/admin-lock.ts). */
+const H_ADMIN_HOLDER = 4;
 
 export class SkuTableFullError extends Error {
   constructor(capacity: number) {
@@ -165,6 +167,16 @@ export class SharedStock {
 
   isSeeded(dependency: 'mongo' | 'redis'): boolean {
     return Atomics.load(this.header, H_SEEDED[dependency]) === 1;
+  }
+
+  /** Take the replica-wide admin lock for `holder` (non-zero) if it is free. */
+  tryLockAdmin(holder: number): boolean {
+    return Atomics.compareExchange(this.header, H_ADMIN_HOLDER, 0, holder) === 0;
+  }
+
+  /** Free the admin lock if `holder` has it (also how the supervisor frees a dead worker's). */
+  unlockAdmin(holder: number): void {
+    Atomics.compareExchange(this.header, H_ADMIN_HOLDER, holder, 0);
   }
 
   /** The counters of one lane; a SKU's words start at `slot * STRIDE`. */

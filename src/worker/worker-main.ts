@@ -11,6 +11,7 @@ import { ClusterState } from '../cluster/cluster-state.js';
 import { DurableMemoryLane } from '../cluster/durable-lane.js';
 import { forwardUnlessPrimary } from '../cluster/forwarder.js';
 import { Fence, GroupCommit, type LedgerEntry } from '../cluster/ledger.js';
+import { SharedAdminLock } from '../http/admin-lock.js';
 import { createApp } from '../http/app.js';
 import { soldBody, type IdempotencyStore } from '../idempotency.js';
 import { buildLanes } from '../lanes/index.js';
@@ -92,6 +93,8 @@ const app = createApp({
     },
   ],
   onUnexpectedError: (error) => log.error({ err: error }, 'unexpected error while serving a request'),
+  // An admin change touches every lane's store a few times: wait out a few of them, no more.
+  adminLock: new SharedAdminLock(stock, index + 1, 4 * config.dependencyTimeoutMs),
   writeGate: forwardUnlessPrimary({
     state: cluster,
     hostId: config.hostId,

@@ -1,0 +1,117 @@
+/**
+ * The API fuzzed against its own OpenAPI document: schemathesis 4.x (installed into .tools/ by
+ * scripts/fuzz-tools.sh) runs every phase — examples, coverage, fuzzing and stateful (PUT → buy →
+ * peek through the document's links) — with every check, against a real service process with
+ * Redis, the MongoDB wire server, the ledger and an admin token. It must report no failure and
+ * the service must log no unexpected error. Afterwards every SKU the fuzzer touched is checked on
+ * every lane: remaining + sold == initial, 0 <= remaining, every count within MAX_STOCK, and the
+ * in-memory lanes equal what their ledger replays to.
+ *
+ * `make test` runs it bounded (a fixed seed, few examples: well under two minutes once the
+ * fuzzer is installed); `make fuzz` runs it longer, and `make fuzz FUZZ_SEED=random` with a new
+ * seed each time. FUZZ_SEED, FUZZ_MAX_EXAMPLES and FUZZ_MAX_TIME (seconds) tune it.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { MongoClient } from 'mongodb';
+import { LANE_NAMES, MAX_STOCK, MEMORY_LANES } from '../src/config.js';
+import { LedgerReplay } from '../src/cluster/rebuild.js';
+import type { BatchDocument } from '../src/cluster/ledger.js';
+import { REPO_ROOT } from './harness/deps.js';
+import { startService, type ServiceHandle } from './harness/service.js';
+import { peek } from './support/http.js';
+
+const run = promisify(execFile);
+const seedSetting = process.env.FUZZ_SEED ?? '20261126';
+const SEED = seedSetting === 'random' ? randomInt(1, 2 ** 31) : Number(seedSetting);
+const MAX_EXAMPLES = Number(process.env.FUZZ_MAX_EXAMPLES ?? 12);
+const MAX_TIME_S = Number(process.env.FUZZ_MAX_TIME ?? 45);
+const ST = join(REPO_ROOT, '.tools', 'schemathesis', 'bin', 'st');
+const TOKEN = randomBytes(16).toString('hex');
+const DATABASE = `fuzz_${randomBytes(4).toString('hex')}`;
+
+let service: ServiceHandle;
+
+beforeAll(async () => {
+  await run('bash', [join(REPO_ROOT, 'scripts', 'fuzz-tools.sh')], { timeout: 600_000 });
+  service = await startService({ ADMIN_TOKEN: TOKEN, MONGO_DB: DATABASE, CLUSTER_NAME: DATABASE, INITIAL_STOCK: '1000', LOG_LEVEL: 'error' });
+}, 660_000);
+
+afterAll(async () => {
+  await service?.stop();
+});
+
+test(`schemathesis, every phase and check (seed ${SEED}): no failure, no server error, no unexpected error`, async () => {
+  const args = [
+    'run',
+    `${service.url}/v2/openapi.json`,
+    '--url', service.url,
+    '--checks', 'all',
+    '--phases', 'examples,coverage,fuzzing,stateful',
+    '--seed', String(SEED),
+    '--max-examples', String(MAX_EXAMPLES),
+    '--max-time', String(MAX_TIME_S),
+    '--workers', '2',
+    '--request-timeout', '10',
+    '--header', `Authorization: Bearer ${TOKEN}`,
+    '--suppress-health-check', 'all',
+    '--no-color',
+  ];
+  let output: string;
+  let failed = false;
+  try {
+    ({ stdout: output } = await run(ST, ['--config-file', join(REPO_ROOT, 'scripts', 'fuzz', 'schemathesis.toml'), ...args], { cwd: REPO_ROOT, timeout: (MAX_TIME_S + 120) * 1000, maxBuffer: 64 * 1024 * 1024 }));
+  } catch (error) {
+    failed = true;
+    output = `${(error as { stdout?: string }).stdout ?? ''}\n${(error as { stderr?: string }).stderr ?? ''}`;
+  }
+  if (failed) throw new Error(`schemathesis reported failures (seed ${SEED}):\n${output.slice(-20_000)}`);
+  const summary = output.slice(Math.max(0, output.lastIndexOf('SUMMARY')));
+  // The run's own account, in the test log: operations, phases, cases, checks.
+  console.log(`schemathesis, seed ${SEED}:\n${summary}`);
+  expect(summary).toMatch(/No issues found/);
+  expect(summary).toMatch(/Stateful/);
+  expect(service.output()).not.toMatch(/unexpected error|does not declare/);
+}, (MAX_TIME_S + 240) * 1000);
+
+test('afterwards, on every lane, every SKU the fuzzer touched keeps remaining + sold == initial within range, and the in-memory lanes match the ledger', async () => {
+  const mongo = new MongoClient(process.env.MONGO_URL as string);
+  const redis = new Redis(process.env.REDIS_URL as string);
+  try {
+    const db = mongo.db(DATABASE);
+    const replay = new LedgerReplay();
+    const batches = await db.collection<BatchDocument>('ledger').find({ tombstone: { $exists: false } }).sort({ epoch: 1, seq: 1 }).toArray();
+    for (const batch of batches) for (const entry of batch.entries ?? []) replay.apply(entry);
+    const skus = new Set<string>();
+    for (const levels of replay.levels.values()) for (const sku of levels.keys()) skus.add(sku);
+    for (const doc of await db.collection<{ _id: string }>('db_lane_stock').find({}, { projection: { _id: 1 } }).toArray()) skus.add(doc._id);
+    for (const sku of await redis.smembers('superstock:redis-lane:skus')) skus.add(sku);
+    // The four seed SKUs, and what the fuzzer created beside them.
+    expect(skus.size).toBeGreaterThan(4);
+
+    const problems: string[] = [];
+    for (const sku of skus) {
+      for (const lane of LANE_NAMES) {
+        const answer = await peek(service.url, lane, sku);
+        if (answer.status === 404) continue;
+        const { remaining, sold, initial } = answer.body;
+        if (answer.status !== 200) problems.push(`${lane}/${sku}: peek answered ${answer.status}`);
+        else if (remaining + sold !== initial || remaining < 0 || sold < 0 || initial > MAX_STOCK) problems.push(`${lane}/${sku}: ${JSON.stringify(answer.body)}`);
+        const memoryLane = MEMORY_LANES.find((m) => m === lane);
+        if (memoryLane) {
+          const logged = replay.levels.get(memoryLane)?.get(sku);
+          if (!logged || logged.remaining !== remaining || logged.sold !== sold || logged.initial !== initial) {
+            problems.push(`${lane}/${sku}: serves ${JSON.stringify({ remaining, sold, initial })}, the ledger replays to ${JSON.stringify(logged)}`);
+          }
+        }
+      }
+    }
+    expect(problems).toEqual([]);
+  } finally {
+    redis.disconnect();
+    await mongo.close();
+  }
+});
