@@ -83,15 +83,18 @@ class ManagedServer implements Dependency {
 
 const started: ManagedServer[] = [];
 
-async function startPrivate(kind: 'redis' | 'mongo'): Promise<Dependency> {
+async function privateServer(kind: 'redis' | 'mongo', startNow: boolean): Promise<Dependency> {
   const server = new ManagedServer(kind, await freePort(), mkdtempSync(join(tmpdir(), `superstock-${kind}-`)));
-  await server.start();
   started.push(server);
+  if (startNow) await server.start();
   return server;
 }
 
-export const startRedis = (): Promise<Dependency> => startPrivate('redis');
-export const startMongo = (): Promise<Dependency> => startPrivate('mongo');
+export const startRedis = (): Promise<Dependency> => privateServer('redis', true);
+export const startMongo = (): Promise<Dependency> => privateServer('mongo', true);
+/** A port and URL for a server not started yet (nothing listens there until `start()`). */
+export const reserveRedis = (): Promise<Dependency> => privateServer('redis', false);
+export const reserveMongo = (): Promise<Dependency> => privateServer('mongo', false);
 
 /** Stop and remove every private instance this test file started. */
 export async function stopAll(): Promise<void> {
