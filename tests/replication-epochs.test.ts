@@ -60,6 +60,8 @@ describe('static primary and secondary over Redis, no ledger', () => {
 
   test('a secondary that missed the first messages of a new term resyncs from the snapshot', async () => {
     const { channel, snapshot, meta } = { channel: `superstock:${cluster}:stock-events`, snapshot: `superstock:${cluster}:snapshot`, meta: `superstock:${cluster}:snapshot:meta` };
+    // The secondary has subscribed and read the snapshot once: what follows reaches it as events.
+    await waitFor(() => agree('lock', 'NVDA'), { timeoutMs: 5000, message: 'the secondary follows the primary' });
     const epoch = Number(await redisClient.hget(meta, 'epoch'));
     // A new term whose versions 1-4 this secondary never heard: the snapshot has them (a SKU
     // created in version 2, say); version 5 only touches NVDA.
