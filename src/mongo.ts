@@ -14,7 +14,7 @@
  * Writes are acknowledged at the configured write concern — by default a majority of the
  * replica set, journaled — so a 200 survives the loss of the node that took the write.
  */
-import { MongoClient, type Db, type WriteConcernSettings } from 'mongodb';
+import { MongoClient, type Db, type MongoClientOptions, type WriteConcernSettings } from 'mongodb';
 import { DependencyUnavailableError } from './errors.js';
 
 export interface MongoWriteConcern {
@@ -29,25 +29,22 @@ export const DEFAULT_WRITE_CONCERN: MongoWriteConcern = Object.freeze({ w: 'majo
 const FIRST_RETRY_MS = 100;
 const MAX_RETRY_MS = 1000;
 
-export function createMongoClient(url: string, timeoutMs: number, appName: string, writeConcern: MongoWriteConcern = DEFAULT_WRITE_CONCERN): MongoClient {
+/** The client options every MongoDB client of the service uses. */
+export function mongoClientOptions(timeoutMs: number, appName: string, writeConcern: MongoWriteConcern = DEFAULT_WRITE_CONCERN): MongoClientOptions {
   const concern: WriteConcernSettings = { w: writeConcern.w, journal: writeConcern.journal };
-  return new MongoClient(url, {
-    appName,
-    serverSelectionTimeoutMS: timeoutMs,
-    connectTimeoutMS: timeoutMs,
-    maxPoolSize: 50,
-    writeConcern: concern,
-  });
+  return { appName, serverSelectionTimeoutMS: timeoutMs, connectTimeoutMS: timeoutMs, maxPoolSize: 50, writeConcern: concern };
+}
+
+export function createMongoClient(url: string, timeoutMs: number, appName: string, writeConcern: MongoWriteConcern = DEFAULT_WRITE_CONCERN): MongoClient {
+  return new MongoClient(url, mongoClientOptions(timeoutMs, appName, writeConcern));
 }
 
 /** A MongoClient that keeps trying to connect until it is closed (see the module comment). */
 export class MongoConnection {
-  readonly client: MongoClient;
   private closing = false;
   private connecting: Promise<void> | null = null;
 
-  constructor(url: string, timeoutMs: number, appName: string, writeConcern: MongoWriteConcern = DEFAULT_WRITE_CONCERN) {
-    this.client = createMongoClient(url, timeoutMs, appName, writeConcern);
+  constructor(readonly client: MongoClient) {
     // A first connection that fails closes the topology; so does one an operation started.
     this.client.on('topologyClosed', () => this.keepConnecting());
     this.keepConnecting();

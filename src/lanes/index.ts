@@ -10,7 +10,7 @@ import type { Config, LaneName, MemoryLaneName } from '../config.js';
 import type { DependencyCheck } from '../http/probe-routes.js';
 import type { SharedStock } from '../memory/shared-stock.js';
 import { DependencyUnavailableError } from '../errors.js';
-import { MongoConnection } from '../mongo.js';
+import { createMongoClient, MongoConnection } from '../mongo.js';
 import { AtomicLane } from './atomic-lane.js';
 import { DbLane } from './db-lane.js';
 import type { BuyOutcome, Lane, StockLevel } from './lane.js';
@@ -42,7 +42,7 @@ export function buildLanes(
   appName: string,
   wrapMemory?: (lane: MemoryLane, db: Db) => Lane,
 ): LaneSet {
-  const mongo = config.mongoUrl ? new MongoConnection(config.mongoUrl, config.dependencyTimeoutMs, appName, config.mongoWriteConcern) : null;
+  const mongo = config.mongoUrl ? new MongoConnection(createMongoClient(config.mongoUrl, config.dependencyTimeoutMs, appName, config.mongoWriteConcern)) : null;
   const mongoDb = mongo ? mongo.db(config.mongoDb) : null;
   const db = mongoDb ? new DbLane(mongoDb, config.dependencyTimeoutMs, config.dbLaneMode) : null;
   const redis = config.redisUrl ? new RedisLane({ url: config.redisUrl, timeoutMs: config.dependencyTimeoutMs, idempotencyTtlMs: config.idempotencyTtlMs }) : null;

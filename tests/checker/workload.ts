@@ -115,7 +115,7 @@ export class Workload {
 
   /**
    * After the faults: retry every keyed buy that got no final answer, with its key, until it gets
-   * one (200, or a 409 that is not "in progress") or `timeoutMs` passes.
+   * one (200, or a refusal that is not 503 or "in progress") or `timeoutMs` passes.
    */
   async resolveUnknowns(timeoutMs: number): Promise<{ resolved: number; left: number }> {
     const deadline = Date.now() + timeoutMs;
@@ -128,7 +128,10 @@ export class Workload {
             const targets = this.o.targets();
             if (targets.length > 0) {
               const record = await this.o.recorder.buy(this.pick(targets), next.lane, next.sku, next.quantity, next.key);
-              if (record.status === 200 || isFinalRefusal(record.status, record.body)) {
+              // Resolved: sold, or a refusal other than "try again" (503) and "still in progress".
+              const outcome = classify(record.status, record.body);
+              const inProgress = (record.body as { error?: { code?: string } } | null)?.error?.code === 'idempotency_key_in_use';
+              if (outcome === 'ok' || (outcome === 'refused' && record.status !== 503 && !inProgress)) {
                 this.unresolved.delete(next.key);
                 resolved++;
                 break;
@@ -141,11 +144,4 @@ export class Workload {
     );
     return { resolved, left: this.unresolved.size };
   }
-}
-
-/** 409 sold out / insufficient stock is a final answer; 409 "key in use" is not. */
-function isFinalRefusal(status: number | null, body: unknown): boolean {
-  if (status !== 409) return false;
-  const code = (body as { error?: { code?: string } } | null)?.error?.code;
-  return code === 'sold_out' || code === 'insufficient_stock';
 }
