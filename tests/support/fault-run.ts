@@ -147,7 +147,8 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
 
     // The ledger equals the final state: a successor rebuilds from it what the primary served.
     // (SIGTERM hands the lease over at once; nothing is in flight any more.)
-    await primary.service?.stop();
+    const served = primary.service;
+    await served?.stop();
     primary.service = null;
     const successor = await cluster.waitForSinglePrimary(20_000);
     const rebuilt = await levelsOf(successor);
@@ -157,6 +158,10 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
     if (!result.valid) {
       // The admin calls, for whoever reads the violations.
       for (const op of recorder.records) if (op.type !== 'buy') log(`admin ${JSON.stringify({ ...op, start: Math.round(op.start - began), end: Math.round(op.end - began) })}`);
+      for (const r of cluster.replicas) {
+        const output = (r === primary ? served : r.service)?.output();
+        log(`${r.id}${r === primary ? ' (primary at the end)' : ''} log, warnings and errors, last part:\n${output?.slice(-3000) ?? '(not running)'}`);
+      }
     }
     return {
       result,
