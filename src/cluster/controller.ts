@@ -29,6 +29,8 @@ import { StockPublisher, StockSubscriber, SyncMetrics, syncKeys } from './sync.j
 
 /** Deadline for a primary that needs no lease (standalone, or ROLE=primary): ~24 days, renewed never. */
 const NO_DEADLINE_MS = 2 ** 31 - 1;
+/** Unfenced epochs (DURABILITY=none) count seconds from here. */
+const EPOCH_CLOCK_ORIGIN = Date.UTC(2024, 0, 1);
 
 export interface ClusterControllerOptions {
   readonly config: Config;
@@ -53,6 +55,7 @@ export class ClusterController {
   private keepalive: NodeJS.Timeout | null = null;
   private leadingEpoch: number | null = null;
   private primaryUrl: string | null = null;
+  private stopped = false;
 
   constructor(private readonly o: ClusterControllerOptions) {
     this.fence = o.db ? new Fence(o.db, o.config.dependencyTimeoutMs) : null;
@@ -87,8 +90,7 @@ export class ClusterController {
       return;
     }
     if (config.role === 'primary' || config.election === 'none') {
-      const epoch = this.fence && config.durability === 'sync' ? await this.fence.beginTerm(config.hostId) : 0;
-      await this.lead(epoch, NO_DEADLINE_MS);
+      void this.leadWithoutElection();
       return;
     }
     if (!this.fence) throw new Error(`${config.election} election needs MongoDB (epochs)`);
@@ -115,7 +117,36 @@ export class ClusterController {
     await this.elector.start().catch((error: unknown) => this.o.log.warn({ err: error }, 'first election round failed; retrying'));
   }
 
+  /**
+   * A primary by configuration takes its epoch and leads as soon as it can: MongoDB (for the
+   * fenced epoch and the ledger) may not be up yet, and until then buys answer 503. Without a
+   * ledger the epoch must still rise across restarts, or secondaries would drop the restarted
+   * primary's events as stale: it comes from the clock, and above the last one published.
+   */
+  private async leadWithoutElection(): Promise<void> {
+    const { config } = this.o;
+    for (let delay = 100; !this.stopped; delay = Math.min(delay * 2, 1000)) {
+      try {
+        const epoch = this.fence && config.durability === 'sync' ? await this.fence.beginTerm(config.hostId) : await this.unfencedEpoch();
+        await this.lead(epoch, NO_DEADLINE_MS);
+        return;
+      } catch (error) {
+        this.leadingEpoch = null;
+        this.o.log.warn({ reason: error instanceof Error ? error.message : String(error) }, 'cannot take over as primary yet; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** Seconds since 2024 (an Int32 for 68 years), or one above the snapshot's epoch if that is higher. */
+  private async unfencedEpoch(): Promise<number> {
+    const fromClock = Math.floor((Date.now() - EPOCH_CLOCK_ORIGIN) / 1000);
+    const published = await this.subscriber?.publishedEpoch().catch(() => 0) ?? 0;
+    return Math.max(fromClock, published + 1);
+  }
+
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.keepalive) clearInterval(this.keepalive);
     this.state.becomeSecondary(this.state.epoch);
     this.publisher?.stop();

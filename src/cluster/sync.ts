@@ -170,6 +170,11 @@ export class StockSubscriber {
     await this.resync();
   }
 
+  /** The epoch of the last snapshot published to Redis (0 if none): a new unfenced term goes above it. */
+  async publishedEpoch(): Promise<number> {
+    return Number((await this.reader.hget(this.keys.meta, 'epoch')) ?? 0);
+  }
+
   /** Forget what is held, so a new primary's first message is taken whatever its version. */
   reset(): void {
     this.held = { epoch: 0, version: 0 };
@@ -199,8 +204,9 @@ export class StockSubscriber {
       this.metrics.events.labels('stale').inc();
       return;
     }
-    if (event.epoch === epoch && event.version > version + 1) {
-      // Missed messages: the snapshot has everything up to at least this version.
+    if ((event.epoch === epoch && event.version > version + 1) || (event.epoch > epoch && event.version > 1)) {
+      // Missed messages — of this term, or the first ones of a new term (each term counts from
+      // 1): the snapshot has everything up to at least this version.
       void this.resync();
       return;
     }

@@ -1,16 +1,19 @@
 /**
  * Assembles the five lanes for one thread from the configuration: the three memory lanes over
  * the shared table, and the `db` and `redis` lanes over their own clients — or a clear 503
- * stand-in when their URL is not set.
+ * stand-in when their URL is not set. Until the main thread has written the seed SKUs into a
+ * store (it retries until the store is there), that store's lane answers 503: a missing
+ * dependency is never a 404.
  */
 import type { Db } from 'mongodb';
 import type { Config, LaneName, MemoryLaneName } from '../config.js';
 import type { DependencyCheck } from '../http/probe-routes.js';
 import type { SharedStock } from '../memory/shared-stock.js';
-import { createMongoClient } from '../mongo.js';
+import { DependencyUnavailableError } from '../errors.js';
+import { createMongoClient, MongoConnection } from '../mongo.js';
 import { AtomicLane } from './atomic-lane.js';
 import { DbLane } from './db-lane.js';
-import type { Lane } from './lane.js';
+import type { BuyOutcome, Lane, StockLevel } from './lane.js';
 import type { MemoryLane } from './memory-lane.js';
 import { LockLane } from './lock-lane.js';
 import { RedisLane } from './redis-lane.js';
@@ -39,7 +42,7 @@ export function buildLanes(
   appName: string,
   wrapMemory?: (lane: MemoryLane, db: Db) => Lane,
 ): LaneSet {
-  const mongo = config.mongoUrl ? createMongoClient(config.mongoUrl, config.dependencyTimeoutMs, appName) : null;
+  const mongo = config.mongoUrl ? new MongoConnection(createMongoClient(config.mongoUrl, config.dependencyTimeoutMs, appName, config.mongoWriteConcern)) : null;
   const mongoDb = mongo ? mongo.db(config.mongoDb) : null;
   const db = mongoDb ? new DbLane(mongoDb, config.dependencyTimeoutMs, config.dbLaneMode) : null;
   const redis = config.redisUrl ? new RedisLane({ url: config.redisUrl, timeoutMs: config.dependencyTimeoutMs, idempotencyTtlMs: config.idempotencyTtlMs }) : null;
@@ -53,11 +56,11 @@ export function buildLanes(
   const wrap = (lane: MemoryLane): Lane => (wrapMemory && mongoDb ? wrapMemory(lane, mongoDb) : lane);
   return {
     lanes: {
-      db: db ?? new UnconfiguredLane('db', 'MONGO_URL'),
+      db: db ? new SeededGate(db, 'mongo', stock) : new UnconfiguredLane('db', 'MONGO_URL'),
       atomic: wrap(memory.atomic),
       signal: wrap(memory.signal),
       lock: wrap(memory.lock),
-      redis: redis ?? new UnconfiguredLane('redis', 'REDIS_URL'),
+      redis: redis ? new SeededGate(redis, 'redis', stock) : new UnconfiguredLane('redis', 'REDIS_URL'),
     },
     memory,
     mongoDb,
@@ -69,4 +72,57 @@ export function buildLanes(
       await mongo?.close();
     },
   };
+}
+
+/**
+ * A store's lane as the HTTP routes see it: while the seed SKUs are not (or no longer) written to
+ * the store — it is not up yet, or came back empty — every call answers 503, not "unknown SKU".
+ */
+class SeededGate implements Lane {
+  readonly name: LaneName;
+
+  constructor(
+    private readonly inner: Lane,
+    private readonly dependency: 'mongo' | 'redis',
+    private readonly stock: SharedStock,
+  ) {
+    this.name = inner.name;
+  }
+
+  private check(): void {
+    if (!this.stock.isSeeded(this.dependency)) throw new DependencyUnavailableError(this.dependency, 'not reached yet (seed SKUs not written)');
+  }
+
+  async tryBuy(sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {
+    this.check();
+    return this.inner.tryBuy(sku, quantity, key);
+  }
+
+  async peek(sku: string): Promise<StockLevel | null> {
+    this.check();
+    return this.inner.peek(sku);
+  }
+
+  async put(sku: string, stock: number): Promise<boolean> {
+    this.check();
+    return this.inner.put(sku, stock);
+  }
+
+  async restock(sku: string, quantity: number): Promise<StockLevel | null> {
+    this.check();
+    return this.inner.restock(sku, quantity);
+  }
+
+  async resetAll(): Promise<void> {
+    this.check();
+    return this.inner.resetAll();
+  }
+
+  checkReady(): Promise<void> {
+    return this.inner.checkReady();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
 }

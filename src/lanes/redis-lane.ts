@@ -54,6 +54,12 @@ export class RedisLane implements Lane {
     }
   }
 
+  /** `up` is true each time the connection is (re)established, false each time it is lost. */
+  onConnectionChange(listener: (up: boolean) => void): void {
+    this.redis.on('ready', () => listener(true));
+    this.redis.on('close', () => listener(false));
+  }
+
   async tryBuy(sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {
     const [code, remaining] = await this.call(() =>
       this.redis.stockBuy(KEY_PREFIX + sku, key === null ? NO_KEY : IDEMPOTENCY_PREFIX + key, quantity, key === null ? '0' : '1', this.idempotencyTtlSeconds),

@@ -165,6 +165,11 @@ export class SharedStock {
     Atomics.store(this.header, H_SEEDED[dependency], 1);
   }
 
+  /** The store was lost (e.g. a Redis without persistence restarted): seed it again before serving. */
+  markUnseeded(dependency: 'mongo' | 'redis'): void {
+    Atomics.store(this.header, H_SEEDED[dependency], 0);
+  }
+
   isSeeded(dependency: 'mongo' | 'redis'): boolean {
     return Atomics.load(this.header, H_SEEDED[dependency]) === 1;
   }

@@ -157,6 +157,9 @@ describe('helm chart', () => {
       ELECTION: 'kubernetes',
       LEASE_NAME: 'shop-superstock-primary',
       POD_SELECTOR: 'app.kubernetes.io/name=superstock,app.kubernetes.io/instance=shop,app.kubernetes.io/component=service',
+      // Durable means durable: a journaled majority acknowledges every write unless told otherwise.
+      MONGO_WRITE_CONCERN: 'majority',
+      MONGO_JOURNAL: 'true',
     });
     expect(find(objects, 'ServiceAccount')).toMatchObject({ automountServiceAccountToken: true });
   });

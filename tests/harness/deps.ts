@@ -2,7 +2,9 @@
  * Private instances of the real dependencies — redis-server (Debian) and a MongoDB wire-protocol
  * server (mongo-java-server, fetched by scripts/setup.sh) — for tests that stop, pause or
  * restart one. Each gets a free port; a restart reuses it. Neither keeps data across a restart
- * (no Redis persistence; the wire server is in-memory), as a crashed, non-durable store would.
+ * (no Redis persistence; the wire server is in-memory), as a crashed, non-durable store would —
+ * unless a Redis is asked to be persistent (an append-only file synced on every write), as a
+ * production Redis holding the redis lane's stock would be.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -36,12 +38,13 @@ class ManagedServer implements Dependency {
     private readonly kind: 'redis' | 'mongo',
     readonly port: number,
     private readonly dir: string,
+    private readonly persistent = false,
   ) {
     this.url = kind === 'redis' ? `redis://127.0.0.1:${port}` : `mongodb://127.0.0.1:${port}/`;
   }
 
   async start(): Promise<void> {
-    const { child } = spawnServer(this.kind, this.port, this.dir);
+    const { child } = spawnServer(this.kind, this.port, this.dir, this.persistent);
     this.child = child;
     await untilAccepting(this.port, child);
   }
@@ -83,15 +86,18 @@ class ManagedServer implements Dependency {
 
 const started: ManagedServer[] = [];
 
-async function startPrivate(kind: 'redis' | 'mongo'): Promise<Dependency> {
-  const server = new ManagedServer(kind, await freePort(), mkdtempSync(join(tmpdir(), `superstock-${kind}-`)));
-  await server.start();
+async function privateServer(kind: 'redis' | 'mongo', startNow: boolean, persistent = false): Promise<Dependency> {
+  const server = new ManagedServer(kind, await freePort(), mkdtempSync(join(tmpdir(), `superstock-${kind}-`)), persistent);
   started.push(server);
+  if (startNow) await server.start();
   return server;
 }
 
-export const startRedis = (): Promise<Dependency> => startPrivate('redis');
-export const startMongo = (): Promise<Dependency> => startPrivate('mongo');
+export const startRedis = (options: { persistent?: boolean } = {}): Promise<Dependency> => privateServer('redis', true, options.persistent);
+export const startMongo = (): Promise<Dependency> => privateServer('mongo', true);
+/** A port and URL for a server not started yet (nothing listens there until `start()`). */
+export const reserveRedis = (options: { persistent?: boolean } = {}): Promise<Dependency> => privateServer('redis', false, options.persistent);
+export const reserveMongo = (): Promise<Dependency> => privateServer('mongo', false);
 
 /** Stop and remove every private instance this test file started. */
 export async function stopAll(): Promise<void> {

@@ -10,10 +10,15 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', 
 const WIRE_SERVER = join(REPO_ROOT, 'scripts', 'mongo-wire-server.sh');
 const WIRE_CLASSES = join(REPO_ROOT, '.tools', 'mongo-wire-server', 'classes');
 
-/** @param {'redis' | 'mongo'} kind @param {number} port @param {string} dir @returns {{ url: string, child: import('node:child_process').ChildProcess }} */
-export function spawnServer(kind, port, dir) {
+/**
+ * @param {'redis' | 'mongo'} kind @param {number} port @param {string} dir
+ * @param {boolean} [persistent] Redis only: an append-only file synced on every write, in `dir`, so a restart keeps the data
+ * @returns {{ url: string, child: import('node:child_process').ChildProcess }}
+ */
+export function spawnServer(kind, port, dir, persistent = false) {
   if (kind === 'redis') {
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+    const durability = persistent ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...durability, '--dir', dir];
     return { url: `redis://127.0.0.1:${port}`, child: spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] }) };
   }
   // mongo-java-server keeps its data in memory: `dir` is unused, and a restart starts empty.

@@ -1,6 +1,7 @@
 /**
  * The real service as a separate process, exactly as `make run` starts it (`node dist/src/main.js`,
- * built by `npm run build`), on free ports. Ready means `/readyz` answered 200.
+ * built by `npm run build`), on free ports. Ready means `/readyz` answered 200; a test of a
+ * dependency that is not there yet waits only until it is alive (`/healthz`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -29,7 +30,7 @@ export interface ServiceHandle {
  * @param env overrides; an empty string unsets a variable (e.g. `MONGO_URL: ''` for no MongoDB).
  *   MONGO_URL and REDIS_URL default to the shared instances from the global setup.
  */
-export async function startService(env: Record<string, string> = {}): Promise<ServiceHandle> {
+export async function startService(env: Record<string, string> = {}, options: { until?: 'ready' | 'alive' } = {}): Promise<ServiceHandle> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first (make test does)`);
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const metricsPort = env.METRICS_PORT ? Number(env.METRICS_PORT) : await freePort();
@@ -58,11 +59,11 @@ export async function startService(env: Record<string, string> = {}): Promise<Se
     await waitFor(
       async () => {
         if (child.exitCode !== null) throw new Error(`service exited with ${child.exitCode}`);
-        const res = await fetch(`${url}/readyz`);
+        const res = await fetch(`${url}/${options.until === 'alive' ? 'healthz' : 'readyz'}`);
         await res.arrayBuffer();
         return res.status === 200;
       },
-      { timeoutMs: 30_000, intervalMs: 50, message: `service on ${url} ready` },
+      { timeoutMs: 30_000, intervalMs: 50, message: `service on ${url} ${options.until === 'alive' ? 'alive' : 'ready'}` },
     );
   } catch (error) {
     child.kill('SIGKILL');

@@ -3,6 +3,10 @@
  * open connections die, new ones are accepted and then hear nothing (packets dropped, not
  * refused), so the client's own timeouts are what save it. Healing drops the silent connections
  * instead of delivering what they held — a partition loses packets, it does not delay them.
+ *
+ * It can also make the link slow: with a latency set, every chunk is delivered that many
+ * milliseconds after it arrived, in order, in both directions (a slow network or an overloaded
+ * server, as a client sees it).
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
@@ -10,6 +14,8 @@ export interface TcpProxy {
   readonly port: number;
   cut(): void;
   heal(): void;
+  /** Delay every chunk, each way, by `ms` (0: none). */
+  setLatency(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -17,6 +23,25 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const live = new Set<Socket>();
   const silent = new Set<Socket>();
   let partitioned = false;
+  let latencyMs = 0;
+
+  /** Copy `from` to `to`, late by the current latency, never reordering. */
+  const relay = (from: Socket, to: Socket) => {
+    let lastDue = 0;
+    from.on('data', (chunk: Buffer) => {
+      if (latencyMs === 0 && lastDue <= Date.now()) {
+        if (!to.destroyed) to.write(chunk);
+        return;
+      }
+      const due = Math.max(Date.now() + latencyMs, lastDue);
+      lastDue = due;
+      setTimeout(() => {
+        if (!to.destroyed) to.write(chunk);
+      }, due - Date.now());
+    });
+    from.on('end', () => setTimeout(() => to.end(), Math.max(0, lastDue - Date.now())));
+  };
+
   const server: Server = createServer((client) => {
     client.on('error', () => undefined);
     if (partitioned) {
@@ -28,12 +53,14 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     const upstream = connect(targetPort, '127.0.0.1');
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
     for (const socket of [client, upstream]) {
       live.add(socket);
       socket.on('close', () => live.delete(socket));
     }
-    client.pipe(upstream);
-    upstream.pipe(client);
+    relay(client, upstream);
+    relay(upstream, client);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
@@ -47,6 +74,9 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     heal() {
       partitioned = false;
       for (const socket of silent) socket.destroy();
+    },
+    setLatency(ms: number) {
+      latencyMs = ms;
     },
     async close() {
       for (const socket of [...live, ...silent]) socket.destroy();

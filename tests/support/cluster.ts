@@ -22,17 +22,26 @@ export class TestCluster {
     replicas: Replica[],
     private readonly env: Record<string, string>,
     private readonly envFor: (index: number) => Record<string, string>,
+    private readonly until: 'ready' | 'alive',
   ) {
     this.replicas = replicas;
   }
 
-  /** @param envFor per-replica overrides (an `STOCK_HOST_ID` there also names the replica). */
-  static async start(size: number, env: Record<string, string> = {}, envFor: (index: number) => Record<string, string> = () => ({})): Promise<TestCluster> {
+  /**
+   * @param envFor per-replica overrides (an `STOCK_HOST_ID` there also names the replica).
+   * @param until `alive` when the dependencies are not up yet, so the replicas cannot be ready.
+   */
+  static async start(
+    size: number,
+    env: Record<string, string> = {},
+    envFor: (index: number) => Record<string, string> = () => ({}),
+    until: 'ready' | 'alive' = 'ready',
+  ): Promise<TestCluster> {
     const replicas: Replica[] = [];
     for (let i = 0; i < size; i++) {
       replicas.push({ id: envFor(i).STOCK_HOST_ID ?? `replica-${i}`, port: await freePort(), metricsPort: await freePort(), service: null });
     }
-    const cluster = new TestCluster(replicas, env, envFor);
+    const cluster = new TestCluster(replicas, env, envFor, until);
     await Promise.all(replicas.map((r) => cluster.startReplica(r)));
     return cluster;
   }
@@ -50,7 +59,7 @@ export class TestCluster {
       ADMIN_TOKEN: TEST_ADMIN_TOKEN,
       ...this.env,
       ...this.envFor(this.replicas.indexOf(replica)),
-    });
+    }, { until: this.until });
     return replica.service;
   }
 

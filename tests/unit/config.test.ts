@@ -35,7 +35,7 @@ describe('loadConfig', () => {
   });
 
   test('inside a pod the Kubernetes Lease elects by default; outside, the MongoDB lease', () => {
-    const pod = { MONGO_URL: 'mongodb://db:27017/', KUBERNETES_SERVICE_HOST: '10.96.0.1', POD_NAME: 'shop-superstock-0', POD_NAMESPACE: 'sales' };
+    const pod = { MONGO_URL: 'mongodb://db:27017/', REDIS_URL: 'redis://cache:6379', KUBERNETES_SERVICE_HOST: '10.96.0.1', POD_NAME: 'shop-superstock-0', POD_NAMESPACE: 'sales' };
     expect(loadConfig(pod)).toMatchObject({ election: 'kubernetes', podName: 'shop-superstock-0', podNamespace: 'sales', podSelector: '' });
     expect(loadConfig({ ...pod, KUBERNETES_SERVICE_HOST: '' }).election).toBe('mongo');
     expect(loadConfig({ ...pod, ELECTION: 'mongo' }).election).toBe('mongo');
@@ -46,8 +46,24 @@ describe('loadConfig', () => {
     ['POD_NAMESPACE', { POD_NAMESPACE: '' }],
     ['ELECTION', { MONGO_URL: '' }],
   ])('ELECTION=kubernetes without %s is refused, naming it', (variable, unset) => {
-    const env = { ELECTION: 'kubernetes', MONGO_URL: 'mongodb://db:27017/', POD_NAME: 'p-0', POD_NAMESPACE: 'ns', ...unset };
+    const env = { ELECTION: 'kubernetes', MONGO_URL: 'mongodb://db:27017/', REDIS_URL: 'redis://cache:6379', POD_NAME: 'p-0', POD_NAMESPACE: 'ns', ...unset };
     expect(() => loadConfig(env)).toThrow(new RegExp(`^${variable}: `));
+  });
+
+  test.each(['mongo', 'kubernetes'])('ELECTION=%s without REDIS_URL is refused, naming REDIS_URL (secondaries would stay stale)', (election) => {
+    const env = { ELECTION: election, MONGO_URL: 'mongodb://db:27017/', POD_NAME: 'p-0', POD_NAMESPACE: 'ns' };
+    expect(() => loadConfig(env)).toThrow(/^REDIS_URL: ELECTION=.* needs REDIS_URL/);
+    // The default election with MONGO_URL is mongo: refused the same way, not silently stale.
+    expect(() => loadConfig({ MONGO_URL: 'mongodb://db:27017/' })).toThrow(/^REDIS_URL: /);
+    expect(loadConfig({ ...env, REDIS_URL: 'redis://cache:6379' }).election).toBe(election);
+    expect(loadConfig({ MONGO_URL: 'mongodb://db:27017/', ELECTION: 'none' }).election).toBe('none');
+  });
+
+  test('MongoDB writes are acknowledged by a journaled majority by default; MONGO_WRITE_CONCERN and MONGO_JOURNAL change it', () => {
+    expect(loadConfig({}).mongoWriteConcern).toEqual({ w: 'majority', journal: true });
+    expect(loadConfig({ MONGO_WRITE_CONCERN: '2', MONGO_JOURNAL: 'false' }).mongoWriteConcern).toEqual({ w: 2, journal: false });
+    for (const bad of ['0', 'all', '-1', '1.5']) expect(() => loadConfig({ MONGO_WRITE_CONCERN: bad })).toThrow(/^MONGO_WRITE_CONCERN: /);
+    expect(() => loadConfig({ MONGO_JOURNAL: 'yes' })).toThrow(/^MONGO_JOURNAL: /);
   });
 
   test('a static secondary without PRIMARY_URL is refused, naming PRIMARY_URL', () => {

@@ -1,0 +1,26 @@
+/**
+ * The fault matrix: every fault × every lane at once (db, atomic, lock, signal, redis in one
+ * cluster per fault), keyed and unkeyed buyers and admin calls mixed in, each run judged by the
+ * history checker (tests/checker/checker.ts). A failure prints every violation and the per-lane
+ * figures, and the seed to replay the workload. Budget: ~4 min (one cluster per fault, ~30 s each).
+ */
+import { describeResult } from './checker/checker.js';
+import { startMongo, startRedis, stopAll, type Dependency } from './harness/deps.js';
+import { FAULTS, runFaults } from './support/fault-run.js';
+
+afterAll(stopAll);
+
+describe('fault matrix, judged by the history checker', () => {
+  let shared: { mongo: Dependency; redis: Dependency };
+
+  beforeAll(async () => {
+    shared = { mongo: await startMongo(), redis: await startRedis({ persistent: true }) };
+  });
+
+  test.each(FAULTS.map((fault, i) => [fault, 1000 + i] as const))('%s (seed %d)', async (fault, seed) => {
+    const report = await runFaults({ faults: [fault], seed, faultMs: 3000, trafficBetween: 40, buyersPerLane: 2, shared, log: (line) => console.log(`[${fault}] ${line}`) });
+    console.log(`[${fault}] ${report.requests} requests, ${report.acknowledged} acknowledged, ${report.unresolvedKeys} keys unresolved, ${report.elapsedMs} ms\n${describeResult(report.result)}`);
+    expect(report.result.violations).toEqual([]);
+    expect(report.acknowledged).toBeGreaterThan(80);
+  }, 120_000);
+});
