@@ -10,3 +10,21 @@ image: setup ## build superstock:dev with buildah from the Dockerfile (over a lo
 
 image-test: image ## run the image: 3 read-only, non-root replicas + Redis + the wire server under podman; failover under load
 	@$(JEST_CONTAINERS) tests/containers/image.test.ts
+
+.PHONY: kube-tools-node kube-up-local kube-down-local kube-test-local
+KUBE_LOCAL_STATE ?= .data/kube-local
+KUBE_LOCAL := bash scripts/kube-node/node.sh
+
+kube-tools-node: setup
+	@bash scripts/kube-tools.sh node
+
+kube-up-local: kube-tools-node ## a real single-node Kubernetes here, in namespaces of its own (no Docker, no kind); images imported
+	@bash scripts/image/build.sh node
+	@$(KUBE_LOCAL) up $(KUBE_LOCAL_STATE)
+
+kube-down-local: ## stop it and sweep what it left (its logs stay in .data/kube-local/logs)
+	@$(KUBE_LOCAL) down $(KUBE_LOCAL_STATE)
+
+kube-test-local: kube-tools-node ## the chart serving on that node: pods Ready, one primary, failover, no sale lost, Prometheus
+	@bash scripts/image/build.sh node
+	@$(JEST_CONTAINERS) tests/containers/kube-local.test.ts

@@ -12,8 +12,10 @@
 #   localhost/superstock-siege:local, registry.k8s.io/pause:3.10.2
 #                            Debian's redis-server; the MongoDB wire server + a JRE; siege + curl;
 #                            a sandbox image for the kubelet
+#   localhost/superstock-coredns:local
+#                            CoreDNS built from its pinned module (with `node` only: the local cluster)
 #
-# Usage: build.sh [service|all]  (default all). Each image carries a hash of its inputs and is
+# Usage: build.sh [service|all|node]  (default all; node = all + CoreDNS). Each image carries a hash of its inputs and is
 # rebuilt only when they change. Images live in .data/containers (see containers.sh); the build's
 # output goes to .data/containers/build.log and is shown when a step fails.
 set -euo pipefail
@@ -133,4 +135,10 @@ build_image localhost/superstock-redis:local scripts/image/redis.Containerfile s
 build_image localhost/superstock-mongo-wire:local scripts/image/mongo-wire.Containerfile "$wire" "$(cat "$wire/.stamp" 2>/dev/null)"
 build_image localhost/superstock-siege:local scripts/image/siege.Containerfile scripts/image
 build_image registry.k8s.io/pause:3.10.2 scripts/image/pause.Containerfile scripts/image
+if [[ $WHAT == node ]]; then
+  context=$(mktemp -d)
+  cp "$REPO/.tools/bin/coredns" "$context/coredns"
+  build_image localhost/superstock-coredns:local scripts/image/coredns.Containerfile "$context" "$(sha256sum <"$context/coredns")"
+  rm -rf "$context"
+fi
 say "images ready: $(podman images --format '{{.Repository}}:{{.Tag}}' | grep -v '<none>' | sort | tr '\n' ' ')"
