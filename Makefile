@@ -53,4 +53,5 @@ clean: ## remove build output and local data (keeps .tools)
 	rm -rf dist coverage .data
 
 -include deploy/kube.mk
+-include deploy/local.mk
 -include bench/bench.mk

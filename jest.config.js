@@ -5,6 +5,9 @@ export default {
   testEnvironment: 'node',
   roots: ['<rootDir>/tests'],
   testMatch: ['**/*.test.ts'],
+  // Tests that run the built images (podman) or the local Kubernetes node have targets and a
+  // config of their own (tests/containers/jest.config.js): `make image-test`, `make kube-test-local`.
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/tests/containers/'],
   extensionsToTreatAsEsm: ['.ts'],
   transform: {
     '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2024' }, module: { type: 'es6' } }],
