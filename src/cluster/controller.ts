@@ -19,7 +19,7 @@ import { PREFIX } from '../metrics.js';
 import { createRedisClient } from '../lanes/redis-lane.js';
 import { ClusterState, monotonicMs } from './cluster-state.js';
 import type { Elector, Leadership } from './elector.js';
-import { Fence, GroupCommit } from './ledger.js';
+import { Fence, GroupCommit, LedgerKeyLookup } from './ledger.js';
 import { KubeApi, loadKubeConfig } from './kube-api.js';
 import { KubernetesLeaseElector } from './kubernetes-lease-elector.js';
 import { MongoLeaseElector } from './mongo-lease-elector.js';
@@ -143,10 +143,12 @@ export class ClusterController {
     const started = monotonicMs();
     if (this.fence && this.o.config.durability === 'sync') {
       await this.fence.seal(epoch);
+      await this.fence.ensureIndexes();
       const replay = await rebuildFromLedger(this.fence, this.o.stock);
-      for (const { key, fingerprint, response } of replay.answers) this.o.idempotency.preload(key, fingerprint, response);
+      // Answers given to keys stay in the ledger; a retry finds its own through the key index.
+      this.o.idempotency.useDurableAnswers(new LedgerKeyLookup(this.fence));
       await this.seedMissing(epoch, (lane, sku) => replay.levels.get(lane)?.has(sku) ?? false);
-      this.o.log.info({ epoch, ms: Math.round(monotonicMs() - started), answers: replay.answers.length }, 'rebuilt the in-memory lanes from the ledger');
+      this.o.log.info({ epoch, ms: Math.round(monotonicMs() - started) }, 'rebuilt the in-memory lanes from the ledger');
     }
     if (this.leadingEpoch !== epoch || (this.elector && !this.elector.isLeader())) throw new Error('lost the lease while taking over');
     this.state.becomePrimary(epoch, monotonicMs() + windowMs);

@@ -18,11 +18,16 @@
  *
  * Admin operations on the in-memory lanes go through the same log, so replaying it in
  * (epoch, seq) order rebuilds every in-memory lane exactly.
+ *
+ * The ledger is also the durable record of idempotency keys: a keyed sale's key sits in its batch,
+ * and an index on `entries.key` lets a primary find it again when memory has forgotten it
+ * (`LedgerKeyLookup`), for as long as the batch exists, whatever happened in between.
  */
 import { MongoServerError, type Collection, type Db } from 'mongodb';
 import type { MemoryLaneName } from '../config.js';
 import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../errors.js';
 import { bounded } from '../mongo.js';
+import { buyFingerprint, fingerprintIsLedgered, soldBody, type DurableAnswer, type DurableAnswers } from '../idempotency.js';
 import type { EpochStore } from './elector.js';
 
 /** One change to one in-memory lane; replaying them in log order rebuilds the lane. */
@@ -80,6 +85,25 @@ export class Fence implements EpochStore {
   ) {
     this.fence = db.collection<FenceDocument>('fence');
     this.batches = db.collection<BatchDocument>('ledger');
+  }
+
+  /** The indexes a primary relies on: replay order, and keys for idempotency look-ups. Idempotent. */
+  async ensureIndexes(): Promise<void> {
+    await this.batches.createIndex({ epoch: 1, seq: 1 });
+    await this.batches.createIndex({ 'entries.key': 1 });
+  }
+
+  /** The keyed entries recorded under any of `keys` (tombstones hold no entries). */
+  async findKeyed(keys: readonly string[]): Promise<Map<string, LedgerEntry>> {
+    const wanted = new Set(keys);
+    const found = new Map<string, LedgerEntry>();
+    const batches = await bounded(this.timeoutMs, () => this.batches.find({ 'entries.key': { $in: [...wanted] } }, { projection: { entries: 1 } }).toArray());
+    for (const batch of batches) {
+      for (const entry of batch.entries ?? []) {
+        if ('key' in entry && entry.key !== undefined && wanted.has(entry.key)) found.set(entry.key, entry);
+      }
+    }
+    return found;
   }
 
   /** A new term: swap in epoch + 1, handing the old epoch's reservations over to be sealed. */
@@ -233,6 +257,64 @@ export class GroupCommit implements LedgerWriter {
         return (await this.fence.settle(epoch, seq)) === 'present';
       } catch {
         await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+}
+
+/** The answer a keyed ledger entry stands for, byte for byte as the route sent it. */
+export function answerOfEntry(entry: LedgerEntry): DurableAnswer | null {
+  if (entry.op !== 'buy') return null;
+  return { fingerprint: buyFingerprint(entry.lane, entry.sku, entry.q), response: { status: 200, body: soldBody(entry.lane, entry.sku, entry.q, entry.rem) } };
+}
+
+/** Keys looked up at once, at most, in one query. */
+const LOOKUP_BATCH = 256;
+
+/**
+ * Idempotency answers of the in-memory lanes, read back from the ledger's key index when memory
+ * no longer holds them. Look-ups made in one event-loop turn share one query, so a burst of new
+ * keys (the common case: nothing found) costs one indexed read, not one per key.
+ */
+export class LedgerKeyLookup implements DurableAnswers {
+  private pending = new Map<string, Array<{ resolve: (answer: DurableAnswer | null) => void; reject: (error: Error) => void }>>();
+  private scheduled = false;
+
+  constructor(private readonly fence: Fence) {}
+
+  covers(fingerprint: string): boolean {
+    return fingerprintIsLedgered(fingerprint);
+  }
+
+  find(key: string): Promise<DurableAnswer | null> {
+    return new Promise((resolve, reject) => {
+      const waiting = this.pending.get(key);
+      if (waiting) waiting.push({ resolve, reject });
+      else this.pending.set(key, [{ resolve, reject }]);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.scheduled = false;
+    const batch = this.pending;
+    this.pending = new Map();
+    const keys = [...batch.keys()];
+    for (let from = 0; from < keys.length; from += LOOKUP_BATCH) {
+      const slice = keys.slice(from, from + LOOKUP_BATCH);
+      try {
+        const found = await this.fence.findKeyed(slice);
+        for (const key of slice) {
+          const entry = found.get(key);
+          const answer = entry === undefined ? null : answerOfEntry(entry);
+          for (const waiter of batch.get(key) ?? []) waiter.resolve(answer);
+        }
+      } catch (error) {
+        const failure = error instanceof Error ? error : new Error(String(error));
+        for (const key of slice) for (const waiter of batch.get(key) ?? []) waiter.reject(failure);
       }
     }
   }

@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Router, type Response } from 'express';
-import { OutcomeUnknownError, ServiceError } from '../errors.js';
+import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../errors.js';
 import { buyFingerprint, soldBody, type StoredResponse } from '../idempotency.js';
 import { errorBody, type AppDeps } from './app.js';
 import { buyAndRecord } from './buy.js';
@@ -47,6 +47,8 @@ export function v2Routes(deps: AppDeps): Router {
           throw new ServiceError('idempotency_key_in_use');
         case 'mismatch':
           throw new ServiceError('idempotency_key_reused');
+        case 'unavailable':
+          throw new DependencyUnavailableError('mongo', `cannot read this key's record: ${claim.reason}`);
         case 'new':
           break;
       }
