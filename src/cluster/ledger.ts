@@ -246,7 +246,7 @@ export class GroupCommit implements LedgerWriter {
       if (outcome === 'fenced') return fail(new FencedError(epoch));
       batch.forEach((p) => p.resolve());
     } catch (error) {
-      fail(new OutcomeUnknownError(error instanceof Error ? error.message : String(error)));
+      fail(new OutcomeUnknownError('mongo', error instanceof Error ? error.message : String(error), true));
       this.onUnknown(entries, this.settleUntilKnown(epoch, seq));
     }
   }

@@ -5,7 +5,7 @@
  */
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import type { Config, LaneName } from '../config.js';
-import { DependencyUnavailableError, ServiceError } from '../errors.js';
+import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../errors.js';
 import type { IdempotencyStore } from '../idempotency.js';
 import type { Lane } from '../lanes/lane.js';
 import { SkuTableFullError } from '../memory/shared-stock.js';
@@ -89,9 +89,11 @@ function errorHandler(deps: AppDeps): ErrorRequestHandler {
   return (error: unknown, _req, res, _next) => {
     const known = asServiceError(error);
     if (error instanceof DependencyUnavailableError) deps.metrics.recordDependencyError(error.dependency);
+    if (error instanceof OutcomeUnknownError && error.dependency !== 'primary') deps.metrics.recordDependencyError(error.dependency);
     const answer = known ?? new ServiceError('internal');
     if (!known) deps.onUnexpectedError(error);
-    if (answer.status === 503) res.setHeader('Retry-After', '1');
+    // 503: refused, try again; 504: retry with the same key to learn the outcome.
+    if (answer.status === 503 || answer.status === 504) res.setHeader('Retry-After', '1');
     res.status(answer.status).type('application/json').send(errorBody(answer));
   };
 }

@@ -74,8 +74,8 @@ export function v2Routes(deps: AppDeps): Router {
       }
     } catch (error) {
       // Not a final answer: the client may retry with the same key — unless the sale's fate is
-      // still being settled, in which case the settling frees or answers the key.
-      if (key !== null && !(error instanceof OutcomeUnknownError)) await idempotency.release(key);
+      // still being settled here, in which case the settling frees or answers the key.
+      if (key !== null && !(error instanceof OutcomeUnknownError && error.settledHere)) await idempotency.release(key);
       throw error;
     }
     if (key !== null) await idempotency.complete(key, answer);
