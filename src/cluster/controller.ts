@@ -178,6 +178,8 @@ export class ClusterController {
     this.publisher?.stop();
     this.publisher = null;
     this.o.log.warn({ epoch }, 'secondary: buys are forwarded to the primary');
+    // While it led it ignored the stream; catch up with whoever leads now.
+    this.subscriber?.resyncNow();
     this.setPrimaryUrl(this.elector?.currentLeaderUrl() ?? null);
   }
 
@@ -193,7 +195,10 @@ export class ClusterController {
     // The snapshot reader queues while reconnecting, so the resync that follows a reconnect waits
     // for it instead of failing.
     const reader = this.track(new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: this.o.config.dependencyTimeoutMs, retryStrategy: (n) => Math.min(100 * n, 1000) }));
-    this.subscriber = new StockSubscriber(subscriber, reader, syncKeys(this.o.config.clusterName), this.o.stock, this.o.config.hostId, () => !this.state.isPrimary(), this.syncMetrics, this.o.log);
+    // Following stops the moment a takeover begins (before the rebuild), not when the gate opens:
+    // nothing the old primary published may land on the lanes being rebuilt.
+    const following = () => this.leadingEpoch === null && !this.state.isPrimary();
+    this.subscriber = new StockSubscriber(subscriber, reader, syncKeys(this.o.config.clusterName), this.o.stock, this.o.config.hostId, following, this.syncMetrics, this.o.log);
     void this.subscriber.start().catch((error: unknown) => this.o.log.warn({ err: error }, 'subscribe failed; ioredis retries'));
   }
 
