@@ -52,6 +52,7 @@ export class ClusterController {
   private publisherClient: Redis | null = null;
   private keepalive: NodeJS.Timeout | null = null;
   private leadingEpoch: number | null = null;
+  private fenceCheck = { running: false, at: 0 };
   private primaryUrl: string | null = null;
 
   constructor(private readonly o: ClusterControllerOptions) {
@@ -187,6 +188,32 @@ export class ClusterController {
     if (this.leadingEpoch === null || !this.state.isPrimary() || !this.elector) return;
     if (this.elector.isLeader()) this.state.extend(monotonicMs() + this.o.config.retryPeriodMs);
     else this.follow();
+    this.checkFence();
+  }
+
+  /**
+   * A contender that lost the lease can still have raised the epoch (it stalled inside
+   * beginTerm and resumed after another replica won). This leader's reservations then all fail:
+   * every buy would be a 503 for as long as it holds the lease. So once per retry period the
+   * leader reads the fence; if its epoch is no longer the current one it steps down and hands the
+   * lease back, and whoever wins next takes a fresh, higher epoch.
+   */
+  private checkFence(): void {
+    const epoch = this.leadingEpoch;
+    const now = monotonicMs();
+    if (!this.fence || epoch === null || this.fenceCheck.running || now - this.fenceCheck.at < this.o.config.retryPeriodMs) return;
+    this.fenceCheck = { running: true, at: now };
+    this.fence
+      .currentEpoch()
+      .then((current) => {
+        if (current > epoch && this.leadingEpoch === epoch) {
+          this.o.log.error({ epoch, fence: current }, 'fenced off by a newer epoch while holding the lease; stepping down');
+          this.follow();
+          void this.elector?.stop().then(() => this.elector?.start());
+        }
+      })
+      .catch(() => undefined) // MongoDB unreachable: renewals will fail too, and the deadline closes the gate
+      .finally(() => (this.fenceCheck = { running: false, at: this.fenceCheck.at }));
   }
 
   private async startSubscriber(url: string): Promise<void> {

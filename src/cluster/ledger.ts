@@ -129,6 +129,12 @@ export class Fence implements EpochStore {
     }
   }
 
+  /** The epoch the fence holds now: a leader whose own epoch is lower has been fenced off. */
+  async currentEpoch(): Promise<number> {
+    const current = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: 'fence' }, { projection: { epoch: 1 } }));
+    return current?.epoch ?? 0;
+  }
+
   /** Tombstone every reserved-but-missing batch of earlier epochs. Only the current epoch may. */
   async seal(epoch: number): Promise<void> {
     const current = await this.fence.findOne({ _id: 'fence' });
