@@ -34,7 +34,7 @@ import type { EpochStore } from './elector.js';
 export type LedgerEntry =
   | { readonly op: 'buy'; readonly lane: MemoryLaneName; readonly sku: string; readonly q: number; readonly rem: number; readonly key?: string }
   | { readonly op: 'seed' | 'put'; readonly lane: MemoryLaneName; readonly sku: string; readonly stock: number }
-  | { readonly op: 'restock'; readonly lane: MemoryLaneName; readonly sku: string; readonly q: number }
+  | { readonly op: 'restock'; readonly lane: MemoryLaneName; readonly sku: string; readonly q: number; readonly key?: string }
   | { readonly op: 'reset'; readonly lane: MemoryLaneName };
 
 interface FenceDocument {
@@ -192,10 +192,12 @@ export class Fence implements EpochStore {
 export interface LedgerWriter {
   /** Resolves once `entry` is durable under the current epoch; rejects if it is not (503). */
   append(entry: LedgerEntry): Promise<void>;
+  /** The same for several entries that must land together: they go into one batch, all or none. */
+  appendAll(entries: readonly LedgerEntry[]): Promise<void>;
 }
 
 interface Pending {
-  readonly entry: LedgerEntry;
+  readonly entries: readonly LedgerEntry[];
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
 }
@@ -217,8 +219,12 @@ export class GroupCommit implements LedgerWriter {
   ) {}
 
   append(entry: LedgerEntry): Promise<void> {
+    return this.appendAll([entry]);
+  }
+
+  appendAll(entries: readonly LedgerEntry[]): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ entry, resolve, reject });
+      this.queue.push({ entries, resolve, reject });
       if (!this.writing) void this.drain();
     });
   }
@@ -246,7 +252,7 @@ export class GroupCommit implements LedgerWriter {
       return fail(unavailable(error)); // nothing written
     }
     if (seq === null) return fail(new FencedError(epoch));
-    const entries = batch.map((p) => p.entry);
+    const entries = batch.flatMap((p) => p.entries);
     try {
       const outcome = await this.fence.write(epoch, seq, entries);
       if (outcome === 'fenced') return fail(new FencedError(epoch));

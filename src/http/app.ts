@@ -3,6 +3,7 @@
  * worker thread) get their own instance and can listen on any port. Routing, validation and
  * the mapping of errors to HTTP answers live here; the lanes know nothing of HTTP.
  */
+import type { DurableMemoryAdmin } from '../cluster/durable-lane.js';
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import type { Config, LaneName } from '../config.js';
 import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../errors.js';
@@ -26,6 +27,8 @@ export interface AppDeps {
   readonly onUnexpectedError: (error: unknown) => void;
   /** Runs before every write (buy, admin): on a secondary it forwards to the primary. */
   readonly writeGate?: RequestHandler;
+  /** With DURABILITY=sync: admin changes to the in-memory lanes, one ledger batch each, behind the sales barrier. */
+  readonly memoryAdmin?: DurableMemoryAdmin | null;
 }
 
 const JSON_BODY_LIMIT = '4kb';

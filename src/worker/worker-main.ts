@@ -8,7 +8,7 @@
 import { createServer } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ClusterState } from '../cluster/cluster-state.js';
-import { DurableMemoryLane } from '../cluster/durable-lane.js';
+import { DurableMemoryAdmin, DurableMemoryLane } from '../cluster/durable-lane.js';
 import { forwardUnlessPrimary } from '../cluster/forwarder.js';
 import { Fence, GroupCommit, type LedgerEntry } from '../cluster/ledger.js';
 import { createApp } from '../http/app.js';
@@ -48,10 +48,12 @@ const idempotency: IdempotencyStore = {
   release: (key) => supervisor.call('release', key),
 };
 
-/** A batch whose write timed out has been settled: finish what its buyers' 503s left open. */
+/** A batch whose write timed out has been settled: finish what its buyers' 504s left open. */
 function settled(entries: readonly LedgerEntry[], written: Promise<boolean>): void {
   void written.then(async (wasWritten) => {
+    let sales = 0;
     for (const entry of entries) {
+      if (entry.op === 'buy') sales++;
       if (entry.op !== 'buy') continue;
       if (wasWritten) {
         if (entry.key !== undefined) await idempotency.complete(entry.key, { status: 200, body: soldBody(entry.lane, entry.sku, entry.q, entry.rem) });
@@ -60,9 +62,13 @@ function settled(entries: readonly LedgerEntry[], written: Promise<boolean>): vo
         if (entry.key !== undefined) await idempotency.release(entry.key);
       }
     }
+    // Those sales were kept in flight until now, so no admin change could come between.
+    cluster.leaveSales(sales);
     log.warn({ entries: entries.length, written: wasWritten }, 'settled a ledger batch of unknown outcome');
   });
 }
+
+let memoryAdmin: DurableMemoryAdmin | null = null;
 
 const laneSet = buildLanes(
   config,
@@ -72,10 +78,22 @@ const laneSet = buildLanes(
   config.durability === 'sync'
     ? (() => {
         let commit: GroupCommit | null = null;
-        return (lane, db) => new DurableMemoryLane(lane, (commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs), () => cluster.epoch, settled)));
+        return (lane, db) => {
+          const fence = new Fence(db, config.dependencyTimeoutMs);
+          commit ??= new GroupCommit(fence, () => cluster.epoch, settled);
+          if (!memoryAdmin) {
+            const admin = new DurableMemoryAdmin(cluster, async (key) => (await fence.findKeyed([key])).has(key), config.dependencyTimeoutMs);
+            // Admin batches go through a writer of their own, whose unknown outcomes the admin settles.
+            admin.useLedger(new GroupCommit(fence, () => cluster.epoch, (entries, written) => admin.settle(entries, written)));
+            memoryAdmin = admin;
+          }
+          memoryAdmin.addLane(lane);
+          return new DurableMemoryLane(lane, commit, cluster, memoryAdmin);
+        };
       })()
     : undefined,
 );
+
 
 const app = createApp({
   config,
@@ -92,6 +110,7 @@ const app = createApp({
     },
   ],
   onUnexpectedError: (error) => log.error({ err: error }, 'unexpected error while serving a request'),
+  memoryAdmin,
   writeGate: forwardUnlessPrimary({
     state: cluster,
     hostId: config.hostId,
