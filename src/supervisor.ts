@@ -121,7 +121,7 @@ export class Supervisor {
     };
     const thread = new Worker(WORKER_URL, { workerData: data, transferList: [port2] });
     return new Promise((resolve, reject) => {
-      const rpc: RpcPeer<WorkerApi> = new RpcPeer<WorkerApi>(thread, {
+      const rpc: RpcPeer<WorkerApi> = new RpcPeer<WorkerApi>(thread, Number.POSITIVE_INFINITY, {
         listening: () => {
           void rpc.call('setPrimary', this.primaryUrl).catch(() => undefined);
           resolve();

@@ -36,6 +36,8 @@ export class DurableMemoryLane implements Lane {
   }
 
   async tryBuy(sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {
+    // Refused before anything is decided: a full ledger queue answers at once, nothing changed.
+    if (!this.ledger.hasRoom()) throw new ServiceError('overloaded');
     if (!this.state.enterSale()) throw adminBusy();
     let settledLater = false;
     try {

@@ -19,6 +19,8 @@ export interface ForwardingOptions {
   readonly state: ClusterState;
   readonly hostId: string;
   readonly timeoutMs: number;
+  /** The most forwarded requests in flight at once; beyond it, 503 overloaded at once (nothing sent). */
+  readonly queueLimit: number;
   /** The primary's base URL as last learned from the election, or null. */
   readonly primaryUrl: () => string | null;
   readonly onForward: (outcome: 'ok' | 'failed') => void;
@@ -28,10 +30,21 @@ export function forwardUnlessPrimary(options: ForwardingOptions): RequestHandler
   const agent = new Agent({ keepAlive: true, maxSockets: 512, timeout: options.timeoutMs });
   const noPrimary = () => new ServiceError('dependency_unavailable', 'No primary is known right now; retry shortly.', { dependency: 'primary' });
 
+  let inFlight = 0;
+
   return (req, res, next) => {
     if (options.state.maySell()) return next();
     const target = options.primaryUrl();
     if (target === null || req.headers[FORWARDED_HEADER] !== undefined) return next(noPrimary());
+    // The agent would queue requests beyond its sockets without bound; refuse them here instead.
+    if (inFlight >= options.queueLimit) return next(new ServiceError('overloaded'));
+    inFlight++;
+    let counted = true;
+    const done = () => {
+      if (counted) inFlight--;
+      counted = false;
+    };
+    res.once('close', done);
 
     const headers: Record<string, string> = { [FORWARDED_HEADER]: options.hostId };
     for (const name of PASSED_REQUEST_HEADERS) {

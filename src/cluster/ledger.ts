@@ -190,6 +190,8 @@ export class Fence implements EpochStore {
 }
 
 export interface LedgerWriter {
+  /** False while the writer has as many entries waiting as it takes: refuse before deciding anything. */
+  hasRoom(): boolean;
   /** Resolves once `entry` is durable under the current epoch; rejects if it is not (503). */
   append(entry: LedgerEntry): Promise<void>;
   /** The same for several entries that must land together: they go into one batch, all or none. */
@@ -212,11 +214,17 @@ export class GroupCommit implements LedgerWriter {
   private queue: Pending[] = [];
   private writing = false;
 
+  /** @param limit the most entries that may wait for the next batch (backpressure: beyond it, 503 overloaded). */
   constructor(
     private readonly fence: Fence,
     private readonly epoch: () => number,
     private readonly onUnknown: (entries: readonly LedgerEntry[], written: Promise<boolean>) => void,
+    private readonly limit = Number.POSITIVE_INFINITY,
   ) {}
+
+  hasRoom(): boolean {
+    return this.queue.length < this.limit;
+  }
 
   append(entry: LedgerEntry): Promise<void> {
     return this.appendAll([entry]);

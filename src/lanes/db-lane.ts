@@ -42,9 +42,10 @@ export class DbLane implements Lane {
     private readonly db: Db,
     private readonly timeoutMs: number,
     mode: DbLaneMode = 'combined',
+    queueLimit = Number.POSITIVE_INFINITY,
   ) {
     this.stock = db.collection<DbStockDocument>(DB_LANE_COLLECTION);
-    this.batcher = mode === 'combined' ? new SkuBatcher((sku, group) => this.applyGroup(sku, group)) : null;
+    this.batcher = mode === 'combined' ? new SkuBatcher((sku, group) => this.applyGroup(sku, group), queueLimit) : null;
   }
 
   async tryBuy(sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {

@@ -31,7 +31,7 @@ const metrics = new WorkerMetrics();
 let primaryUrl: string | null = null;
 
 const server = createServer({ keepAliveTimeout: 65_000 });
-const supervisor: RpcPeer<SupervisorApi> = new RpcPeer<SupervisorApi>(parentPort, {
+const supervisor: RpcPeer<SupervisorApi> = new RpcPeer<SupervisorApi>(parentPort, config.queueLimit, {
   snapshot: () => metrics.snapshot(),
   setPrimary: (url: string | null) => {
     primaryUrl = url;
@@ -43,7 +43,7 @@ const supervisor: RpcPeer<SupervisorApi> = new RpcPeer<SupervisorApi>(parentPort
 });
 
 const idempotency: IdempotencyStore = {
-  claim: (key, fingerprint) => supervisor.call('claim', key, fingerprint),
+  claim: (key, fingerprint) => supervisor.callIfRoom('claim', key, fingerprint),
   complete: (key, response) => supervisor.call('complete', key, response),
   release: (key) => supervisor.call('release', key),
 };
@@ -73,14 +73,14 @@ let memoryAdmin: DurableMemoryAdmin | null = null;
 const laneSet = buildLanes(
   config,
   stock,
-  new PortSignalChannel(signalPort),
+  new PortSignalChannel(signalPort, config.queueLimit),
   `superstock-${config.hostId}-w${index}`,
   config.durability === 'sync'
     ? (() => {
         let commit: GroupCommit | null = null;
         return (lane, db) => {
           const fence = new Fence(db, config.dependencyTimeoutMs);
-          commit ??= new GroupCommit(fence, () => cluster.epoch, settled);
+          commit ??= new GroupCommit(fence, () => cluster.epoch, settled, config.queueLimit);
           if (!memoryAdmin) {
             const admin = new DurableMemoryAdmin(cluster, async (key) => (await fence.findKeyed([key])).has(key), config.dependencyTimeoutMs);
             // Admin batches go through a writer of their own, whose unknown outcomes the admin settles.
@@ -115,6 +115,7 @@ const app = createApp({
     state: cluster,
     hostId: config.hostId,
     timeoutMs: config.forwardTimeoutMs,
+    queueLimit: config.queueLimit,
     primaryUrl: () => primaryUrl,
     onForward: (outcome) => metrics.recordForward(outcome),
   }),
