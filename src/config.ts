@@ -73,6 +73,8 @@ export interface Config {
   readonly retryPeriodMs: number;
   readonly syncIntervalMs: number;
   readonly forwardTimeoutMs: number;
+  /** The most requests that may wait in any one queue (group commit, db batcher, signal lane, worker RPC, forwarding). */
+  readonly queueLimit: number;
   /** Kubernetes downward API: this pod, for the Lease and the role label. */
   readonly podName: string | null;
   /** With ROLE=secondary: where to forward buys. */
@@ -229,6 +231,7 @@ export function loadConfig(env: Env = process.env): Config {
     retryPeriodMs,
     syncIntervalMs: integer(env, 'SYNC_INTERVAL_MS', 20, 1, 10_000),
     forwardTimeoutMs: integer(env, 'FORWARD_TIMEOUT_MS', 5000, 100, 600_000),
+    queueLimit: integer(env, 'QUEUE_LIMIT', 10_000, 1, 1_000_000),
     primaryUrl,
     podName,
     podNamespace,

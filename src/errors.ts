@@ -26,8 +26,14 @@ export const ERROR_CATALOGUE = {
   stock_limit: { status: 422, message: 'A SKU may hold at most MAX_STOCK units on any lane.' },
   sku_table_full: { status: 507, message: 'No room for another SKU (raise MAX_SKUS).' },
   dependency_unavailable: { status: 503, message: 'A dependency this lane needs is unavailable.' },
+  outcome_unknown: {
+    status: 504,
+    message: 'The request was passed on but no answer came back: it may or may not have taken effect. Retry with the same Idempotency-Key to learn which.',
+  },
   shutting_down: { status: 503, message: 'The server is shutting down.' },
   admin_busy: { status: 503, message: 'Another admin change is being applied; retry shortly.' },
+  overloaded: { status: 503, message: 'This replica has as much work queued as it takes; nothing was done, retry shortly.' },
+  admin_change_in_progress: { status: 503, message: 'An admin change to the stock is being applied; nothing was sold, retry shortly.' },
   internal: { status: 500, message: 'Internal error.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
@@ -61,14 +67,24 @@ export class DependencyUnavailableError extends ServiceError {
 }
 
 /**
- * A write whose fate is not known yet (MongoDB timed out after the request left). The caller gets
- * a 503 at once; the outcome is settled in the background, which then either gives the stock
- * back and frees the idempotency key, or records the sale's answer under it. Until then a retry
- * with the same key is told the request is still in progress.
+ * A write whose fate is not known: it reached MongoDB, Redis or the primary, and then no answer
+ * came (a timeout, a connection lost after sending). It may have been applied, so the caller must
+ * not be told "nothing changed" (503): it gets 504 `outcome_unknown`, and a retry with the same
+ * Idempotency-Key resolves it — the first sale's answer, or a sale made now, never two.
+ *
+ * `settledHere`: this replica settles the write in the background (a ledger batch: it tombstones
+ * or finds the batch, then gives the stock back and frees the key, or records the sale's answer
+ * under it; until then a retry with the key is told the request is still in flight). Otherwise
+ * the store that received the write holds the key's record (db, redis lanes) or another replica
+ * does (a forwarded buy), and this replica's claim on the key is simply released.
  */
-export class OutcomeUnknownError extends DependencyUnavailableError {
-  constructor(reason: string) {
-    super('mongo', `${reason}; the outcome is being settled, retry with the same Idempotency-Key`);
+export class OutcomeUnknownError extends ServiceError {
+  constructor(
+    readonly dependency: 'mongo' | 'redis' | 'primary',
+    reason: string,
+    readonly settledHere: boolean,
+  ) {
+    super('outcome_unknown', `${reason}: the outcome is unknown; retry with the same Idempotency-Key to learn it`, { dependency });
     this.name = 'OutcomeUnknownError';
   }
 }

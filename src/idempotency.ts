@@ -3,9 +3,18 @@
  * twice. One registry per replica lives on the main thread, because a retry may land on any
  * worker; workers claim a key before buying and record the answer after. A key in flight answers
  * 409 to a concurrent duplicate; a key reused for a different request answers 422 (as the IETF
- * Idempotency-Key draft and Stripe do). Final answers (sold, sold out) are kept for
- * IDEMPOTENCY_TTL_MS, bounded to IDEMPOTENCY_MAX_KEYS, oldest evicted first.
+ * Idempotency-Key draft and Stripe do).
+ *
+ * Memory holds the keys in flight and the most recent final answers (sold, sold out), bounded to
+ * IDEMPOTENCY_MAX_KEYS, oldest answered evicted first, each for at most IDEMPOTENCY_TTL_MS. That
+ * bound is a cache, not the record: in a flash sale it turns over in seconds. The record of a sale
+ * is durable where the sale is — the ledger batch of an in-memory lane's sale (looked up through
+ * its key index on a miss, see `DurableAnswers`), the SKU document of the db lane, the Redis key
+ * of the redis lane — so a retry of an evicted key still finds its sale on every lane. A sold-out
+ * answer (409) changed nothing and is not durable: it is replayed while memory holds it, and a
+ * retry after that is decided afresh.
  */
+import { MEMORY_LANES } from './config.js';
 
 export interface StoredResponse {
   readonly status: number;
@@ -16,7 +25,9 @@ export type IdempotencyClaim =
   | { readonly kind: 'new' }
   | { readonly kind: 'replay'; readonly response: StoredResponse }
   | { readonly kind: 'in_progress' }
-  | { readonly kind: 'mismatch' };
+  | { readonly kind: 'mismatch' }
+  /** The durable record could not be read: nothing was decided, answer 503. */
+  | { readonly kind: 'unavailable'; readonly reason: string };
 
 /** What makes two requests "the same" for one key. */
 export function buyFingerprint(lane: string, sku: string, quantity: number): string {
@@ -26,6 +37,26 @@ export function buyFingerprint(lane: string, sku: string, quantity: number): str
 /** The body of a sold answer, shared by the route and by answers rebuilt from the ledger. */
 export function soldBody(lane: string, sku: string, quantity: number, remaining: number): string {
   return JSON.stringify({ lane, sku, quantity, remaining });
+}
+
+/** Whether sales with this fingerprint are recorded in the ledger (the in-memory lanes). */
+export function fingerprintIsLedgered(fingerprint: string): boolean {
+  const lane = fingerprint.slice(0, fingerprint.indexOf('/'));
+  return (MEMORY_LANES as readonly string[]).includes(lane);
+}
+
+/** A final answer given to a key, with the request it answered. */
+export interface DurableAnswer {
+  readonly fingerprint: string;
+  readonly response: StoredResponse;
+}
+
+/** Where answers that memory no longer holds are found (the ledger's key index). */
+export interface DurableAnswers {
+  /** Whether sales with this fingerprint are recorded there at all. */
+  covers(fingerprint: string): boolean;
+  /** The answer recorded for `key`, or null; throws when the record cannot be read. */
+  find(key: string): Promise<DurableAnswer | null>;
 }
 
 export interface IdempotencyStore {
@@ -44,6 +75,7 @@ interface Entry {
 
 export class IdempotencyRegistry implements IdempotencyStore {
   private readonly entries = new Map<string, Entry>();
+  private durable: DurableAnswers | null = null;
 
   constructor(
     private readonly ttlMs: number,
@@ -55,6 +87,15 @@ export class IdempotencyRegistry implements IdempotencyStore {
     return this.entries.size;
   }
 
+  /**
+   * Consult `source` for keys memory does not hold (null: memory only). A new primary sets it
+   * after its rebuild and forgets what it remembered from an earlier term, which may be stale.
+   */
+  useDurableAnswers(source: DurableAnswers | null): void {
+    this.durable = source;
+    this.entries.clear();
+  }
+
   async claim(key: string, fingerprint: string): Promise<IdempotencyClaim> {
     const now = this.now();
     const entry = this.entries.get(key);
@@ -64,14 +105,21 @@ export class IdempotencyRegistry implements IdempotencyStore {
     }
     if (entry) this.entries.delete(key);
     this.evict(now);
-    this.entries.set(key, { fingerprint, response: null, expiresAt: now + this.ttlMs });
-    return { kind: 'new' };
-  }
-
-  /** Record an answer given earlier (a new primary learns them from the ledger). */
-  preload(key: string, fingerprint: string, response: StoredResponse): void {
-    this.entries.delete(key);
-    this.entries.set(key, { fingerprint, response, expiresAt: this.now() + this.ttlMs });
+    // Claimed before the lookup, so a concurrent duplicate is told the key is in flight.
+    const claimed: Entry = { fingerprint, response: null, expiresAt: now + this.ttlMs };
+    this.entries.set(key, claimed);
+    const durable = this.durable;
+    if (durable === null || !durable.covers(fingerprint)) return { kind: 'new' };
+    let found: DurableAnswer | null;
+    try {
+      found = await durable.find(key);
+    } catch (error) {
+      if (this.entries.get(key) === claimed) this.entries.delete(key);
+      return { kind: 'unavailable', reason: error instanceof Error ? error.message : String(error) };
+    }
+    if (found === null) return { kind: 'new' };
+    this.entries.set(key, { fingerprint: found.fingerprint, response: found.response, expiresAt: this.now() + this.ttlMs });
+    return found.fingerprint === fingerprint ? { kind: 'replay', response: found.response } : { kind: 'mismatch' };
   }
 
   async complete(key: string, response: StoredResponse): Promise<void> {

@@ -140,7 +140,7 @@ export class Supervisor {
     // A worker that cannot bind the HTTP port fails the start; replacing it would only fail again.
     let cannotListen = false;
     return new Promise((resolve, reject) => {
-      const rpc: RpcPeer<WorkerApi> = new RpcPeer<WorkerApi>(thread, {
+      const rpc: RpcPeer<WorkerApi> = new RpcPeer<WorkerApi>(thread, Number.POSITIVE_INFINITY, {
         listening: () => {
           void rpc.call('setPrimary', this.primaryUrl).catch(() => undefined);
           resolve();

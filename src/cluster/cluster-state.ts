@@ -13,7 +13,11 @@
 const ROLE = 0;
 const EPOCH = 1;
 const WRITE_DEADLINE = 2;
-const WORDS = 4;
+/** 1 while an admin change to the in-memory lanes is being made (see `DurableMemoryAdmin`). */
+const ADMIN_BARRIER = 3;
+/** In-memory sales decided but not yet settled in the ledger (acknowledged, refused or settled). */
+const SALES_IN_FLIGHT = 4;
+const WORDS = 8;
 const MAX_DEADLINE = 2 ** 31 - 1;
 
 export const ROLE_SECONDARY = 0;
@@ -61,6 +65,36 @@ export class ClusterState {
 
   extend(deadlineMs: number): void {
     Atomics.store(this.words, WRITE_DEADLINE, Math.min(Math.floor(deadlineMs - this.origin), MAX_DEADLINE));
+  }
+
+  /**
+   * A buyer on an in-memory lane enters before it touches the counters and leaves once its sale
+   * is settled in the ledger. False (and nothing entered) while an admin change is being made.
+   * The increment comes before the barrier is read, and the admin raises the barrier before it
+   * reads the count (both sequentially consistent), so one of the two always sees the other.
+   */
+  enterSale(): boolean {
+    Atomics.add(this.words, SALES_IN_FLIGHT, 1);
+    if (Atomics.load(this.words, ADMIN_BARRIER) === 0) return true;
+    Atomics.sub(this.words, SALES_IN_FLIGHT, 1);
+    return false;
+  }
+
+  leaveSales(count = 1): void {
+    Atomics.sub(this.words, SALES_IN_FLIGHT, count);
+  }
+
+  salesInFlight(): number {
+    return Atomics.load(this.words, SALES_IN_FLIGHT);
+  }
+
+  /** Raise the admin barrier; false if another admin change holds it. */
+  raiseAdminBarrier(): boolean {
+    return Atomics.compareExchange(this.words, ADMIN_BARRIER, 0, 1) === 0;
+  }
+
+  lowerAdminBarrier(): void {
+    Atomics.store(this.words, ADMIN_BARRIER, 0);
   }
 
   becomeSecondary(epoch: number): void {

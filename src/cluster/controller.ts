@@ -19,7 +19,7 @@ import { PREFIX } from '../metrics.js';
 import { createRedisClient } from '../lanes/redis-lane.js';
 import { ClusterState, monotonicMs } from './cluster-state.js';
 import type { Elector, Leadership } from './elector.js';
-import { Fence, GroupCommit } from './ledger.js';
+import { Fence, GroupCommit, LedgerKeyLookup } from './ledger.js';
 import { KubeApi, loadKubeConfig } from './kube-api.js';
 import { KubernetesLeaseElector } from './kubernetes-lease-elector.js';
 import { MongoLeaseElector } from './mongo-lease-elector.js';
@@ -54,6 +54,7 @@ export class ClusterController {
   private publisherClient: Redis | null = null;
   private keepalive: NodeJS.Timeout | null = null;
   private leadingEpoch: number | null = null;
+  private fenceCheck = { running: false, at: 0 };
   private primaryUrl: string | null = null;
   private stopped = false;
 
@@ -174,10 +175,12 @@ export class ClusterController {
     const started = monotonicMs();
     if (this.fence && this.o.config.durability === 'sync') {
       await this.fence.seal(epoch);
+      await this.fence.ensureIndexes();
       const replay = await rebuildFromLedger(this.fence, this.o.stock);
-      for (const { key, fingerprint, response } of replay.answers) this.o.idempotency.preload(key, fingerprint, response);
+      // Answers given to keys stay in the ledger; a retry finds its own through the key index.
+      this.o.idempotency.useDurableAnswers(new LedgerKeyLookup(this.fence));
       await this.seedMissing(epoch, (lane, sku) => replay.levels.get(lane)?.has(sku) ?? false);
-      this.o.log.info({ epoch, ms: Math.round(monotonicMs() - started), answers: replay.answers.length }, 'rebuilt the in-memory lanes from the ledger');
+      this.o.log.info({ epoch, ms: Math.round(monotonicMs() - started) }, 'rebuilt the in-memory lanes from the ledger');
     }
     if (this.leadingEpoch !== epoch || (this.elector && !this.elector.isLeader())) throw new Error('lost the lease while taking over');
     this.state.becomePrimary(epoch, monotonicMs() + windowMs);
@@ -207,6 +210,8 @@ export class ClusterController {
     this.publisher?.stop();
     this.publisher = null;
     this.o.log.warn({ epoch }, 'secondary: buys are forwarded to the primary');
+    // While it led it ignored the stream; catch up with whoever leads now.
+    this.subscriber?.resyncNow();
     this.setPrimaryUrl(this.elector?.currentLeaderUrl() ?? null);
   }
 
@@ -214,6 +219,32 @@ export class ClusterController {
     if (this.leadingEpoch === null || !this.state.isPrimary() || !this.elector) return;
     if (this.elector.isLeader()) this.state.extend(monotonicMs() + this.o.config.retryPeriodMs);
     else this.follow();
+    this.checkFence();
+  }
+
+  /**
+   * A contender that lost the lease can still have raised the epoch (it stalled inside
+   * beginTerm and resumed after another replica won). This leader's reservations then all fail:
+   * every buy would be a 503 for as long as it holds the lease. So once per retry period the
+   * leader reads the fence; if its epoch is no longer the current one it steps down and hands the
+   * lease back, and whoever wins next takes a fresh, higher epoch.
+   */
+  private checkFence(): void {
+    const epoch = this.leadingEpoch;
+    const now = monotonicMs();
+    if (!this.fence || epoch === null || this.fenceCheck.running || now - this.fenceCheck.at < this.o.config.retryPeriodMs) return;
+    this.fenceCheck = { running: true, at: now };
+    this.fence
+      .currentEpoch()
+      .then((current) => {
+        if (current > epoch && this.leadingEpoch === epoch) {
+          this.o.log.error({ epoch, fence: current }, 'fenced off by a newer epoch while holding the lease; stepping down');
+          this.follow();
+          void this.elector?.stop().then(() => this.elector?.start());
+        }
+      })
+      .catch(() => undefined) // MongoDB unreachable: renewals will fail too, and the deadline closes the gate
+      .finally(() => (this.fenceCheck = { running: false, at: this.fenceCheck.at }));
   }
 
   private async startSubscriber(url: string): Promise<void> {
@@ -222,7 +253,10 @@ export class ClusterController {
     // The snapshot reader queues while reconnecting, so the resync that follows a reconnect waits
     // for it instead of failing.
     const reader = this.track(new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: this.o.config.dependencyTimeoutMs, retryStrategy: (n) => Math.min(100 * n, 1000) }));
-    this.subscriber = new StockSubscriber(subscriber, reader, syncKeys(this.o.config.clusterName), this.o.stock, this.o.config.hostId, () => !this.state.isPrimary(), this.syncMetrics, this.o.log);
+    // Following stops the moment a takeover begins (before the rebuild), not when the gate opens:
+    // nothing the old primary published may land on the lanes being rebuilt.
+    const following = () => this.leadingEpoch === null && !this.state.isPrimary();
+    this.subscriber = new StockSubscriber(subscriber, reader, syncKeys(this.o.config.clusterName), this.o.stock, this.o.config.hostId, following, this.syncMetrics, this.o.log);
     void this.subscriber.start().catch((error: unknown) => this.o.log.warn({ err: error }, 'subscribe failed; ioredis retries'));
   }
 

@@ -3,11 +3,12 @@
  * sell right now, this middleware forwards the request to the primary over a pool of kept-alive
  * connections and relays the primary's answer. While no primary is known — or the request was
  * already forwarded once, so the replicas disagree about who leads — it answers 503 with
- * Retry-After instead of guessing.
+ * Retry-After instead of guessing. A request that left for the primary and got no answer (the
+ * connection died, the primary stopped answering) may have been acted on: 504 outcome_unknown.
  */
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import type { RequestHandler } from 'express';
-import { ServiceError } from '../errors.js';
+import { OutcomeUnknownError, ServiceError } from '../errors.js';
 import type { ClusterState } from './cluster-state.js';
 
 export const FORWARDED_HEADER = 'x-superstock-forwarded';
@@ -18,6 +19,8 @@ export interface ForwardingOptions {
   readonly state: ClusterState;
   readonly hostId: string;
   readonly timeoutMs: number;
+  /** The most forwarded requests in flight at once; beyond it, 503 overloaded at once (nothing sent). */
+  readonly queueLimit: number;
   /** The primary's base URL as last learned from the election, or null. */
   readonly primaryUrl: () => string | null;
   readonly onForward: (outcome: 'ok' | 'failed') => void;
@@ -27,10 +30,21 @@ export function forwardUnlessPrimary(options: ForwardingOptions): RequestHandler
   const agent = new Agent({ keepAlive: true, maxSockets: 512, timeout: options.timeoutMs });
   const noPrimary = () => new ServiceError('dependency_unavailable', 'No primary is known right now; retry shortly.', { dependency: 'primary' });
 
+  let inFlight = 0;
+
   return (req, res, next) => {
     if (options.state.maySell()) return next();
     const target = options.primaryUrl();
     if (target === null || req.headers[FORWARDED_HEADER] !== undefined) return next(noPrimary());
+    // The agent would queue requests beyond its sockets without bound; refuse them here instead.
+    if (inFlight >= options.queueLimit) return next(new ServiceError('overloaded'));
+    inFlight++;
+    let counted = true;
+    const done = () => {
+      if (counted) inFlight--;
+      counted = false;
+    };
+    res.once('close', done);
 
     const headers: Record<string, string> = { [FORWARDED_HEADER]: options.hostId };
     for (const name of PASSED_REQUEST_HEADERS) {
@@ -51,12 +65,16 @@ export function forwardUnlessPrimary(options: ForwardingOptions): RequestHandler
       answer.pipe(res);
       answer.once('end', () => options.onForward('ok'));
     });
-    upstream.once('timeout', () => upstream.destroy(new Error('timed out')));
-    upstream.once('error', () => {
+    // Once the whole request has left, the primary may act on it whatever happens next.
+    let sent = false;
+    upstream.once('finish', () => (sent = true));
+    upstream.once('timeout', () => upstream.destroy(new Error(`no answer from the primary within ${options.timeoutMs} ms`)));
+    upstream.once('error', (error) => {
       options.onForward('failed');
-      // The primary may have sold before the connection broke: only an idempotency key makes a retry safe.
-      if (!res.headersSent) next(noPrimary());
-      else res.destroy();
+      if (res.headersSent) res.destroy();
+      // Refused only if it never left; otherwise the primary may have sold: the buyer learns
+      // which by retrying with the same Idempotency-Key.
+      else next(sent ? new OutcomeUnknownError('primary', error.message, false) : noPrimary());
     });
     upstream.end(body);
   };

@@ -124,6 +124,14 @@ export abstract class LeaseElectorBase implements Elector {
    */
   protected async lead(at: number): Promise<boolean> {
     this.renewed(at);
+    // A contender that stalled after winning must not raise the epoch once its lease may have
+    // lapsed: that would fence off whoever leads by then. (A stall inside beginTerm can still do
+    // it; the leader then sees the fence move and steps down — see ClusterController.checkFence.)
+    if (this.stopped || this.remainingMs() <= 0) {
+      this.forgetTerm();
+      if (this.stopped) await this.release();
+      return false;
+    }
     const epoch = await this.base.epochs.beginTerm(this.id);
     if (this.stopped || this.remainingMs() <= 0) {
       this.forgetTerm();

@@ -18,18 +18,23 @@
  *
  * Admin operations on the in-memory lanes go through the same log, so replaying it in
  * (epoch, seq) order rebuilds every in-memory lane exactly.
+ *
+ * The ledger is also the durable record of idempotency keys: a keyed sale's key sits in its batch,
+ * and an index on `entries.key` lets a primary find it again when memory has forgotten it
+ * (`LedgerKeyLookup`), for as long as the batch exists, whatever happened in between.
  */
 import { MongoServerError, type Collection, type Db } from 'mongodb';
 import type { MemoryLaneName } from '../config.js';
 import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../errors.js';
 import { bounded } from '../mongo.js';
+import { buyFingerprint, fingerprintIsLedgered, soldBody, type DurableAnswer, type DurableAnswers } from '../idempotency.js';
 import type { EpochStore } from './elector.js';
 
 /** One change to one in-memory lane; replaying them in log order rebuilds the lane. */
 export type LedgerEntry =
   | { readonly op: 'buy'; readonly lane: MemoryLaneName; readonly sku: string; readonly q: number; readonly rem: number; readonly key?: string }
   | { readonly op: 'seed' | 'put'; readonly lane: MemoryLaneName; readonly sku: string; readonly stock: number }
-  | { readonly op: 'restock'; readonly lane: MemoryLaneName; readonly sku: string; readonly q: number }
+  | { readonly op: 'restock'; readonly lane: MemoryLaneName; readonly sku: string; readonly q: number; readonly key?: string }
   | { readonly op: 'reset'; readonly lane: MemoryLaneName };
 
 interface FenceDocument {
@@ -82,6 +87,25 @@ export class Fence implements EpochStore {
     this.batches = db.collection<BatchDocument>('ledger');
   }
 
+  /** The indexes a primary relies on: replay order, and keys for idempotency look-ups. Idempotent. */
+  async ensureIndexes(): Promise<void> {
+    await this.batches.createIndex({ epoch: 1, seq: 1 });
+    await this.batches.createIndex({ 'entries.key': 1 });
+  }
+
+  /** The keyed entries recorded under any of `keys` (tombstones hold no entries). */
+  async findKeyed(keys: readonly string[]): Promise<Map<string, LedgerEntry>> {
+    const wanted = new Set(keys);
+    const found = new Map<string, LedgerEntry>();
+    const batches = await bounded(this.timeoutMs, () => this.batches.find({ 'entries.key': { $in: [...wanted] } }, { projection: { entries: 1 } }).toArray());
+    for (const batch of batches) {
+      for (const entry of batch.entries ?? []) {
+        if ('key' in entry && entry.key !== undefined && wanted.has(entry.key)) found.set(entry.key, entry);
+      }
+    }
+    return found;
+  }
+
   /** A new term: swap in epoch + 1, handing the old epoch's reservations over to be sealed. */
   async beginTerm(holder: string): Promise<number> {
     for (;;) {
@@ -103,6 +127,12 @@ export class Fence implements EpochStore {
       if (swapped.matchedCount === 1) return current.epoch + 1;
       // Lost a race with a reservation or another contender: read again.
     }
+  }
+
+  /** The epoch the fence holds now: a leader whose own epoch is lower has been fenced off. */
+  async currentEpoch(): Promise<number> {
+    const current = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: 'fence' }, { projection: { epoch: 1 } }));
+    return current?.epoch ?? 0;
   }
 
   /** Tombstone every reserved-but-missing batch of earlier epochs. Only the current epoch may. */
@@ -160,12 +190,16 @@ export class Fence implements EpochStore {
 }
 
 export interface LedgerWriter {
+  /** False while the writer has as many entries waiting as it takes: refuse before deciding anything. */
+  hasRoom(): boolean;
   /** Resolves once `entry` is durable under the current epoch; rejects if it is not (503). */
   append(entry: LedgerEntry): Promise<void>;
+  /** The same for several entries that must land together: they go into one batch, all or none. */
+  appendAll(entries: readonly LedgerEntry[]): Promise<void>;
 }
 
 interface Pending {
-  readonly entry: LedgerEntry;
+  readonly entries: readonly LedgerEntry[];
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
 }
@@ -180,15 +214,25 @@ export class GroupCommit implements LedgerWriter {
   private queue: Pending[] = [];
   private writing = false;
 
+  /** @param limit the most entries that may wait for the next batch (backpressure: beyond it, 503 overloaded). */
   constructor(
     private readonly fence: Fence,
     private readonly epoch: () => number,
     private readonly onUnknown: (entries: readonly LedgerEntry[], written: Promise<boolean>) => void,
+    private readonly limit = Number.POSITIVE_INFINITY,
   ) {}
 
+  hasRoom(): boolean {
+    return this.queue.length < this.limit;
+  }
+
   append(entry: LedgerEntry): Promise<void> {
+    return this.appendAll([entry]);
+  }
+
+  appendAll(entries: readonly LedgerEntry[]): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ entry, resolve, reject });
+      this.queue.push({ entries, resolve, reject });
       if (!this.writing) void this.drain();
     });
   }
@@ -216,13 +260,13 @@ export class GroupCommit implements LedgerWriter {
       return fail(unavailable(error)); // nothing written
     }
     if (seq === null) return fail(new FencedError(epoch));
-    const entries = batch.map((p) => p.entry);
+    const entries = batch.flatMap((p) => p.entries);
     try {
       const outcome = await this.fence.write(epoch, seq, entries);
       if (outcome === 'fenced') return fail(new FencedError(epoch));
       batch.forEach((p) => p.resolve());
     } catch (error) {
-      fail(new OutcomeUnknownError(error instanceof Error ? error.message : String(error)));
+      fail(new OutcomeUnknownError('mongo', error instanceof Error ? error.message : String(error), true));
       this.onUnknown(entries, this.settleUntilKnown(epoch, seq));
     }
   }
@@ -233,6 +277,64 @@ export class GroupCommit implements LedgerWriter {
         return (await this.fence.settle(epoch, seq)) === 'present';
       } catch {
         await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+}
+
+/** The answer a keyed ledger entry stands for, byte for byte as the route sent it. */
+export function answerOfEntry(entry: LedgerEntry): DurableAnswer | null {
+  if (entry.op !== 'buy') return null;
+  return { fingerprint: buyFingerprint(entry.lane, entry.sku, entry.q), response: { status: 200, body: soldBody(entry.lane, entry.sku, entry.q, entry.rem) } };
+}
+
+/** Keys looked up at once, at most, in one query. */
+const LOOKUP_BATCH = 256;
+
+/**
+ * Idempotency answers of the in-memory lanes, read back from the ledger's key index when memory
+ * no longer holds them. Look-ups made in one event-loop turn share one query, so a burst of new
+ * keys (the common case: nothing found) costs one indexed read, not one per key.
+ */
+export class LedgerKeyLookup implements DurableAnswers {
+  private pending = new Map<string, Array<{ resolve: (answer: DurableAnswer | null) => void; reject: (error: Error) => void }>>();
+  private scheduled = false;
+
+  constructor(private readonly fence: Fence) {}
+
+  covers(fingerprint: string): boolean {
+    return fingerprintIsLedgered(fingerprint);
+  }
+
+  find(key: string): Promise<DurableAnswer | null> {
+    return new Promise((resolve, reject) => {
+      const waiting = this.pending.get(key);
+      if (waiting) waiting.push({ resolve, reject });
+      else this.pending.set(key, [{ resolve, reject }]);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.scheduled = false;
+    const batch = this.pending;
+    this.pending = new Map();
+    const keys = [...batch.keys()];
+    for (let from = 0; from < keys.length; from += LOOKUP_BATCH) {
+      const slice = keys.slice(from, from + LOOKUP_BATCH);
+      try {
+        const found = await this.fence.findKeyed(slice);
+        for (const key of slice) {
+          const entry = found.get(key);
+          const answer = entry === undefined ? null : answerOfEntry(entry);
+          for (const waiter of batch.get(key) ?? []) waiter.resolve(answer);
+        }
+      } catch (error) {
+        const failure = error instanceof Error ? error : new Error(String(error));
+        for (const key of slice) for (const waiter of batch.get(key) ?? []) waiter.reject(failure);
       }
     }
   }

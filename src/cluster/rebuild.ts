@@ -1,10 +1,11 @@
 /**
  * How a new primary rebuilds its in-memory lanes before it sells anything: replay the ledger in
- * (epoch, seq) order. The replay is pure (entries in, levels and idempotency answers out), so it
- * is tested on its own; `rebuildFromLedger` then writes the result into the shared table.
+ * (epoch, seq) order. The replay is pure (entries in, levels out), so it is tested on its own;
+ * `rebuildFromLedger` then writes the result into the shared table. Idempotency answers are not
+ * loaded here: they stay in the ledger and are looked up by key when a retry asks
+ * (`LedgerKeyLookup`), so a takeover's memory does not grow with every key ever answered.
  */
 import { MEMORY_LANES, type MemoryLaneName } from '../config.js';
-import { buyFingerprint, soldBody, type StoredResponse } from '../idempotency.js';
 import { INITIAL, REMAINING, SOLD, STRIDE, type SharedStock } from '../memory/shared-stock.js';
 import type { Fence, LedgerEntry } from './ledger.js';
 
@@ -14,16 +15,9 @@ export interface Level {
   initial: number;
 }
 
-export interface ReplayedAnswer {
-  readonly key: string;
-  readonly fingerprint: string;
-  readonly response: StoredResponse;
-}
-
 export class LedgerReplay {
   /** lane → sku → level */
   readonly levels = new Map<MemoryLaneName, Map<string, Level>>(MEMORY_LANES.map((lane) => [lane, new Map()]));
-  readonly answers: ReplayedAnswer[] = [];
 
   apply(entry: LedgerEntry): void {
     const skus = this.levels.get(entry.lane);
@@ -55,20 +49,13 @@ export class LedgerReplay {
           level.remaining -= entry.q;
           level.sold += entry.q;
         }
-        if (entry.key !== undefined) {
-          this.answers.push({
-            key: entry.key,
-            fingerprint: buyFingerprint(entry.lane, entry.sku, entry.q),
-            response: { status: 200, body: soldBody(entry.lane, entry.sku, entry.q, entry.rem) },
-          });
-        }
         break;
       }
     }
   }
 }
 
-/** Replay the whole ledger into the shared table; returns the replay (for its answers). */
+/** Replay the whole ledger into the shared table; returns the replay. */
 export async function rebuildFromLedger(fence: Fence, stock: SharedStock): Promise<LedgerReplay> {
   const replay = new LedgerReplay();
   for await (const batch of fence.replay()) for (const entry of batch.entries ?? []) replay.apply(entry);

@@ -199,6 +199,12 @@ export class StockSubscriber {
   }
 
   private take(event: StockEvent): void {
+    // Checked again here: an event buffered during a resync may be applied after this replica
+    // took over, and must not overwrite the counts it rebuilt from the ledger.
+    if (!this.following()) {
+      this.metrics.events.labels('stale').inc();
+      return;
+    }
     const { epoch, version } = this.held;
     if (event.epoch < epoch || (event.epoch === epoch && event.version <= version)) {
       this.metrics.events.labels('stale').inc();
@@ -223,6 +229,11 @@ export class StockSubscriber {
     }
   }
 
+  /** Catch up from the snapshot now (a replica that stops leading has missed the new primary's events). */
+  resyncNow(): void {
+    void this.resync();
+  }
+
   private async resync(): Promise<void> {
     if (this.resyncing || !this.following()) return;
     this.resyncing = [];
@@ -230,7 +241,10 @@ export class StockSubscriber {
       const [meta, snapshot] = await this.reader.multi().hgetall(this.keys.meta).hgetall(this.keys.snapshot).exec().then((r) => (r ?? []).map(([, v]) => v as Record<string, string>));
       const epoch = Number(meta?.epoch ?? 0);
       const version = Number(meta?.version ?? 0);
-      if (meta?.host !== this.hostId && snapshot && (epoch > this.held.epoch || (epoch === this.held.epoch && version >= this.held.version))) {
+      // The read may have taken long enough for this replica to take over meanwhile: a snapshot
+      // of the old primary must then never land on the lanes rebuilt from the ledger.
+      const stillFollowing = this.following();
+      if (stillFollowing && meta?.host !== this.hostId && snapshot && (epoch > this.held.epoch || (epoch === this.held.epoch && version >= this.held.version))) {
         const updates: Update[] = [];
         for (const [field, value] of Object.entries(snapshot)) {
           const cut = field.indexOf(':');

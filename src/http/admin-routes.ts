@@ -8,10 +8,15 @@
  * All or nothing: configured dependencies are checked first, so an outage refuses the request up
  * front instead of applying it to some lanes only; a restock is checked against the stock limit
  * on every lane before any lane changes, under the replica's admin lock so no other admin change
- * slips in between. PUT is idempotent: repeating it after a failure heals.
+ * slips in between. PUT is idempotent: repeating it after a failure heals. Restock takes an
+ * Idempotency-Key: repeated, it is applied once (see README, "Admin during a sale").
+ *
+ * With DURABILITY=sync the three in-memory lanes change together, as one ledger batch, behind a
+ * barrier that holds sales off for the moment it takes (`DurableMemoryAdmin`); that change is the
+ * commit point, and the db and redis lanes follow it.
  */
-import { LANE_NAMES, MAX_STOCK } from '../config.js';
-import { ServiceError, StockLimitError } from '../errors.js';
+import { LANE_NAMES, MAX_STOCK, MEMORY_LANES } from '../config.js';
+import { DependencyUnavailableError, ServiceError, StockLimitError } from '../errors.js';
 import type { StockLevel } from '../lanes/lane.js';
 import { UnconfiguredLane } from '../lanes/unconfigured-lane.js';
 import type { AdminLock } from './admin-lock.js';
@@ -23,35 +28,78 @@ export function adminRoutes(routes: OperationRouter, ops: Operations, deps: AppD
   const lanes = LANE_NAMES.map((name) => deps.lanes[name]);
   // Lanes whose store is configured: the others hold no stock and have nothing to check.
   const stocked = lanes.filter((lane) => !(lane instanceof UnconfiguredLane));
+  const memoryAdmin = deps.memoryAdmin ?? null;
+  // With a memory admin, the in-memory lanes change through it (once for all three), the others one by one.
+  const separately = LANE_NAMES.filter((name) => memoryAdmin === null || !(MEMORY_LANES as readonly string[]).includes(name));
   const allReady = () => Promise.all(deps.dependencies.map((d) => d.check()));
 
   routes.add(ops.putSku, async ({ params: { sku }, body: { stock } }, _req, res) => {
     await allReady();
-    const created = await lock.run(() => Promise.all(lanes.map((lane) => lane.put(sku, stock))));
-    res.status(created.some(Boolean) ? 201 : 200).json({ sku, stock });
+    const created = await lock.run(async () => {
+      const createdInMemory = memoryAdmin ? await memoryAdmin.put(sku, stock) : false;
+      const createdElsewhere = await Promise.all(separately.map((name) => deps.lanes[name].put(sku, stock)));
+      return createdInMemory || createdElsewhere.some(Boolean);
+    });
+    res.status(created ? 201 : 200).json({ sku, stock });
   });
 
-  routes.add(ops.restock, async ({ params: { sku }, body: { quantity } }, _req, res) => {
-    await allReady();
-    const levels = await lock.run(async () => {
-      const current = await Promise.all(stocked.map((lane) => lane.peek(sku)));
-      if (current.every((level) => level === null)) throw new ServiceError('unknown_sku');
-      current.forEach((level, i) => {
-        if (level !== null && level.initial + quantity > MAX_STOCK) {
-          const lane = stocked[i]?.name;
-          throw new StockLimitError({ sku, ...(lane ? { lane } : {}), limit: MAX_STOCK, initial: level.initial, quantity, wouldBe: level.initial + quantity });
-        }
+  routes.add(ops.restock, async ({ params: { sku }, body: { quantity }, idempotencyKey: key }, _req, res) => {
+    if (key !== null) {
+      const claim = await deps.idempotency.claim(key, `admin/restock/${sku}/${quantity}`);
+      switch (claim.kind) {
+        case 'replay':
+          res.setHeader('Idempotent-Replayed', 'true');
+          res.status(claim.response.status).type('application/json').send(claim.response.body);
+          return;
+        case 'in_progress':
+          throw new ServiceError('idempotency_key_in_use');
+        case 'mismatch':
+          throw new ServiceError('idempotency_key_reused');
+        case 'unavailable':
+          throw new DependencyUnavailableError('mongo', claim.reason);
+        case 'new':
+          break;
+      }
+    }
+    let body: string;
+    let replayed = false;
+    try {
+      await allReady();
+      const byLane = await lock.run(async () => {
+        const current = await Promise.all(stocked.map((lane) => lane.peek(sku)));
+        if (current.every((level) => level === null)) throw new ServiceError('unknown_sku');
+        current.forEach((level, i) => {
+          if (level !== null && level.initial + quantity > MAX_STOCK) {
+            const lane = stocked[i]?.name;
+            throw new StockLimitError({ sku, ...(lane ? { lane } : {}), limit: MAX_STOCK, initial: level.initial, quantity, wouldBe: level.initial + quantity });
+          }
+        });
+        const levels: Record<string, StockLevel | null> = {};
+        // The in-memory lanes first: their ledger batch records the key, so a retry after a
+        // failover finds the restock made and applies it nowhere again.
+        const inMemory = memoryAdmin ? await memoryAdmin.restock(sku, quantity, key) : null;
+        if (inMemory) Object.assign(levels, inMemory.levels);
+        replayed = inMemory !== null && !inMemory.applied;
+        for (const name of separately) levels[name] = replayed ? await deps.lanes[name].peek(sku) : await deps.lanes[name].restock(sku, quantity);
+        for (const name of LANE_NAMES) levels[name] ??= null;
+        return levels;
       });
-      return Promise.all(lanes.map((lane) => lane.restock(sku, quantity)));
-    });
-    const byLane: Record<string, StockLevel | null> = {};
-    LANE_NAMES.forEach((name, i) => (byLane[name] = levels[i] ?? null));
-    res.json({ sku, lanes: byLane });
+      body = JSON.stringify({ sku, lanes: byLane });
+    } catch (error) {
+      if (key !== null) await deps.idempotency.release(key);
+      throw error;
+    }
+    if (key !== null) await deps.idempotency.complete(key, { status: 200, body });
+    if (replayed) res.setHeader('Idempotent-Replayed', 'true');
+    res.status(200).type('application/json').send(body);
   });
 
   routes.add(ops.reset, async (_input, _req, res) => {
     await allReady();
-    await lock.run(() => Promise.all(lanes.map((lane) => lane.resetAll())));
+    await lock.run(async () => {
+      if (memoryAdmin) await memoryAdmin.resetAll();
+      await Promise.all(separately.map((name) => deps.lanes[name].resetAll()));
+    });
     res.status(204).end();
   });
 }

@@ -4,9 +4,10 @@
  * contract (contract.ts) through the operation router; the mapping of errors to HTTP answers lives
  * here; the lanes know nothing of HTTP.
  */
+import type { DurableMemoryAdmin } from '../cluster/durable-lane.js';
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import type { Config, LaneName } from '../config.js';
-import { DependencyUnavailableError, ServiceError } from '../errors.js';
+import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../errors.js';
 import type { IdempotencyStore } from '../idempotency.js';
 import type { Lane } from '../lanes/lane.js';
 import { SkuTableFullError } from '../memory/shared-stock.js';
@@ -35,6 +36,8 @@ export interface AppDeps {
   readonly writeGate?: RequestHandler;
   /** Serialises admin changes across every thread of this replica (default: this thread only). */
   readonly adminLock?: AdminLock;
+  /** With DURABILITY=sync: admin changes to the in-memory lanes, one ledger batch each, behind the sales barrier. */
+  readonly memoryAdmin?: DurableMemoryAdmin | null;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -106,6 +109,7 @@ function errorHandler(deps: AppDeps, routes: OperationRouter): ErrorRequestHandl
   return (error: unknown, req, res, _next) => {
     const known = asServiceError(error);
     if (error instanceof DependencyUnavailableError) deps.metrics.recordDependencyError(error.dependency);
+    if (error instanceof OutcomeUnknownError && error.dependency !== 'primary') deps.metrics.recordDependencyError(error.dependency);
     const answer = known ?? new ServiceError('internal');
     if (!known) deps.onUnexpectedError(error);
     // The contract is a promise: an answer it does not declare is a bug, reported like a 500.
@@ -114,7 +118,8 @@ function errorHandler(deps: AppDeps, routes: OperationRouter): ErrorRequestHandl
     if (known && operation && !declared?.errors?.includes(answer.code)) {
       deps.onUnexpectedError(new Error(`${operation.id} answered ${answer.status} ${answer.code}, which its contract does not declare`, { cause: error }));
     }
-    if (answer.status === 503) res.setHeader('Retry-After', '1');
+    // 503: refused, try again; 504: retry with the same key to learn the outcome.
+    if (answer.status === 503 || answer.status === 504) res.setHeader('Retry-After', '1');
     if (res.headersSent) return void res.destroy();
     res.status(answer.status).type('application/json').send(errorBody(answer));
   };

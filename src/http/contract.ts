@@ -139,6 +139,18 @@ const RETRY_AFTER: Readonly<Record<string, HeaderSpec>> = {
   'Retry-After': { description: 'Seconds to wait before retrying', required: true, schema: z.string().regex(/^\d+$/) },
 };
 const unavailable = (description: string): ResponseSpec => ({ description, errors: ['dependency_unavailable'], headers: RETRY_AFTER });
+/** A sale refused before anything was decided: a store down, this replica's queues full, or an admin change being applied. */
+const saleRefused = (description: string): ResponseSpec => ({ description, errors: ['dependency_unavailable', 'overloaded', 'admin_change_in_progress'], headers: RETRY_AFTER });
+const adminRefused: ResponseSpec = {
+  description: 'A store is down (nothing changed), no primary is known, or another admin change holds the catalogue',
+  errors: ['dependency_unavailable', 'admin_busy', 'admin_change_in_progress'],
+  headers: RETRY_AFTER,
+};
+const outcomeUnknown: ResponseSpec = {
+  description: 'outcome_unknown: the request reached MongoDB, Redis or the primary and no answer came back; it may or may not have taken effect. Retry with the same Idempotency-Key to learn which',
+  errors: ['outcome_unknown'],
+  headers: RETRY_AFTER,
+};
 const BODY_ERRORS = { 413: { description: 'Body larger than 4 KiB', errors: ['payload_too_large'] }, 415: { description: 'Body not JSON in UTF-8, or in an unsupported encoding', errors: ['unsupported_media_type'] } } as const;
 const ADMIN_ERRORS = {
   401: { description: 'Admin bearer token missing or wrong', errors: ['unauthorized'] },
@@ -179,7 +191,8 @@ export function operations(config: Pick<Config, 'maxQuantity'>) {
       409: { description: 'Sold out, not enough stock (`details.remaining`), or the same Idempotency-Key still in flight', errors: ['sold_out', 'insufficient_stock', 'idempotency_key_in_use'] },
       ...BODY_ERRORS,
       422: { description: 'Idempotency-Key already used for a different request', errors: ['idempotency_key_reused'] },
-      503: unavailable('The lane\'s store is down or not configured, no primary is known, or the sale\'s outcome is being settled (retry with the same Idempotency-Key)'),
+      503: saleRefused('Refused, nothing changed: the lane\'s store is down or not configured, no primary is known, this replica is overloaded, or an admin change is being applied'),
+      504: outcomeUnknown,
     },
   } satisfies OperationSpec;
 
@@ -223,7 +236,8 @@ export function operations(config: Pick<Config, 'maxQuantity'>) {
       ...ADMIN_ERRORS,
       ...BODY_ERRORS,
       422: { description: `Stock above the limit (${MAX_STOCK}); \`details\` has the limit and what it would have become`, errors: ['stock_limit'] },
-      503: { description: 'A store is down (nothing changed), no primary is known, or another admin change holds the catalogue', errors: ['dependency_unavailable', 'admin_busy'], headers: RETRY_AFTER },
+      503: adminRefused,
+      504: outcomeUnknown,
       507: { description: 'No room for another SKU (MAX_SKUS)', errors: ['sku_table_full'] },
     },
   } satisfies OperationSpec;
@@ -233,18 +247,24 @@ export function operations(config: Pick<Config, 'maxQuantity'>) {
     method: 'post',
     path: '/v2/admin/skus/{sku}/restock',
     tag: 'admin',
-    summary: 'Add units to remaining and initial on every lane — on all of them or none',
+    summary: 'Add units to remaining and initial on every lane — on all of them or none; applied once per Idempotency-Key',
     admin: true,
     params: skuParams,
+    idempotencyKey: true,
     body: { schema: RestockRequestSchema, required: true },
     responses: {
       200: { description: 'Each lane\'s counters after the restock', json: RestockResultSchema },
       400: { description: 'Invalid SKU, quantity, body or URL encoding', errors: ['invalid_sku', 'invalid_quantity', 'invalid_json', 'invalid_request'] },
       ...ADMIN_ERRORS,
       404: { description: 'No lane holds this SKU', errors: ['unknown_sku'] },
+      409: { description: 'A restock with the same Idempotency-Key is still in flight', errors: ['idempotency_key_in_use'] },
       ...BODY_ERRORS,
-      422: { description: `Some lane's initial stock would pass the limit (${MAX_STOCK}); no lane changed. \`details\`: lane, limit, initial, quantity, wouldBe`, errors: ['stock_limit'] },
-      503: { description: 'A store is down (nothing changed), no primary is known, or another admin change holds the catalogue', errors: ['dependency_unavailable', 'admin_busy'], headers: RETRY_AFTER },
+      422: {
+        description: `Some lane's initial stock would pass the limit (${MAX_STOCK}); no lane changed. \`details\`: lane, limit, initial, quantity, wouldBe. Or the Idempotency-Key was used for a different request`,
+        errors: ['stock_limit', 'idempotency_key_reused'],
+      },
+      503: adminRefused,
+      504: outcomeUnknown,
     },
   } satisfies OperationSpec;
 
@@ -258,7 +278,8 @@ export function operations(config: Pick<Config, 'maxQuantity'>) {
     responses: {
       204: { description: 'Done' },
       ...ADMIN_ERRORS,
-      503: { description: 'A store is down (nothing changed), no primary is known, or another admin change holds the catalogue', errors: ['dependency_unavailable', 'admin_busy'], headers: RETRY_AFTER },
+      503: adminRefused,
+      504: outcomeUnknown,
     },
   } satisfies OperationSpec;
 
@@ -292,7 +313,8 @@ export function operations(config: Pick<Config, 'maxQuantity'>) {
         200: { description: 'Sold', text: 'Bought successfully. Remaining stock: 14999' },
         400: { description: 'Sold out', text: 'Already sold out. Stock: 0' },
         404: { description: 'STOCK is not a seeded SKU (SEED_SKUS)', errors: ['unknown_sku'] },
-        503: unavailable('The lane\'s store is down or not configured, or no primary is known'),
+        503: saleRefused('Refused, nothing changed: the lane\'s store is down or not configured, no primary is known, this replica is overloaded, or an admin change is being applied'),
+        504: outcomeUnknown,
       },
     } satisfies OperationSpec;
     const peekOne = {
@@ -321,7 +343,8 @@ export function operations(config: Pick<Config, 'maxQuantity'>) {
       200: { description: '`true` if sold, `false` if sold out', json: z.boolean() },
       400: { description: 'Invalid product name or URL encoding', errors: ['invalid_sku', 'invalid_request'] },
       404: { description: 'Unknown product', errors: ['unknown_sku'] },
-      503: unavailable('No primary is known'),
+      503: saleRefused('Refused, nothing changed: no primary is known, this replica is overloaded, or an admin change is being applied'),
+      504: outcomeUnknown,
     },
   } satisfies OperationSpec;
 

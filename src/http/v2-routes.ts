@@ -7,7 +7,7 @@
  * `Idempotent-Replayed: true`, and never sells twice. Inputs arrive validated (contract.ts).
  */
 import type { Response } from 'express';
-import { OutcomeUnknownError, ServiceError } from '../errors.js';
+import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../errors.js';
 import { buyFingerprint, soldBody, type StoredResponse } from '../idempotency.js';
 import { errorBody, type AppDeps } from './app.js';
 import { buyAndRecord } from './buy.js';
@@ -34,6 +34,8 @@ export function v2Routes(routes: OperationRouter, ops: Operations, deps: AppDeps
           throw new ServiceError('idempotency_key_in_use');
         case 'mismatch':
           throw new ServiceError('idempotency_key_reused');
+        case 'unavailable':
+          throw new DependencyUnavailableError('mongo', `cannot read this key's record: ${claim.reason}`);
         case 'new':
           break;
       }
@@ -59,8 +61,8 @@ export function v2Routes(routes: OperationRouter, ops: Operations, deps: AppDeps
       }
     } catch (error) {
       // Not a final answer: the client may retry with the same key — unless the sale's fate is
-      // still being settled, in which case the settling frees or answers the key.
-      if (key !== null && !(error instanceof OutcomeUnknownError)) await idempotency.release(key);
+      // still being settled here, in which case the settling frees or answers the key.
+      if (key !== null && !(error instanceof OutcomeUnknownError && error.settledHere)) await idempotency.release(key);
       throw error;
     }
     if (key !== null) await idempotency.complete(key, answer);

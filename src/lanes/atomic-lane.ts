@@ -3,10 +3,10 @@
  * count, and swaps in count − quantity only if nobody changed it meanwhile; on a lost race it
  * reads again. It can never go below zero because the check and the swap are one atomic step.
  */
-import { REMAINING, SOLD, STRIDE } from '../memory/shared-stock.js';
+import { INITIAL, MUTEX, REMAINING, SOLD, STRIDE, lockWord, unlockWord } from '../memory/shared-stock.js';
 import type { BuyOutcome } from './lane.js';
 import { MemoryLane } from './memory-lane.js';
-import { applyStockOp, type StockOp } from './stock-ops.js';
+import { OP_RESET, OP_SET, applyStockOp, type StockOp } from './stock-ops.js';
 
 export class AtomicLane extends MemoryLane {
   protected buyAt(slot: number, quantity: number): BuyOutcome {
@@ -25,13 +25,28 @@ export class AtomicLane extends MemoryLane {
   }
 
   /**
-   * Restock is an atomic add, safe beside CAS buyers. Setting or resetting a SKU while buys are
-   * in flight on this lane is not atomic as a whole (a buy may land just after): admin resets are
-   * meant for between sales.
+   * Admin work beside CAS buyers, who take no lock. Admin operations serialise among themselves on
+   * the SKU's mutex word. Restock and undo are atomic adds. Set and reset swap `remaining` in one
+   * atomic exchange — a buyer's CAS either came before it (and is erased by it) or fails and
+   * re-reads the new count — and then take from `sold` exactly what had been sold before the swap
+   * (initial − remaining as swapped out), so a buyer whose `sold` add lands after the swap still
+   * leaves remaining + sold == initial at rest.
    */
   protected exclusive(slot: number, op: StockOp, arg: number): number {
-    const result = applyStockOp(this.words, slot * STRIDE, op, arg);
-    this.stock.markDirty('atomic', slot);
-    return result;
+    const w = this.words;
+    const base = slot * STRIDE;
+    lockWord(w, base + MUTEX);
+    try {
+      if (op !== OP_SET && op !== OP_RESET) return applyStockOp(w, base, op, arg);
+      const initialBefore = Atomics.load(w, base + INITIAL);
+      const target = op === OP_SET ? arg : initialBefore;
+      const swappedOut = Atomics.exchange(w, base + REMAINING, target);
+      Atomics.sub(w, base + SOLD, initialBefore - swappedOut);
+      Atomics.store(w, base + INITIAL, target);
+      return target;
+    } finally {
+      unlockWord(w, base + MUTEX);
+      this.stock.markDirty('atomic', slot);
+    }
   }
 }

@@ -1,3 +1,5 @@
+import { ServiceError } from '../errors.js';
+
 /**
  * Combining for the hot SKU. In a flash sale every buyer hits one MongoDB document, and one
  * conditional update per buyer makes that document the bottleneck: updates to it are serialised
@@ -20,13 +22,18 @@ export class SkuBatcher<Outcome> {
   /** SKUs with an update in flight, and the buys waiting for the next one. */
   private readonly waiting = new Map<string, PendingBuy<Outcome>[]>();
 
-  constructor(private readonly apply: ApplyGroup<Outcome>) {}
+  /** @param limit the most buys that may wait for one SKU's next update; beyond it, 503 overloaded at once. */
+  constructor(
+    private readonly apply: ApplyGroup<Outcome>,
+    private readonly limit = Number.POSITIVE_INFINITY,
+  ) {}
 
   submit(sku: string, quantity: number, key: string | null): Promise<Outcome> {
     return new Promise((resolve, reject) => {
       const buy = { quantity, key, resolve, reject };
       const queue = this.waiting.get(sku);
       if (queue) {
+        if (queue.length >= this.limit) return reject(new ServiceError('overloaded'));
         queue.push(buy);
         return;
       }

@@ -6,9 +6,9 @@
  * A buyer's idempotency key is pushed into the same document by the same update, so a retry
  * after any failure finds the first answer instead of buying again.
  */
-import type { Collection, Db } from 'mongodb';
+import { MongoServerError, MongoServerSelectionError, type Collection, type Db } from 'mongodb';
 import { MAX_STOCK } from '../config.js';
-import { ServiceError, StockLimitError } from '../errors.js';
+import { DependencyUnavailableError, OutcomeUnknownError, ServiceError, StockLimitError } from '../errors.js';
 import { bounded } from '../mongo.js';
 import { SkuBatcher, type PendingBuy } from './db-batcher.js';
 import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
@@ -43,9 +43,10 @@ export class DbLane implements Lane {
     private readonly db: Db,
     private readonly timeoutMs: number,
     mode: DbLaneMode = 'combined',
+    queueLimit = Number.POSITIVE_INFINITY,
   ) {
     this.stock = db.collection<DbStockDocument>(DB_LANE_COLLECTION);
-    this.batcher = mode === 'combined' ? new SkuBatcher((sku, group) => this.applyGroup(sku, group)) : null;
+    this.batcher = mode === 'combined' ? new SkuBatcher((sku, group) => this.applyGroup(sku, group), queueLimit) : null;
   }
 
   async tryBuy(sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {
@@ -68,7 +69,7 @@ export class DbLane implements Lane {
       const keyed = candidates.filter((b): b is PendingBuy<BuyOutcome> & { key: string } => b.key !== null);
       // The pre-image tells each buyer's remaining exactly (stock before − shares so far); some
       // wire servers read a post-image after other updates have landed (docs/mongo-wire-server.md).
-      const before = await this.call(() =>
+      const before = await this.sale(() =>
         this.stock.findOneAndUpdate(
           keyed.length === 0 ? { _id: sku, stock: { $gte: total } } : { _id: sku, stock: { $gte: total }, 'keys.k': { $nin: keyed.map((b) => b.key) } },
           keyed.length === 0
@@ -80,8 +81,11 @@ export class DbLane implements Lane {
       if (before) {
         let running = before.stock;
         const answers = candidates.map((b) => (running -= b.quantity));
-        // Remaining is known only now: record it for replays (until then a replay reports the current stock).
-        await Promise.all(keyed.map((b) => this.call(() => this.stock.updateOne({ _id: sku, 'keys.k': b.key }, { $set: { 'keys.$.r': answers[candidates.indexOf(b)] } }))));
+        // Remaining is known only now: record it for replays (until then a replay reports the
+        // current stock). Best effort: the sale is made, and its buyers must hear so.
+        await Promise.all(
+          keyed.map((b) => this.call(() => this.stock.updateOne({ _id: sku, 'keys.k': b.key }, { $set: { 'keys.$.r': answers[candidates.indexOf(b)] } })).catch(() => undefined)),
+        );
         candidates.forEach((b, i) => b.resolve({ kind: 'sold', remaining: answers[i] as number }));
         return;
       }
@@ -156,6 +160,21 @@ export class DbLane implements Lane {
 
   private call<T>(operation: () => Promise<T>): Promise<T> {
     return bounded(this.timeoutMs, operation);
+  }
+
+  /**
+   * The selling update. Refused when it never left (no server to send it to) or MongoDB answered
+   * with an error; otherwise — a timeout, a connection lost — it may have been applied, and the
+   * buyers are told the outcome is unknown (their keys are in the document if it was).
+   */
+  private async sale<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await bounded(this.timeoutMs, operation);
+    } catch (error) {
+      const cause = error instanceof DependencyUnavailableError ? error.cause : error;
+      if (cause instanceof MongoServerSelectionError || cause instanceof MongoServerError) throw error;
+      throw new OutcomeUnknownError('mongo', error instanceof Error ? error.message : String(error), false);
+    }
   }
 }
 

@@ -44,7 +44,7 @@ export function buildLanes(
 ): LaneSet {
   const mongo = config.mongoUrl ? new MongoConnection(createMongoClient(config.mongoUrl, config.dependencyTimeoutMs, appName, config.mongoWriteConcern)) : null;
   const mongoDb = mongo ? mongo.db(config.mongoDb) : null;
-  const db = mongoDb ? new DbLane(mongoDb, config.dependencyTimeoutMs, config.dbLaneMode) : null;
+  const db = mongoDb ? new DbLane(mongoDb, config.dependencyTimeoutMs, config.dbLaneMode, config.queueLimit) : null;
   const redis = config.redisUrl ? new RedisLane({ url: config.redisUrl, timeoutMs: config.dependencyTimeoutMs, idempotencyTtlMs: config.idempotencyTtlMs }) : null;
   const dependencies: DependencyCheck[] = [];
   const seeded = (name: 'mongo' | 'redis') => {

@@ -8,7 +8,7 @@
 import { Redis } from 'ioredis';
 import { defineStockCommands } from '../commands/index.js';
 import { MAX_STOCK } from '../config.js';
-import { DependencyUnavailableError, ServiceError, StockLimitError } from '../errors.js';
+import { DependencyUnavailableError, OutcomeUnknownError, ServiceError, StockLimitError } from '../errors.js';
 import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
 
 const KEY_PREFIX = 'superstock:redis-lane:sku:';
@@ -61,7 +61,7 @@ export class RedisLane implements Lane {
   }
 
   async tryBuy(sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {
-    const [code, remaining] = await this.call(() =>
+    const [code, remaining] = await this.sale(() =>
       this.redis.stockBuy(KEY_PREFIX + sku, key === null ? NO_KEY : IDEMPOTENCY_PREFIX + key, quantity, key === null ? '0' : '1', this.idempotencyTtlSeconds),
     );
     switch (code) {
@@ -135,6 +135,23 @@ export class RedisLane implements Lane {
     const created = await this.call(() => this.redis.stockPut(KEY_PREFIX + sku, stock, keepExisting));
     await this.call(() => this.redis.sadd(SKU_SET, sku));
     return created === 1;
+  }
+
+  /**
+   * The selling script. Refused when it was never sent (no connection: commands fail at once
+   * without an offline queue) or Redis answered with an error; otherwise — a timeout, a connection
+   * lost after sending — it may have run, and the buyer is told the outcome is unknown (the key is
+   * recorded with the sale if it did).
+   */
+  private async sale<T>(command: () => Promise<T>): Promise<T> {
+    const connected = this.redis.status === 'ready';
+    try {
+      return await command();
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      if (!connected || (error instanceof Error && error.name === 'ReplyError')) throw new DependencyUnavailableError('redis', reason);
+      throw new OutcomeUnknownError('redis', reason, false);
+    }
   }
 
   private async call<T>(command: () => Promise<T>): Promise<T> {

@@ -6,6 +6,7 @@
  * travel as one batch, so the hand-off costs one message per turn, not one per buy.
  */
 import type { MessagePort } from 'node:worker_threads';
+import { ServiceError } from '../errors.js';
 import { STRIDE, type SharedStock } from '../memory/shared-stock.js';
 import type { BuyOutcome } from './lane.js';
 import { MemoryLane, outcomeOf } from './memory-lane.js';
@@ -72,7 +73,11 @@ export class PortSignalChannel implements SignalChannel {
   private queue: number[] = [];
   private scheduled = false;
 
-  constructor(private readonly port: MessagePort) {
+  /** @param limit the most requests that may wait for the owner; beyond it a buy fails at once (503 overloaded). */
+  constructor(
+    private readonly port: MessagePort,
+    private readonly limit = Number.POSITIVE_INFINITY,
+  ) {
     port.on('message', (answers: Int32Array) => {
       for (let j = 0; j < answers.length; j += 2) {
         const id = answers[j] as number;
@@ -84,6 +89,8 @@ export class PortSignalChannel implements SignalChannel {
   }
 
   submit(slot: number, op: StockOp, arg: number): Promise<number> {
+    // Only buys are refused: an admin change or the undo of a sale must never be dropped.
+    if (op === OP_BUY && this.waiting.size >= this.limit) return Promise.reject(new ServiceError('overloaded'));
     const id = this.nextId;
     this.nextId = this.nextId === 0x7fffffff ? 1 : this.nextId + 1;
     this.queue.push(id, slot, op, arg);

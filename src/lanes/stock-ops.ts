@@ -2,8 +2,8 @@
  * The operations on one SKU's counters, as numbers so they can cross threads without allocation
  * (the signal lane posts them to its owner). `applyStockOp` assumes its caller has exclusive
  * access to the counters: under the lock lane's mutex, or on the signal lane's single owner. The
- * atomic lane calls it without exclusion for admin work; RESTOCK and UNDO use atomic adds there,
- * so they stay exact beside its compare-and-swap buyers.
+ * atomic lane calls it beside its lock-free buyers only for RESTOCK and UNDO, which are atomic
+ * adds and stay exact beside compare-and-swap; it makes SET and RESET itself (atomic-lane.ts).
  */
 import { MAX_STOCK } from '../config.js';
 import { INITIAL, REMAINING, SOLD } from '../memory/shared-stock.js';

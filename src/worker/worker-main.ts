@@ -8,7 +8,7 @@
 import { createServer } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ClusterState } from '../cluster/cluster-state.js';
-import { DurableMemoryLane } from '../cluster/durable-lane.js';
+import { DurableMemoryAdmin, DurableMemoryLane } from '../cluster/durable-lane.js';
 import { forwardUnlessPrimary } from '../cluster/forwarder.js';
 import { Fence, GroupCommit, type LedgerEntry } from '../cluster/ledger.js';
 import { SharedAdminLock } from '../http/admin-lock.js';
@@ -32,7 +32,7 @@ const metrics = new WorkerMetrics();
 let primaryUrl: string | null = null;
 
 const server = createServer({ keepAliveTimeout: 65_000 });
-const supervisor: RpcPeer<SupervisorApi> = new RpcPeer<SupervisorApi>(parentPort, {
+const supervisor: RpcPeer<SupervisorApi> = new RpcPeer<SupervisorApi>(parentPort, config.queueLimit, {
   snapshot: () => metrics.snapshot(),
   setPrimary: (url: string | null) => {
     primaryUrl = url;
@@ -44,15 +44,17 @@ const supervisor: RpcPeer<SupervisorApi> = new RpcPeer<SupervisorApi>(parentPort
 });
 
 const idempotency: IdempotencyStore = {
-  claim: (key, fingerprint) => supervisor.call('claim', key, fingerprint),
+  claim: (key, fingerprint) => supervisor.callIfRoom('claim', key, fingerprint),
   complete: (key, response) => supervisor.call('complete', key, response),
   release: (key) => supervisor.call('release', key),
 };
 
-/** A batch whose write timed out has been settled: finish what its buyers' 503s left open. */
+/** A batch whose write timed out has been settled: finish what its buyers' 504s left open. */
 function settled(entries: readonly LedgerEntry[], written: Promise<boolean>): void {
   void written.then(async (wasWritten) => {
+    let sales = 0;
     for (const entry of entries) {
+      if (entry.op === 'buy') sales++;
       if (entry.op !== 'buy') continue;
       if (wasWritten) {
         if (entry.key !== undefined) await idempotency.complete(entry.key, { status: 200, body: soldBody(entry.lane, entry.sku, entry.q, entry.rem) });
@@ -61,22 +63,38 @@ function settled(entries: readonly LedgerEntry[], written: Promise<boolean>): vo
         if (entry.key !== undefined) await idempotency.release(entry.key);
       }
     }
+    // Those sales were kept in flight until now, so no admin change could come between.
+    cluster.leaveSales(sales);
     log.warn({ entries: entries.length, written: wasWritten }, 'settled a ledger batch of unknown outcome');
   });
 }
 
+let memoryAdmin: DurableMemoryAdmin | null = null;
+
 const laneSet = buildLanes(
   config,
   stock,
-  new PortSignalChannel(signalPort),
+  new PortSignalChannel(signalPort, config.queueLimit),
   `superstock-${config.hostId}-w${index}`,
   config.durability === 'sync'
     ? (() => {
         let commit: GroupCommit | null = null;
-        return (lane, db) => new DurableMemoryLane(lane, (commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs), () => cluster.epoch, settled)));
+        return (lane, db) => {
+          const fence = new Fence(db, config.dependencyTimeoutMs);
+          commit ??= new GroupCommit(fence, () => cluster.epoch, settled, config.queueLimit);
+          if (!memoryAdmin) {
+            const admin = new DurableMemoryAdmin(cluster, async (key) => (await fence.findKeyed([key])).has(key), config.dependencyTimeoutMs);
+            // Admin batches go through a writer of their own, whose unknown outcomes the admin settles.
+            admin.useLedger(new GroupCommit(fence, () => cluster.epoch, (entries, written) => admin.settle(entries, written)));
+            memoryAdmin = admin;
+          }
+          memoryAdmin.addLane(lane);
+          return new DurableMemoryLane(lane, commit, cluster, memoryAdmin);
+        };
       })()
     : undefined,
 );
+
 
 const app = createApp({
   config,
@@ -95,10 +113,12 @@ const app = createApp({
   onUnexpectedError: (error) => log.error({ err: error }, 'unexpected error while serving a request'),
   // An admin change touches every lane's store a few times: wait out a few of them, no more.
   adminLock: new SharedAdminLock(stock, index + 1, 4 * config.dependencyTimeoutMs),
+  memoryAdmin,
   writeGate: forwardUnlessPrimary({
     state: cluster,
     hostId: config.hostId,
     timeoutMs: config.forwardTimeoutMs,
+    queueLimit: config.queueLimit,
     primaryUrl: () => primaryUrl,
     onForward: (outcome) => metrics.recordForward(outcome),
   }),

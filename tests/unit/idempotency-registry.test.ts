@@ -41,4 +41,28 @@ describe('IdempotencyRegistry', () => {
     expect((await registry.claim('pending', 'x')).kind).toBe('in_progress');
     expect((await registry.claim('a', 'x')).kind).toBe('new');
   });
+
+  test('a key memory has forgotten is looked up in the durable record; a concurrent duplicate waits; a failed look-up decides nothing', async () => {
+    const sold = { status: 200, body: '{"lane":"atomic","sku":"A","quantity":1,"remaining":9}' };
+    const records = new Map([['old', { fingerprint: 'atomic/A/1', response: sold }]]);
+    let reachable = true;
+    const registry = new IdempotencyRegistry(60_000, 1);
+    registry.useDurableAnswers({
+      covers: (fingerprint) => fingerprint.startsWith('atomic/'),
+      find: async (key) => {
+        if (!reachable) throw new Error('down');
+        return records.get(key) ?? null;
+      },
+    });
+    const [first, duplicate] = await Promise.all([registry.claim('old', 'atomic/A/1'), registry.claim('old', 'atomic/A/1')]);
+    expect(first).toEqual({ kind: 'replay', response: sold });
+    expect(duplicate).toEqual({ kind: 'in_progress' });
+    expect(await registry.claim('old', 'atomic/A/2')).toEqual({ kind: 'mismatch' });
+    expect(await registry.claim('fresh', 'atomic/A/1')).toEqual({ kind: 'new' });
+    reachable = false;
+    expect((await registry.claim('other', 'atomic/A/1')).kind).toBe('unavailable');
+    expect((await registry.claim('redis-key', 'redis/A/1')).kind).toBe('new'); // not a ledgered lane
+    reachable = true;
+    expect(await registry.claim('other', 'atomic/A/1')).toEqual({ kind: 'new' });
+  });
 });

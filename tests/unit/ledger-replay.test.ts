@@ -1,3 +1,4 @@
+import { answerOfEntry } from '../../src/cluster/ledger.js';
 import { LedgerReplay } from '../../src/cluster/rebuild.js';
 import { InvalidElectorTimingsError, validateElectorTimings } from '../../src/cluster/elector.js';
 
@@ -19,12 +20,10 @@ describe('LedgerReplay', () => {
   });
 
   test('keyed buys become the answers a retry gets, byte for byte as the route sent them', () => {
-    const replay = new LedgerReplay();
-    replay.apply({ op: 'seed', lane: 'signal', sku: 'B', stock: 5 });
-    replay.apply({ op: 'buy', lane: 'signal', sku: 'B', q: 2, rem: 3, key: 'order-1' });
-    expect(replay.answers).toEqual([
-      { key: 'order-1', fingerprint: 'signal/B/2', response: { status: 200, body: '{"lane":"signal","sku":"B","quantity":2,"remaining":3}' } },
-    ]);
+    expect(answerOfEntry({ op: 'buy', lane: 'signal', sku: 'B', q: 2, rem: 3, key: 'order-1' })).toEqual({
+      fingerprint: 'signal/B/2',
+      response: { status: 200, body: '{"lane":"signal","sku":"B","quantity":2,"remaining":3}' },
+    });
   });
 });
 
