@@ -13,6 +13,8 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
@@ -62,11 +64,15 @@ test(`schemathesis, every phase and check (seed ${SEED}): no failure, no server 
   ];
   let output: string;
   let failed = false;
+  // schemathesis keeps a working folder where it runs: not in the repository.
+  const scratch = mkdtempSync(join(tmpdir(), 'superstock-fuzz-'));
   try {
-    ({ stdout: output } = await run(ST, ['--config-file', join(REPO_ROOT, 'scripts', 'fuzz', 'schemathesis.toml'), ...args], { cwd: REPO_ROOT, timeout: (MAX_TIME_S + 120) * 1000, maxBuffer: 64 * 1024 * 1024 }));
+    ({ stdout: output } = await run(ST, ['--config-file', join(REPO_ROOT, 'scripts', 'fuzz', 'schemathesis.toml'), ...args], { cwd: scratch, timeout: (MAX_TIME_S + 120) * 1000, maxBuffer: 64 * 1024 * 1024 }));
   } catch (error) {
     failed = true;
     output = `${(error as { stdout?: string }).stdout ?? ''}\n${(error as { stderr?: string }).stderr ?? ''}`;
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
   }
   if (failed) throw new Error(`schemathesis reported failures (seed ${SEED}):\n${output.slice(-20_000)}`);
   const summary = output.slice(Math.max(0, output.lastIndexOf('SUMMARY')));
