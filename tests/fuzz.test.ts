@@ -60,7 +60,9 @@ test(`schemathesis, every phase and check (seed ${SEED}): no failure, no server 
     '--seed', String(SEED),
     '--max-examples', String(MAX_EXAMPLES),
     ...(MAX_TIME_S === null ? [] : ['--max-time', String(MAX_TIME_S)]),
-    '--workers', '2',
+    // One worker: schemathesis' threads can trip CPython 3.11's ast.parse race ("AST constructor
+    // recursion depth mismatch") inside Hypothesis, and one keeps a seeded run in one order.
+    '--workers', '1',
     '--request-timeout', '10',
     '--header', `Authorization: Bearer ${TOKEN}`,
     '--suppress-health-check', 'all',
@@ -82,7 +84,8 @@ test(`schemathesis, every phase and check (seed ${SEED}): no failure, no server 
   const summary = output.slice(Math.max(0, output.lastIndexOf('SUMMARY')));
   // The run's own account, in the test log: operations, phases, cases, checks.
   console.log(`schemathesis, seed ${SEED}:\n${summary}`);
-  expect(summary).toMatch(/No issues found/);
+  // A failure, or a warning scripts/fuzz/schemathesis.toml counts as one, made it exit non-zero above.
+  expect(summary).toMatch(/\d+ generated, \d+ passed/);
   expect(summary).toMatch(/Stateful/);
   expect(service.output()).not.toMatch(/unexpected error|does not declare/);
 }, (RUN_BUDGET_S + 240) * 1000);
