@@ -7,12 +7,15 @@
  * every lane: remaining + sold == initial, 0 <= remaining, every count within MAX_STOCK, and the
  * in-memory lanes equal what their ledger replays to.
  *
- * `make test` runs it bounded (a fixed seed, few examples: well under two minutes once the
- * fuzzer is installed); `make fuzz` runs it longer, and `make fuzz FUZZ_SEED=random` with a new
- * seed each time. FUZZ_SEED, FUZZ_MAX_EXAMPLES and FUZZ_MAX_TIME (seconds) tune it.
+ * `make test` runs it bounded: a fixed seed, 20 examples per operation, no time budget — the
+ * same ~460 cases every run, under a minute once the fuzzer is installed. `make fuzz` runs it for
+ * FUZZ_MAX_TIME seconds (phases repeat until it is spent), `make fuzz FUZZ_SEED=random` with a new
+ * seed each time. FUZZ_SEED, FUZZ_MAX_EXAMPLES and FUZZ_MAX_TIME tune it.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
@@ -27,8 +30,11 @@ import { peek } from './support/http.js';
 const run = promisify(execFile);
 const seedSetting = process.env.FUZZ_SEED ?? '20261126';
 const SEED = seedSetting === 'random' ? randomInt(1, 2 ** 31) : Number(seedSetting);
-const MAX_EXAMPLES = Number(process.env.FUZZ_MAX_EXAMPLES ?? 12);
-const MAX_TIME_S = Number(process.env.FUZZ_MAX_TIME ?? 45);
+const MAX_EXAMPLES = Number(process.env.FUZZ_MAX_EXAMPLES ?? 20);
+/** Without a time budget the run is the same cases every time; with one, phases repeat until it is spent. */
+const MAX_TIME_S = process.env.FUZZ_MAX_TIME === undefined ? null : Number(process.env.FUZZ_MAX_TIME);
+/** The bound on the whole run that the test waits for. */
+const RUN_BUDGET_S = MAX_TIME_S ?? 150;
 const ST = join(REPO_ROOT, '.tools', 'schemathesis', 'bin', 'st');
 const TOKEN = randomBytes(16).toString('hex');
 const DATABASE = `fuzz_${randomBytes(4).toString('hex')}`;
@@ -53,8 +59,10 @@ test(`schemathesis, every phase and check (seed ${SEED}): no failure, no server 
     '--phases', 'examples,coverage,fuzzing,stateful',
     '--seed', String(SEED),
     '--max-examples', String(MAX_EXAMPLES),
-    '--max-time', String(MAX_TIME_S),
-    '--workers', '2',
+    ...(MAX_TIME_S === null ? [] : ['--max-time', String(MAX_TIME_S)]),
+    // One worker: schemathesis' threads can trip CPython 3.11's ast.parse race ("AST constructor
+    // recursion depth mismatch") inside Hypothesis, and one keeps a seeded run in one order.
+    '--workers', '1',
     '--request-timeout', '10',
     '--header', `Authorization: Bearer ${TOKEN}`,
     '--suppress-health-check', 'all',
@@ -62,20 +70,25 @@ test(`schemathesis, every phase and check (seed ${SEED}): no failure, no server 
   ];
   let output: string;
   let failed = false;
+  // schemathesis keeps a working folder where it runs: not in the repository.
+  const scratch = mkdtempSync(join(tmpdir(), 'superstock-fuzz-'));
   try {
-    ({ stdout: output } = await run(ST, ['--config-file', join(REPO_ROOT, 'scripts', 'fuzz', 'schemathesis.toml'), ...args], { cwd: REPO_ROOT, timeout: (MAX_TIME_S + 120) * 1000, maxBuffer: 64 * 1024 * 1024 }));
+    ({ stdout: output } = await run(ST, ['--config-file', join(REPO_ROOT, 'scripts', 'fuzz', 'schemathesis.toml'), ...args], { cwd: scratch, timeout: (RUN_BUDGET_S + 120) * 1000, maxBuffer: 64 * 1024 * 1024 }));
   } catch (error) {
     failed = true;
     output = `${(error as { stdout?: string }).stdout ?? ''}\n${(error as { stderr?: string }).stderr ?? ''}`;
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
   }
   if (failed) throw new Error(`schemathesis reported failures (seed ${SEED}):\n${output.slice(-20_000)}`);
   const summary = output.slice(Math.max(0, output.lastIndexOf('SUMMARY')));
   // The run's own account, in the test log: operations, phases, cases, checks.
   console.log(`schemathesis, seed ${SEED}:\n${summary}`);
-  expect(summary).toMatch(/No issues found/);
+  // A failure, or a warning scripts/fuzz/schemathesis.toml counts as one, made it exit non-zero above.
+  expect(summary).toMatch(/\d+ generated, \d+ passed/);
   expect(summary).toMatch(/Stateful/);
   expect(service.output()).not.toMatch(/unexpected error|does not declare/);
-}, (MAX_TIME_S + 240) * 1000);
+}, (RUN_BUDGET_S + 240) * 1000);
 
 test('afterwards, on every lane, every SKU the fuzzer touched keeps remaining + sold == initial within range, and the in-memory lanes match the ledger', async () => {
   const mongo = new MongoClient(process.env.MONGO_URL as string);

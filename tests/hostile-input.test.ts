@@ -4,8 +4,10 @@
  * API does not declare, and request lines fetch cannot even send (raw sockets). Each must get a
  * clear 4xx (never a 5xx), and a refused request must change no lane. Budget: ~10 s.
  */
+import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { LANE_NAMES, MAX_STOCK } from '../src/config.js';
+import { startService } from './harness/service.js';
 import { buy, peek, putSku, request, type ErrorBody, type LevelBody } from './support/http.js';
 import { startLocalApp, TEST_ADMIN_TOKEN, type LocalApp } from './support/local-app.js';
 
@@ -110,6 +112,28 @@ describe('stock limit: one range for every count, on every lane', () => {
       await expect(app.laneSet.lanes[lane].put('GUARD', MAX_STOCK + 1)).rejects.toMatchObject({ code: 'stock_limit' });
     }
     for (const lane of LANE_NAMES) expect((await peek(base, lane, 'GUARD')).body).toMatchObject({ remaining: MAX_STOCK, sold: 0, initial: MAX_STOCK });
+  });
+});
+
+describe('stock limit across worker threads (a real service process, durable lanes)', () => {
+  test('concurrent restocks racing for the last room below the limit: exactly enough succeed, every lane ends at the limit, the same on all', async () => {
+    const database = `limit_${randomBytes(4).toString('hex')}`;
+    const service = await startService({ ADMIN_TOKEN: TEST_ADMIN_TOKEN, MONGO_DB: database, CLUSTER_NAME: database, WORKERS: '2' });
+    try {
+      expect((await putSku(service.url, TEST_ADMIN_TOKEN, 'RACE', MAX_STOCK - 100)).status).toBe(201);
+      const answers = await Promise.all(
+        Array.from({ length: 24 }, () =>
+          request<ErrorBody>('POST', `${service.url}/v2/admin/skus/RACE/restock`, { json: { quantity: 10 }, headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } }),
+        ),
+      );
+      const statuses = answers.map((a) => a.status).sort();
+      expect(statuses.filter((s) => s === 200)).toHaveLength(10);
+      expect(statuses.filter((s) => s === 422)).toHaveLength(14);
+      for (const refused of answers.filter((a) => a.status === 422)) expect(refused.body.error.code).toBe('stock_limit');
+      for (const lane of LANE_NAMES) expect((await peek(service.url, lane, 'RACE')).body).toMatchObject({ remaining: MAX_STOCK, sold: 0, initial: MAX_STOCK });
+    } finally {
+      await service.stop();
+    }
   });
 });
 
@@ -255,6 +279,9 @@ describe('bodies and headers', () => {
     ['Content-Length and chunked together', 'POST /v2/lanes/lock/skus/BODY/buy HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
     ['a broken chunk size', 'POST /v2/lanes/lock/skus/BODY/buy HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n'],
     ['a path that is not origin-form', 'GET http://[::1 HTTP/1.1\r\nHost: x\r\n\r\n'],
+    ['a 40 KB request target', `GET /v2/lanes/lock/skus/${'A'.repeat(40_000)} HTTP/1.1\r\nHost: x\r\n\r\n`],
+    ['a 40 KB header', `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(40_000)}\r\n\r\n`],
+    ['a NUL byte in the path', 'GET /v2/lanes/lock/skus/A\x00B HTTP/1.1\r\nHost: x\r\n\r\n'],
   ])('%s: a 4xx from the parser (or a closed connection), never a 5xx; nothing sold', async (_name, bytes) => {
     const answer = await raw(bytes);
     if (answer !== '') {

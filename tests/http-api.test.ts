@@ -4,6 +4,7 @@
  * leave every lane's stock exactly as it was.
  */
 import { LANE_NAMES } from '../src/config.js';
+import { ERROR_CATALOGUE } from '../src/errors.js';
 import { buy, peek, putSku, request, type ErrorBody } from './support/http.js';
 import { startLocalApp, TEST_ADMIN_TOKEN, type LocalApp } from './support/local-app.js';
 
@@ -211,6 +212,22 @@ describe('admin', () => {
 });
 
 describe('OpenAPI', () => {
+  test('every error code the server sends is declared by some operation, under its catalogue status', async () => {
+    const doc = await request<{ components: { schemas: Record<string, { properties?: { error?: { properties?: { code?: { enum?: string[] } } } } }> } }>('GET', `${base}/v2/openapi.json`);
+    const declared = new Map<string, Set<string>>();
+    for (const [id, schema] of Object.entries(doc.body.components.schemas)) {
+      const status = /Error(\d{3})$/.exec(id)?.[1];
+      for (const code of schema.properties?.error?.properties?.code?.enum ?? []) if (status) (declared.get(code) ?? declared.set(code, new Set()).get(code))?.add(status);
+    }
+    // Never part of an operation's answers: a bug (500), no route (404), a wrong method (405), and a
+    // code kept in the catalogue for draining that no route throws.
+    const outsideOperations = new Set(['internal', 'not_found', 'method_not_allowed', 'shutting_down']);
+    for (const [code, { status }] of Object.entries(ERROR_CATALOGUE)) {
+      if (outsideOperations.has(code)) continue;
+      expect([code, [...(declared.get(code) ?? [])]]).toEqual([code, [String(status)]]);
+    }
+  });
+
   test('the served document is OpenAPI 3.1 and describes every route the app answers', async () => {
     const doc = await request<{ openapi: string; paths: Record<string, Record<string, unknown>> }>('GET', `${base}/v2/openapi.json`);
     expect(doc.status).toBe(200);
