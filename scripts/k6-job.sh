@@ -38,6 +38,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 helm get values "$RELEASE" --kube-context "$KUBE_CONTEXT" --namespace "$NAMESPACE" --output yaml >"$work/values.yaml"
+# A release installed without values has `null` for them.
+if [[ $(<"$work/values.yaml") == null ]]; then echo '{}' >"$work/values.yaml"; fi
 run_id="run-$(date -u +%Y%m%d%H%M%S)-$RANDOM"
 helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --values "$work/values.yaml" \
   --set k6.enabled=true --set-string "k6.script=$K6_SCRIPT" --set-string "k6.runId=$run_id" \

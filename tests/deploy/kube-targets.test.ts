@@ -193,7 +193,7 @@ describe('make k6', () => {
     expect(container?.env).toContainEqual({ name: 'BASE_URL', value: 'http://superstock:5059' });
 
     // No pod yet: the script waits (the old target's `kubectl wait` failed here at once).
-    await waitFor(() => out.includes(`waiting for the pod of job/${name}`), { timeoutMs: 10_000, message: 'the script waiting for the pod' });
+    await waitFor(() => out.includes(`waiting for the pod of job/${name}`), { timeoutMs: 30_000, message: 'the script waiting for the pod' });
     expect(running()).toBe(true);
 
     // The Job controller's part: the pod, Pending while its image is pulled.
@@ -207,7 +207,7 @@ describe('make k6', () => {
     const podFile = join(plane.dir, 'k6-pod.json');
     writeFileSync(podFile, JSON.stringify(pod));
     expect(plane.kubectl('create', '-f', podFile).status).toBe(0);
-    await waitFor(() => out.includes(`pod/${podName} Pending`), { timeoutMs: 10_000, message: 'the script seeing the pod Pending' });
+    await waitFor(() => out.includes(`pod/${podName} Pending`), { timeoutMs: 30_000, message: 'the script seeing the pod Pending' });
     expect(running()).toBe(true);
 
     // The kubelet's part: the container runs (the script then streams the logs; with no kubelet
@@ -218,12 +218,12 @@ describe('make k6', () => {
         status: { phase, containerStatuses: [{ name: 'k6', image: container?.image, imageID: '', ready: phase === 'Running', restartCount: 0, state }] },
       }));
     expect(status('Running', { running: { startedAt } }).stderr).toBe('');
-    await waitFor(() => out.includes('waiting for it to end'), { timeoutMs: 15_000, message: 'the script past the logs' });
+    await waitFor(() => out.includes('waiting for it to end'), { timeoutMs: 30_000, message: 'the script past the logs' });
     expect(running()).toBe(true);
 
     // ...and ends: k6 exits 99 when a threshold fails, and so must make.
     expect(status('Failed', { terminated: { exitCode: 99, reason: 'Error', startedAt, finishedAt: startedAt } }).stderr).toBe('');
-    const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running'), 20_000))]);
+    const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running'), 30_000))]);
     expect(code).toBe(2); // make's own code when a recipe fails...
     expect(out).toContain('k6: exit code 99'); // ...and the recipe's, k6's
     expect(out).toMatch(/\[Makefile:\d+: k6\] Error 99|\[deploy\/kube\.mk:\d+: k6\] Error 99/);
