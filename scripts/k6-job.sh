@@ -72,7 +72,7 @@ until [[ $phase == Running || $phase == Succeeded || $phase == Failed ]]; do
   [[ $phase == Running || $phase == Succeeded || $phase == Failed ]] || sleep 1
 done
 
-kube logs --follow "$pod" --container k6 || echo "k6: could not stream the logs of $pod; waiting for it to end" >&2
+kube logs --follow "$pod" --container k6 || echo "k6: could not stream the logs of $pod" >&2
 
 # `logs -f` also returns when its connection drops: the exit code is the container's, once ended.
 deadline=$((SECONDS + run_timeout))
@@ -86,6 +86,10 @@ until [[ -n $code ]]; do
   if [[ $phase == Succeeded || $phase == Failed ]]; then
     echo "k6: $pod ended ($phase) without its container's exit code: $(kube get "$pod" --output 'jsonpath={.status.reason} {.status.message}' || true)" >&2
     exit 1
+  fi
+  if [[ -z ${told:-} ]]; then
+    echo "k6: the log stream ended before $pod did; waiting for it to end" >&2
+    told=1
   fi
   if ((SECONDS >= deadline)); then
     echo "k6: $pod has not ended ${run_timeout}s after its log stream did" >&2
