@@ -38,6 +38,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 helm get values "$RELEASE" --kube-context "$KUBE_CONTEXT" --namespace "$NAMESPACE" --output yaml >"$work/values.yaml"
+# A release installed without values has `null` for them.
+if [[ $(<"$work/values.yaml") == null ]]; then echo '{}' >"$work/values.yaml"; fi
 run_id="run-$(date -u +%Y%m%d%H%M%S)-$RANDOM"
 helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --values "$work/values.yaml" \
   --set k6.enabled=true --set-string "k6.script=$K6_SCRIPT" --set-string "k6.runId=$run_id" \
@@ -70,7 +72,7 @@ until [[ $phase == Running || $phase == Succeeded || $phase == Failed ]]; do
   [[ $phase == Running || $phase == Succeeded || $phase == Failed ]] || sleep 1
 done
 
-kube logs --follow "$pod" --container k6 || echo "k6: could not stream the logs of $pod; waiting for it to end" >&2
+kube logs --follow "$pod" --container k6 || echo "k6: could not stream the logs of $pod" >&2
 
 # `logs -f` also returns when its connection drops: the exit code is the container's, once ended.
 deadline=$((SECONDS + run_timeout))
@@ -84,6 +86,10 @@ until [[ -n $code ]]; do
   if [[ $phase == Succeeded || $phase == Failed ]]; then
     echo "k6: $pod ended ($phase) without its container's exit code: $(kube get "$pod" --output 'jsonpath={.status.reason} {.status.message}' || true)" >&2
     exit 1
+  fi
+  if [[ -z ${told:-} ]]; then
+    echo "k6: the log stream ended before $pod did; waiting for it to end" >&2
+    told=1
   fi
   if ((SECONDS >= deadline)); then
     echo "k6: $pod has not ended ${run_timeout}s after its log stream did" >&2
