@@ -23,8 +23,14 @@ trap 'rm -f "$log"' EXIT
 # build MODULE_DIR OUTPUT PACKAGE [go build flags...] — -trimpath and no DWARF keep the binaries
 # about half their size. Go's download chatter goes to a log, shown only if a build fails.
 build() {
-  (cd "$1" && GOFLAGS='-mod=readonly -buildvcs=false' go build -trimpath -ldflags='-s -w' "${@:4}" -o "$BIN/$2" "$3") >>"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  (cd "$1" && GOFLAGS='-mod=readonly -buildvcs=false' go build -trimpath -ldflags="-s -w $VERSION_FLAGS" "${@:4}" -o "$BIN/$2" "$3") >>"$log" 2>&1 || { cat "$log" >&2; exit 1; }
 }
+# What `go build` alone leaves out, so the components report their release (v0.0.0-master
+# otherwise, which trips any chart's kubeVersion constraint).
+KUBE_VERSION=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ { print $2; exit }' scripts/kube-tools/go.mod)
+KUBE_MINOR=$(echo "$KUBE_VERSION" | cut -d. -f2)
+VERSION_FLAGS="-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$KUBE_MINOR"
+VERSION_FLAGS+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$KUBE_MINOR"
 stamp_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
 have() { for tool in "$@"; do [[ -x $BIN/$tool ]] || return 1; done; }
 need_go() { command -v go >/dev/null || { echo "[setup] Go is needed to build $*" >&2; exit 1; }; }

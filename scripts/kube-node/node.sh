@@ -2,7 +2,7 @@
 # A real single-node Kubernetes on this machine, inside namespaces of its own, so that nothing it
 # does — bridges, veths, iptables rules, mounts, pod network namespaces — lands in the machine's:
 #
-#   a network namespace    lo, a dummy interface `node0` with the node's address (10.250.0.10),
+#   a network namespace    lo, an interface `node0` (a veth) with the node's address (10.250.0.10),
 #                          the CNI bridge `cni0` (pods: 10.244.0.0/24), kube-proxy's iptables
 #                          rules (services: 10.96.0.0/16), all private to it
 #   a mount namespace      tmpfs over /run and /var/lib/cni, so containerd's sockets and shims,
@@ -83,8 +83,9 @@ down() {
     [[ -d $hierarchy${CGROUP_ROOT#/} ]] && find "$hierarchy${CGROUP_ROOT#/}" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
   [[ -f $STATE/created-var-lib-cni ]] && rmdir /var/lib/cni 2>/dev/null || true
-  rm -f "$STATE/holder.pid" "$STATE/created-var-lib-cni"
-  rm -rf "$STATE/pids"
+  rm -f "$STATE/holder.pid" "$STATE/created-var-lib-cni" "$STATE/images.tar"
+  # Everything but the logs: the images unpacked in containerd alone take a gigabyte or two.
+  rm -rf "$STATE"/{pids,containerd,kubelet,etcd,cni,pod-logs,pki,prometheus} "$STATE"/*.kubeconfig
 }
 
 if [[ $ACTION == down ]]; then
@@ -112,8 +113,11 @@ in_node sh -euc "
   mount -t tmpfs -o mode=755 tmpfs /run
   mount -t tmpfs -o mode=755 tmpfs /var/lib/cni
   ip link set lo up
-  ip link add $NODE_NAME type dummy
+  # The node's own interface: one end of a veth pair whose other end stays here too (this
+  # kernel has no dummy interfaces; a veth with its peer up has a carrier).
+  ip link add $NODE_NAME type veth peer name $NODE_NAME-peer
   ip addr add $NODE_IP/24 dev $NODE_NAME
+  ip link set $NODE_NAME-peer up
   ip link set $NODE_NAME up
   # Every destination routes (and, but for pods and services, goes nowhere): a locally made
   # connection to a Service's address must pass the route lookup before kube-proxy's DNAT.

@@ -6,7 +6,7 @@
  * in the node's network namespace (kubectl, helm, curl), since its addresses exist only there.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './deps.js';
@@ -65,6 +65,7 @@ export async function startLocalNode(): Promise<LocalNode> {
     logTails: (lines) => tails(state, lines),
     async down() {
       await script('down', state, 120_000);
+      rmSync(state, { recursive: true, force: true });
     },
   };
   try {
