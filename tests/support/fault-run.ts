@@ -32,6 +32,8 @@ export interface RunOptions {
   /** Acknowledged buys to see before the first fault, and after each recovery. */
   readonly trafficBetween: number;
   readonly buyersPerLane: number;
+  /** Share of admin calls that PUT an existing SKU or reset all (default none: restocks only). */
+  readonly resettingShare?: number;
   readonly log?: (line: string) => void;
   /**
    * MongoDB and Redis shared by several runs (a run that starts them late brings its own): saves
@@ -101,6 +103,7 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
       random,
       targets: () => cluster.live().map(targetOf),
       backoffMs: 50,
+      resettingShare: options.resettingShare ?? 0,
     });
     const acknowledged = () => recorder.records.filter((r) => r.type === 'buy' && r.status === 200).length;
     const trafficFlows = async (what: string) => {

@@ -90,6 +90,13 @@ describe('histories that keep the promise pass', () => {
     expect(kinds(history, finalState(level(21, 1)))).toEqual([]);
   });
 
+  test('a reset puts sold back to 0 and keeps initial (PUT plus restocks)', () => {
+    const reset: AdminRecord = { type: 'reset', start: 20, end: 21, status: 204, body: null };
+    const history = [put(10, 0), restock(5, 5), buy(200, { at: 10 }), reset, buy(200, { at: 30 })];
+    expect(kinds(history, finalState(level(14, 1)), null)).toEqual([]);
+    expect(kinds(history, finalState(level(13, 2)), null)).toEqual(['phantom_sale']);
+  });
+
   test('a PUT of unknown outcome: valid with or without it', () => {
     const history = [put(10, 0), buy(200, { at: 10 }), buy(200, { at: 20 }), put(100, 30, 31, null)];
     expect(kinds(history, finalState(level(8, 2)), null)).toEqual([]);
