@@ -78,6 +78,7 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
     { DEPENDENCY_TIMEOUT_MS: '1000', FORWARD_TIMEOUT_MS: '3000' },
     (i) => ({ MONGO_URL: `mongodb://127.0.0.1:${links.mongo[i]?.port}/`, REDIS_URL: `redis://127.0.0.1:${links.redis[i]?.port}` }),
     late ? 'alive' : 'ready',
+    60_000,
   );
   const mark = (what: string) => log(`${what} at ${Math.round(performance.now() - began)} ms`);
   mark('cluster started');
