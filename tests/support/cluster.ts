@@ -46,7 +46,13 @@ export class TestCluster {
       replicas.push({ id: envFor(i).STOCK_HOST_ID ?? `replica-${i}`, port: await freePort(), metricsPort: await freePort(), service: null });
     }
     const cluster = new TestCluster(replicas, env, envFor, until, startTimeoutMs);
-    await Promise.all(replicas.map((r) => cluster.startReplica(r)));
+    const started = await Promise.allSettled(replicas.map((r) => cluster.startReplica(r)));
+    const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) {
+      // Leave nothing running behind a failed start.
+      await cluster.stop();
+      throw failed.reason;
+    }
     return cluster;
   }
 

@@ -73,13 +73,21 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
     links.mongo.push(await startTcpProxy(mongo.port));
     links.redis.push(await startTcpProxy(redis.port));
   }
+  const closeLinks = () => Promise.all([...links.mongo, ...links.redis].map((p) => p.close()));
+  const stopOwn = async () => {
+    if (own) await Promise.all([mongo.stop(), redis.stop()]);
+  };
   const cluster = await TestCluster.start(
     3,
     { DEPENDENCY_TIMEOUT_MS: '1000', FORWARD_TIMEOUT_MS: '3000' },
     (i) => ({ MONGO_URL: `mongodb://127.0.0.1:${links.mongo[i]?.port}/`, REDIS_URL: `redis://127.0.0.1:${links.redis[i]?.port}` }),
     late ? 'alive' : 'ready',
     60_000,
-  );
+  ).catch(async (error: unknown) => {
+    await closeLinks();
+    await stopOwn();
+    throw error;
+  });
   const mark = (what: string) => log(`${what} at ${Math.round(performance.now() - began)} ms`);
   mark('cluster started');
   const recorder = new HistoryRecorder({ requestTimeoutMs: 4000, adminToken: TEST_ADMIN_TOKEN });
@@ -176,8 +184,8 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
     };
   } finally {
     await cluster.stop();
-    await Promise.all([...links.mongo, ...links.redis].map((p) => p.close()));
-    if (own) await Promise.all([mongo.stop(), redis.stop()]);
+    await closeLinks();
+    await stopOwn();
   }
 }
 
