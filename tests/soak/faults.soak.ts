@@ -25,9 +25,10 @@ test(`random fault sequences for ${minutes} min (SOAK_SEED=${seed})`, async () =
     const faults: Fault[] = [...(random() < 0.25 ? ['deps-late' as const] : []), ...Array.from({ length: 2 + Math.floor(random() * 3) }, () => pick(repeatable))];
     const roundSeed = Math.floor(random() * 2 ** 31);
     const faultMs = 1000 + Math.floor(random() * 5000);
-    const report = await runFaults({ faults, seed: roundSeed, faultMs, trafficBetween: 150, buyersPerLane: 3, resettingShare: 0.2 });
+    const lines: string[] = [];
+    const report = await runFaults({ faults, seed: roundSeed, faultMs, trafficBetween: 150, buyersPerLane: 3, resettingShare: 0.2, log: (line) => lines.push(line) });
     const summary = `round ${round}: ${faults.join(' → ')} (fault ${faultMs} ms): ${report.requests} requests, ${report.acknowledged} acknowledged, ${report.elapsedMs} ms`;
-    console.log(report.result.valid ? summary : `${summary}\n${describeResult(report.result)}`);
+    console.log(report.result.valid ? summary : `${summary}\n${lines.join('\n')}\n${describeResult(report.result)}`);
     if (!report.result.valid) throw new Error(`SOAK_SEED=${seed}, ${summary}\n${describeResult(report.result)}`);
   }
 }, (minutes + 10) * 60_000);
