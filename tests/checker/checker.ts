@@ -19,8 +19,10 @@
  *   primary rebuilt from the ledger are the levels the old one served; no key appears twice in
  *   the ledger.
  *
- * When the last admin call's outcome is unknown, the checker accepts the history if it is valid
- * with that call applied or without it. Pure logic: tests/unit/checker.test.ts feeds it hand-made
+ * An admin call of unknown outcome may never have happened, or may land at any time after it
+ * started — even after later calls that were acknowledged (it was still in flight): the checker
+ * accepts the history if it is valid under any of the admin calls that may have been the last to
+ * set the count. Pure logic: tests/unit/checker.test.ts feeds it hand-made
  * histories that must fail (oversell, lost acknowledgement, a key sold twice) and ones that pass.
  */
 import type { AdminRecord, BuyRecord, Level, OperationRecord } from './history.js';
