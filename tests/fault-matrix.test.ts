@@ -21,6 +21,6 @@ describe('fault matrix, judged by the history checker', () => {
     const report = await runFaults({ faults: [fault], seed, faultMs: 3000, trafficBetween: 40, buyersPerLane: 2, shared, log: (line) => console.log(`[${fault}] ${line}`) });
     console.log(`[${fault}] ${report.requests} requests, ${report.acknowledged} acknowledged, ${report.unresolvedKeys} keys unresolved, ${report.elapsedMs} ms\n${describeResult(report.result)}`);
     expect(report.result.violations).toEqual([]);
-    expect(report.acknowledged).toBeGreaterThan(80);
+    expect(report.acknowledged).toBeGreaterThanOrEqual(80); // 40 before the fault and 40 after, at least
   }, 120_000);
 });

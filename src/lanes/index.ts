@@ -47,8 +47,9 @@ export function buildLanes(
   const db = mongoDb ? new DbLane(mongoDb, config.dependencyTimeoutMs, config.dbLaneMode, config.queueLimit) : null;
   const redis = config.redisUrl ? new RedisLane({ url: config.redisUrl, timeoutMs: config.dependencyTimeoutMs, idempotencyTtlMs: config.idempotencyTtlMs }) : null;
   const dependencies: DependencyCheck[] = [];
+  // A 503 like any missing dependency: admin routes check these before changing anything.
   const seeded = (name: 'mongo' | 'redis') => {
-    if (!stock.isSeeded(name)) throw new Error(`seed SKUs not yet written to ${name}`);
+    if (!stock.isSeeded(name)) throw new DependencyUnavailableError(name, 'seed SKUs not yet written');
   };
   if (db) dependencies.push({ name: 'mongo', check: () => db.checkReady().then(() => seeded('mongo')) });
   if (redis) dependencies.push({ name: 'redis', check: () => redis.checkReady().then(() => seeded('redis')) });

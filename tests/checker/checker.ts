@@ -19,8 +19,10 @@
  *   primary rebuilt from the ledger are the levels the old one served; no key appears twice in
  *   the ledger.
  *
- * When the last admin call's outcome is unknown, the checker accepts the history if it is valid
- * with that call applied or without it. Pure logic: tests/unit/checker.test.ts feeds it hand-made
+ * An admin call of unknown outcome may never have happened, or may land at any time after it
+ * started — even after later calls that were acknowledged (it was still in flight): the checker
+ * accepts the history if it is valid under any of the admin calls that may have been the last to
+ * set the count. Pure logic: tests/unit/checker.test.ts feeds it hand-made
  * histories that must fail (oversell, lost acknowledgement, a key sold twice) and ones that pass.
  */
 import type { AdminRecord, BuyRecord, Level, OperationRecord } from './history.js';
@@ -140,14 +142,28 @@ function purchasesOf(buys: readonly BuyRecord[]): Purchase[] {
   return purchases;
 }
 
+/**
+ * An admin call that may be the last to have set a SKU's count, and when its effect may have
+ * happened: within the request for an acknowledged call; for one of unknown outcome, any time
+ * after it started (and after the last acknowledged one, if it is to be the last) — it may land
+ * long after the client gave up.
+ */
+interface Base {
+  readonly op: AdminRecord | null;
+  readonly from: number;
+  readonly to: number;
+}
+
+const NO_BASE: Base = { op: null, from: -Infinity, to: -Infinity };
+
 /** What the history says about one SKU's sold count, given the admin call that last set it. */
-function soldRange(purchases: readonly Purchase[], base: AdminRecord | null): Range {
+function soldRange(purchases: readonly Purchase[], base: Base): Range {
   const range = { lo: 0, hi: 0 };
   for (const p of purchases) {
     if (p.ackedBy !== null) {
-      if (base !== null && p.ackedBy < base.start) continue; // sold, then wiped by the admin call
+      if (p.ackedBy < base.from) continue; // sold, then wiped by the admin call
       range.hi += p.quantity;
-      if (base === null || p.first > base.end) range.lo += p.quantity;
+      if (p.first > base.to) range.lo += p.quantity;
     } else if (p.unknown) {
       // It may take effect at any time, even after the client gave up.
       range.hi += p.quantity;
@@ -156,34 +172,35 @@ function soldRange(purchases: readonly Purchase[], base: AdminRecord | null): Ra
   return range;
 }
 
-function initialRange(admin: readonly AdminRecord[], sku: string, lastPut: AdminRecord | null, seeded: number | undefined): Range | null {
+function initialRange(admin: readonly AdminRecord[], sku: string, lastPut: Base, seeded: number | undefined): Range | null {
   let range: Range;
-  if (lastPut !== null && lastPut.type === 'put') range = { lo: lastPut.stock, hi: lastPut.stock };
+  if (lastPut.op !== null && lastPut.op.type === 'put') range = { lo: lastPut.op.stock, hi: lastPut.op.stock };
   else if (seeded !== undefined) range = { lo: seeded, hi: seeded };
   else return null;
   for (const op of admin) {
     if (op.type !== 'restock' || op.sku !== sku) continue;
     const outcome = classify(op.status, op.body);
     if (outcome === 'refused') continue;
-    if (lastPut !== null && outcome === 'ok' && op.end < lastPut.start) continue;
+    if (outcome === 'ok' && op.end < lastPut.from) continue; // restocked, then overwritten by the PUT
     range.hi += op.quantity;
-    if (outcome === 'ok' && (lastPut === null || op.start > lastPut.end)) range.lo += op.quantity;
+    if (outcome === 'ok' && op.start > lastPut.to) range.lo += op.quantity;
   }
   return range;
 }
 
-/** The admin calls that may be the last to have set `sku`'s count: the last acknowledged one and any unknown after it. */
-function baseCandidates(admin: readonly AdminRecord[], sku: string, kinds: ReadonlyArray<AdminRecord['type']>): Array<AdminRecord | null> {
-  const setters = admin
-    .filter((op) => kinds.includes(op.type) && (op.type === 'reset' || op.sku === sku) && classify(op.status, op.body) !== 'refused')
-    .sort((a, b) => a.start - b.start);
-  const candidates: Array<AdminRecord | null> = [];
-  for (let i = setters.length - 1; i >= 0; i--) {
-    const op = setters[i] as AdminRecord;
-    candidates.push(op);
-    if (classify(op.status, op.body) === 'ok') return candidates;
+/**
+ * The admin calls that may be the last to have set `sku`'s count: the last acknowledged one (and
+ * any acknowledged one overlapping it), and every one of unknown outcome; with no acknowledged
+ * one, also none at all.
+ */
+function baseCandidates(admin: readonly AdminRecord[], sku: string, kinds: ReadonlyArray<AdminRecord['type']>): Base[] {
+  const setters = admin.filter((op) => kinds.includes(op.type) && (op.type === 'reset' || op.sku === sku) && classify(op.status, op.body) !== 'refused');
+  const acked = setters.filter((op) => classify(op.status, op.body) === 'ok').sort((a, b) => a.start - b.start);
+  const last = acked[acked.length - 1];
+  const candidates: Base[] = last === undefined ? [NO_BASE] : acked.filter((op) => op.end >= last.start).map((op) => ({ op, from: op.start, to: op.end }));
+  for (const op of setters) {
+    if (classify(op.status, op.body) === 'unknown') candidates.push({ op, from: Math.max(op.start, last?.start ?? -Infinity), to: Infinity });
   }
-  candidates.push(null);
   return candidates;
 }
 
@@ -235,21 +252,25 @@ export function checkHistory(history: readonly OperationRecord[], final: FinalSt
       // Judge under every admin call that may have been the last to set the count; one must fit.
       let best: { sold: Range; initial: Range; problems: Array<[ViolationKind, string]> } | null = null;
       for (const base of baseCandidates(admin, sku, ['put', 'reset'])) {
-        const lastPut = base === null || base.type === 'put' ? base : (baseCandidates(admin.filter((op) => op.start < base.start), sku, ['put'])[0] ?? null);
-        const initial = initialRange(admin, sku, lastPut, options.seeded?.get(sku));
-        const sold = soldRange(purchases, base);
-        const problems: Array<[ViolationKind, string]> = [];
-        if (initial === null) {
-          problems.push(['initial_wrong', 'the history never created this SKU and it was not seeded']);
-        } else {
-          if (sold.lo > initial.hi) problems.push(['oversell', `${sold.lo} units acknowledged but at most ${initial.hi} existed`]);
-          if (level.initial < initial.lo || level.initial > initial.hi) problems.push(['initial_wrong', `initial ${level.initial}, history allows [${initial.lo}, ${initial.hi}]`]);
+        // The last PUT sets initial; after a reset (which keeps initial) it is any PUT that may be last.
+        const puts = base.op === null || base.op.type === 'put' ? [base] : baseCandidates(admin, sku, ['put']);
+        for (const lastPut of puts) {
+          const initial = initialRange(admin, sku, lastPut, options.seeded?.get(sku));
+          const sold = soldRange(purchases, base);
+          const problems: Array<[ViolationKind, string]> = [];
+          if (initial === null) {
+            problems.push(['initial_wrong', 'the history never created this SKU and it was not seeded']);
+          } else {
+            if (sold.lo > initial.hi) problems.push(['oversell', `${sold.lo} units acknowledged but at most ${initial.hi} existed`]);
+            if (level.initial < initial.lo || level.initial > initial.hi) problems.push(['initial_wrong', `initial ${level.initial}, history allows [${initial.lo}, ${initial.hi}]`]);
+          }
+          if (level.sold < sold.lo) problems.push(['lost_ack', `sold ${level.sold} but ${sold.lo} acknowledged`]);
+          if (level.sold > sold.hi) problems.push(['phantom_sale', `sold ${level.sold} but at most ${sold.hi} acknowledged or unknown`]);
+          const candidate = { sold, initial: initial ?? { lo: 0, hi: 0 }, problems };
+          if (best === null || problems.length < best.problems.length) best = candidate;
+          if (problems.length === 0) break;
         }
-        if (level.sold < sold.lo) problems.push(['lost_ack', `sold ${level.sold} but ${sold.lo} acknowledged`]);
-        if (level.sold > sold.hi) problems.push(['phantom_sale', `sold ${level.sold} but at most ${sold.hi} acknowledged or unknown`]);
-        const candidate = { sold, initial: initial ?? { lo: 0, hi: 0 }, problems };
-        if (best === null || problems.length < best.problems.length) best = candidate;
-        if (problems.length === 0) break;
+        if (best?.problems.length === 0) break;
       }
       if (best === null) throw new Error('unreachable: there is always a candidate');
       for (const [kind, message] of best.problems) flag(kind, message);

@@ -1,7 +1,7 @@
 /**
  * The clients of a checked run: buyers on every lane (keyed and unkeyed, quantities 1-3, each
  * request to a random live replica) and one admin client (a PUT that creates a SKU while buyers
- * already ask for it, restocks throughout). Every request goes through the HistoryRecorder. A
+ * already ask for it, restocks throughout, and — if asked — PUTs and resets mid-sale). Every request goes through the HistoryRecorder. A
  * keyed request that got no final answer is retried with the same key once the faults are over —
  * as a real client resolves an unknown outcome — and those retries are in the history too.
  * Choices come from a seeded generator, so a run's workload can be replayed.
@@ -41,6 +41,11 @@ export interface WorkloadOptions {
   readonly targets: () => readonly Target[];
   /** A client pauses this long after an answer other than 200 (as real clients back off). */
   readonly backoffMs: number;
+  /**
+   * Share of admin calls that set counts mid-sale instead of restocking: a PUT of an existing SKU
+   * (sold back to 0) or, a tenth as often, a reset of every SKU.
+   */
+  readonly resettingShare?: number;
 }
 
 interface Unresolved {
@@ -109,7 +114,13 @@ export class Workload {
         if (classify(record.status, record.body) === 'ok') created.add(pending.sku);
         continue;
       }
-      await this.o.recorder.restock(this.pick(targets), this.pick(this.o.skus).sku, 1 + Math.floor(this.o.random() * 5));
+      const roll = this.o.random();
+      const resetting = this.o.resettingShare ?? 0;
+      if (roll < resetting / 10) await this.o.recorder.reset(this.pick(targets));
+      else if (roll < resetting) {
+        const { sku, stock } = this.pick(this.o.skus);
+        await this.o.recorder.put(this.pick(targets), sku, stock);
+      } else await this.o.recorder.restock(this.pick(targets), this.pick(this.o.skus).sku, 1 + Math.floor(this.o.random() * 5));
     }
   }
 

@@ -30,7 +30,7 @@ export interface ServiceHandle {
  * @param env overrides; an empty string unsets a variable (e.g. `MONGO_URL: ''` for no MongoDB).
  *   MONGO_URL and REDIS_URL default to the shared instances from the global setup.
  */
-export async function startService(env: Record<string, string> = {}, options: { until?: 'ready' | 'alive' } = {}): Promise<ServiceHandle> {
+export async function startService(env: Record<string, string> = {}, options: { until?: 'ready' | 'alive'; startTimeoutMs?: number } = {}): Promise<ServiceHandle> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first (make test does)`);
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const metricsPort = env.METRICS_PORT ? Number(env.METRICS_PORT) : await freePort();
@@ -63,7 +63,7 @@ export async function startService(env: Record<string, string> = {}, options: { 
         await res.arrayBuffer();
         return res.status === 200;
       },
-      { timeoutMs: 30_000, intervalMs: 50, message: `service on ${url} ${options.until === 'alive' ? 'alive' : 'ready'}` },
+      { timeoutMs: options.startTimeoutMs ?? 30_000, intervalMs: 50, message: `service on ${url} ${options.until === 'alive' ? 'alive' : 'ready'}` },
     );
   } catch (error) {
     child.kill('SIGKILL');

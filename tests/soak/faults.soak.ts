@@ -1,8 +1,8 @@
 /**
  * `make soak`: the fault matrix for people, not CI — for SOAK_MINUTES (default 5), rounds of
  * random fault sequences (each round a fresh cluster; a round may start with MongoDB and Redis
- * not yet up, then two to four faults in a row under heavier load), every round judged by the
- * history checker. The seed is printed first; `SOAK_SEED=<seed> make soak` replays the same
+ * not yet up, then two to four faults in a row under heavier load, admin PUTs and resets mixed in
+ * with the restocks), every round judged by the history checker. The seed is printed first; `SOAK_SEED=<seed> make soak` replays the same
  * choices (the faults' timing still depends on the machine).
  */
 import { describeResult } from '../checker/checker.js';
@@ -25,9 +25,10 @@ test(`random fault sequences for ${minutes} min (SOAK_SEED=${seed})`, async () =
     const faults: Fault[] = [...(random() < 0.25 ? ['deps-late' as const] : []), ...Array.from({ length: 2 + Math.floor(random() * 3) }, () => pick(repeatable))];
     const roundSeed = Math.floor(random() * 2 ** 31);
     const faultMs = 1000 + Math.floor(random() * 5000);
-    const report = await runFaults({ faults, seed: roundSeed, faultMs, trafficBetween: 150, buyersPerLane: 3 });
+    const lines: string[] = [];
+    const report = await runFaults({ faults, seed: roundSeed, faultMs, trafficBetween: 150, buyersPerLane: 3, resettingShare: 0.2, log: (line) => lines.push(line) });
     const summary = `round ${round}: ${faults.join(' → ')} (fault ${faultMs} ms): ${report.requests} requests, ${report.acknowledged} acknowledged, ${report.elapsedMs} ms`;
-    console.log(report.result.valid ? summary : `${summary}\n${describeResult(report.result)}`);
+    console.log(report.result.valid ? summary : `${summary}\n${lines.join('\n')}\n${describeResult(report.result)}`);
     if (!report.result.valid) throw new Error(`SOAK_SEED=${seed}, ${summary}\n${describeResult(report.result)}`);
   }
 }, (minutes + 10) * 60_000);

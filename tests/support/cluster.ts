@@ -23,6 +23,7 @@ export class TestCluster {
     private readonly env: Record<string, string>,
     private readonly envFor: (index: number) => Record<string, string>,
     private readonly until: 'ready' | 'alive',
+    private readonly startTimeoutMs: number,
   ) {
     this.replicas = replicas;
   }
@@ -30,19 +31,28 @@ export class TestCluster {
   /**
    * @param envFor per-replica overrides (an `STOCK_HOST_ID` there also names the replica).
    * @param until `alive` when the dependencies are not up yet, so the replicas cannot be ready.
+   * @param startTimeoutMs how long each replica may take to get there (three replicas starting at
+   *   once on two busy cores, each electing, seeding and rebuilding, can take longer than one).
    */
   static async start(
     size: number,
     env: Record<string, string> = {},
     envFor: (index: number) => Record<string, string> = () => ({}),
     until: 'ready' | 'alive' = 'ready',
+    startTimeoutMs = 30_000,
   ): Promise<TestCluster> {
     const replicas: Replica[] = [];
     for (let i = 0; i < size; i++) {
       replicas.push({ id: envFor(i).STOCK_HOST_ID ?? `replica-${i}`, port: await freePort(), metricsPort: await freePort(), service: null });
     }
-    const cluster = new TestCluster(replicas, env, envFor, until);
-    await Promise.all(replicas.map((r) => cluster.startReplica(r)));
+    const cluster = new TestCluster(replicas, env, envFor, until, startTimeoutMs);
+    const started = await Promise.allSettled(replicas.map((r) => cluster.startReplica(r)));
+    const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) {
+      // Leave nothing running behind a failed start.
+      await cluster.stop();
+      throw failed.reason;
+    }
     return cluster;
   }
 
@@ -59,7 +69,7 @@ export class TestCluster {
       ADMIN_TOKEN: TEST_ADMIN_TOKEN,
       ...this.env,
       ...this.envFor(this.replicas.indexOf(replica)),
-    }, { until: this.until });
+    }, { until: this.until, startTimeoutMs: this.startTimeoutMs });
     return replica.service;
   }
 

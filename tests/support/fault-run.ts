@@ -32,6 +32,8 @@ export interface RunOptions {
   /** Acknowledged buys to see before the first fault, and after each recovery. */
   readonly trafficBetween: number;
   readonly buyersPerLane: number;
+  /** Share of admin calls that PUT an existing SKU or reset all (default none: restocks only). */
+  readonly resettingShare?: number;
   readonly log?: (line: string) => void;
   /**
    * MongoDB and Redis shared by several runs (a run that starts them late brings its own): saves
@@ -71,12 +73,21 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
     links.mongo.push(await startTcpProxy(mongo.port));
     links.redis.push(await startTcpProxy(redis.port));
   }
+  const closeLinks = () => Promise.all([...links.mongo, ...links.redis].map((p) => p.close()));
+  const stopOwn = async () => {
+    if (own) await Promise.all([mongo.stop(), redis.stop()]);
+  };
   const cluster = await TestCluster.start(
     3,
     { DEPENDENCY_TIMEOUT_MS: '1000', FORWARD_TIMEOUT_MS: '3000' },
     (i) => ({ MONGO_URL: `mongodb://127.0.0.1:${links.mongo[i]?.port}/`, REDIS_URL: `redis://127.0.0.1:${links.redis[i]?.port}` }),
     late ? 'alive' : 'ready',
-  );
+    60_000,
+  ).catch(async (error: unknown) => {
+    await closeLinks();
+    await stopOwn();
+    throw error;
+  });
   const mark = (what: string) => log(`${what} at ${Math.round(performance.now() - began)} ms`);
   mark('cluster started');
   const recorder = new HistoryRecorder({ requestTimeoutMs: 4000, adminToken: TEST_ADMIN_TOKEN });
@@ -101,6 +112,7 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
       random,
       targets: () => cluster.live().map(targetOf),
       backoffMs: 50,
+      resettingShare: options.resettingShare ?? 0,
     });
     const acknowledged = () => recorder.records.filter((r) => r.type === 'buy' && r.status === 200).length;
     const trafficFlows = async (what: string) => {
@@ -172,8 +184,8 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
     };
   } finally {
     await cluster.stop();
-    await Promise.all([...links.mongo, ...links.redis].map((p) => p.close()));
-    if (own) await Promise.all([mongo.stop(), redis.stop()]);
+    await closeLinks();
+    await stopOwn();
   }
 }
 

@@ -90,6 +90,22 @@ describe('histories that keep the promise pass', () => {
     expect(kinds(history, finalState(level(21, 1)))).toEqual([]);
   });
 
+  test('a PUT of unknown outcome may land after a later acknowledged one (it was still in flight)', () => {
+    const history = [put(60, 0, 4, null), put(60, 10, 11), buy(200, { at: 20 }), buy(200, { at: 30 }), buy(200, { at: 40 })];
+    expect(kinds(history, finalState(level(57, 3)), null)).toEqual([]);
+    expect(kinds(history, finalState(level(60, 0)), null)).toEqual([]); // the late PUT wiped the three
+    expect(kinds(history, finalState(level(58, 2)), null)).toEqual([]); // ... or landed between them
+    expect(kinds(history, finalState(level(56, 4)), null)).toEqual(['phantom_sale']);
+    expect(kinds(history, finalState(level(70, 0)), null)).toEqual(['initial_wrong']);
+  });
+
+  test('a reset puts sold back to 0 and keeps initial (PUT plus restocks)', () => {
+    const reset: AdminRecord = { type: 'reset', start: 20, end: 21, status: 204, body: null };
+    const history = [put(10, 0), restock(5, 5), buy(200, { at: 10 }), reset, buy(200, { at: 30 })];
+    expect(kinds(history, finalState(level(14, 1)), null)).toEqual([]);
+    expect(kinds(history, finalState(level(13, 2)), null)).toEqual(['phantom_sale']);
+  });
+
   test('a PUT of unknown outcome: valid with or without it', () => {
     const history = [put(10, 0), buy(200, { at: 10 }), buy(200, { at: 20 }), put(100, 30, 31, null)];
     expect(kinds(history, finalState(level(8, 2)), null)).toEqual([]);
