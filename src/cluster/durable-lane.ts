@@ -120,7 +120,10 @@ export class DurableMemoryAdmin {
     let created = false;
     await this.change(
       MEMORY_LANES.map((lane) => ({ op: 'put', lane, sku, stock })),
-      () => (created = this.lane('atomic').peek(sku) === null),
+      () => {
+        created = this.lane('atomic').peek(sku) === null;
+        return true;
+      },
     );
     return created;
   }
