@@ -74,7 +74,7 @@ export function adminRoutes(deps: AppDeps): Router {
       }
     }
     let body: string;
-    let replayed = false;
+    let replayed: boolean;
     try {
       await allReady();
       const byLane: Record<string, StockLevel | null> = {};
