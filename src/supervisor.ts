@@ -161,6 +161,8 @@ export class Supervisor {
       thread.on('exit', (code) => {
         rpc.abandon('worker exited');
         port1.close();
+        // Its sales in flight will never be settled by it; an admin change must not wait for them.
+        this.cluster.state.clearSales(index);
         if (this.workers.get(index)?.thread === thread) this.workers.delete(index);
         // A worker that died mid admin change must not hold the catalogue forever.
         this.stock.unlockAdmin(index + 1);

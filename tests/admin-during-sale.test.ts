@@ -78,6 +78,8 @@ describe('admin calls concurrent with buyers, then a failover', () => {
       const level = live[lane] as LevelBody;
       expect(level.remaining).toBeGreaterThanOrEqual(0);
       expect(level.remaining + level.sold).toBe(level.initial);
+      // PUT 300 set it; the repeated restock (same key) added nothing; the reset kept initial.
+      expect(level.initial).toBe(300);
     }
 
     primary.service?.kill();

@@ -5,7 +5,7 @@
  * changed. Thousands of loopback connections at once against two real replicas: every answer is a
  * documented one, every 200 is in the ledger and in the counts (nothing lost, nothing extra), the
  * replicas' memory stays bounded, and the primary keeps its lease (no spurious failover).
- * Budget: ~40 s.
+ * Budget: ~40 s (under heavy machine load).
  */
 import { randomUUID } from 'node:crypto';
 import { MongoClient } from 'mongodb';
@@ -52,10 +52,12 @@ describe('thousands of connections at once, QUEUE_LIMIT=20', () => {
       const label = answer === null ? 'no answer' : `${answer.status} ${answer.status === 200 ? '' : answer.body.error.code}`;
       byStatus.set(label, (byStatus.get(label) ?? 0) + 1);
     }
-    // Only documented answers: sold, or refused because a bound was reached (nothing changed).
-    expect([...byStatus.keys()].sort()).toEqual(expect.arrayContaining(['200 ', '503 overloaded']));
-    for (const label of byStatus.keys()) expect(['200 ', '503 overloaded']).toContain(label);
-    for (const { answer } of answers) if (answer?.status === 503) expect(answer.headers.get('retry-after')).toBe('1');
+    // Only documented answers: sold; refused because a bound was reached, or a dependency was
+    // too slow under this load (both: nothing changed); or, for a forwarded buy that got no
+    // answer in time, outcome unknown. The bound must have been reached.
+    expect([...byStatus.keys()]).toEqual(expect.arrayContaining(['200 ', '503 overloaded']));
+    for (const label of byStatus.keys()) expect(['200 ', '503 overloaded', '503 dependency_unavailable', '504 outcome_unknown']).toContain(label);
+    for (const { answer } of answers) if (answer !== null && answer.status >= 503) expect(answer.headers.get('retry-after')).toBe('1');
 
     // Nothing lost, nothing extra: per lane, sold == the 200s, and each 200's key is in the ledger once.
     const client = new MongoClient(process.env.MONGO_URL as string);
@@ -65,10 +67,15 @@ describe('thousands of connections at once, QUEUE_LIMIT=20', () => {
       for (const entry of batches.flatMap((b) => b.entries ?? [])) if (entry.op === 'buy' && entry.key) ledgerKeys.set(entry.key, (ledgerKeys.get(entry.key) ?? 0) + 1);
       for (const lane of LANES) {
         const sold = answers.filter((a) => a.lane === lane && a.answer?.status === 200);
-        expect((await peek(cluster.url(primary), lane, SKU)).body.sold).toBe(sold.length);
+        const unknown = answers.filter((a) => a.lane === lane && a.answer?.status === 504);
+        const level = (await peek(cluster.url(primary), lane, SKU)).body;
+        expect(level.sold).toBeGreaterThanOrEqual(sold.length);
+        expect(level.sold).toBeLessThanOrEqual(sold.length + unknown.length);
         if (lane !== 'db') {
           for (const { key } of sold) expect(ledgerKeys.get(key)).toBe(1);
-          expect(answers.filter((a) => a.lane === lane && a.answer?.status !== 200 && ledgerKeys.has(a.key))).toEqual([]);
+          // A refusal (503) changed nothing: its key is nowhere in the ledger.
+          expect(answers.filter((a) => a.lane === lane && a.answer?.status === 503 && ledgerKeys.has(a.key))).toEqual([]);
+          expect([...ledgerKeys.values()].every((n) => n === 1)).toBe(true);
         }
       }
     } finally {

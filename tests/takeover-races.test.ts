@@ -153,5 +153,9 @@ describe('item 4: a contender that raised the epoch after losing', () => {
     const next = await cluster.waitForSinglePrimary();
     expect(sampleOf(await metricsText(next), 'superstock_epoch')).toBeGreaterThan(leaderEpoch + 1);
     expect((await peek(cluster.url(next), 'atomic', 'FENCED')).body.remaining).toBeLessThanOrEqual(998);
+    // Every replica is ready again: the one that leads, and the others forwarding to it.
+    for (const replica of cluster.replicas) {
+      await waitFor(async () => (await fetch(`${cluster.url(replica)}/readyz`)).status === 200, { timeoutMs: 10_000, message: `${replica.id} ready` });
+    }
   });
 });

@@ -15,9 +15,13 @@ const EPOCH = 1;
 const WRITE_DEADLINE = 2;
 /** 1 while an admin change to the in-memory lanes is being made (see `DurableMemoryAdmin`). */
 const ADMIN_BARRIER = 3;
-/** In-memory sales decided but not yet settled in the ledger (acknowledged, refused or settled). */
-const SALES_IN_FLIGHT = 4;
-const WORDS = 8;
+/**
+ * In-memory sales decided but not yet settled in the ledger, one word per worker thread (from
+ * here on), so the supervisor can clear a dead worker's count.
+ */
+const SALES_IN_FLIGHT = 8;
+const MAX_WORKERS = 256;
+const WORDS = SALES_IN_FLIGHT + MAX_WORKERS;
 const MAX_DEADLINE = 2 ** 31 - 1;
 
 export const ROLE_SECONDARY = 0;
@@ -73,19 +77,26 @@ export class ClusterState {
    * The increment comes before the barrier is read, and the admin raises the barrier before it
    * reads the count (both sequentially consistent), so one of the two always sees the other.
    */
-  enterSale(): boolean {
-    Atomics.add(this.words, SALES_IN_FLIGHT, 1);
+  enterSale(worker: number): boolean {
+    Atomics.add(this.words, SALES_IN_FLIGHT + worker, 1);
     if (Atomics.load(this.words, ADMIN_BARRIER) === 0) return true;
-    Atomics.sub(this.words, SALES_IN_FLIGHT, 1);
+    Atomics.sub(this.words, SALES_IN_FLIGHT + worker, 1);
     return false;
   }
 
-  leaveSales(count = 1): void {
-    Atomics.sub(this.words, SALES_IN_FLIGHT, count);
+  leaveSales(worker: number, count = 1): void {
+    Atomics.sub(this.words, SALES_IN_FLIGHT + worker, count);
   }
 
   salesInFlight(): number {
-    return Atomics.load(this.words, SALES_IN_FLIGHT);
+    let total = 0;
+    for (let worker = 0; worker < MAX_WORKERS; worker++) total += Atomics.load(this.words, SALES_IN_FLIGHT + worker);
+    return total;
+  }
+
+  /** A worker thread died: its sales will never be settled by it (the supervisor calls this). */
+  clearSales(worker: number): void {
+    Atomics.store(this.words, SALES_IN_FLIGHT + worker, 0);
   }
 
   /** Raise the admin barrier; false if another admin change holds it. */

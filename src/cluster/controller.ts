@@ -24,8 +24,11 @@ import { KubeApi, loadKubeConfig } from './kube-api.js';
 import { KubernetesLeaseElector } from './kubernetes-lease-elector.js';
 import { MongoLeaseElector } from './mongo-lease-elector.js';
 import { PrimaryPodLabeler } from './pod-labeler.js';
-import { rebuildFromLedger } from './rebuild.js';
+import { Compactor, rebuildFromLedger } from './rebuild.js';
 import { StockPublisher, StockSubscriber, SyncMetrics, syncKeys } from './sync.js';
+
+/** How often a leader folds the ledger into a snapshot (each fold reads only what is new). */
+const COMPACT_INTERVAL_MS = 10_000;
 
 /** Deadline for a primary that needs no lease (standalone, or ROLE=primary): ~24 days, renewed never. */
 const NO_DEADLINE_MS = 2 ** 31 - 1;
@@ -55,6 +58,7 @@ export class ClusterController {
   private keepalive: NodeJS.Timeout | null = null;
   private leadingEpoch: number | null = null;
   private fenceCheck = { running: false, at: 0 };
+  private compactor: Compactor | null = null;
   private primaryUrl: string | null = null;
   private stopped = false;
 
@@ -149,6 +153,7 @@ export class ClusterController {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.keepalive) clearInterval(this.keepalive);
+    this.compactor?.stop();
     this.state.becomeSecondary(this.state.epoch);
     this.publisher?.stop();
     // Dropping the connections is the unsubscribe; it cannot hang on a Redis that does not answer.
@@ -176,11 +181,14 @@ export class ClusterController {
     if (this.fence && this.o.config.durability === 'sync') {
       await this.fence.seal(epoch);
       await this.fence.ensureIndexes();
-      const replay = await rebuildFromLedger(this.fence, this.o.stock);
+      const { replay, batches } = await rebuildFromLedger(this.fence, this.o.stock);
       // Answers given to keys stay in the ledger; a retry finds its own through the key index.
       this.o.idempotency.useDurableAnswers(new LedgerKeyLookup(this.fence));
       await this.seedMissing(epoch, (lane, sku) => replay.levels.get(lane)?.has(sku) ?? false);
-      this.o.log.info({ epoch, ms: Math.round(monotonicMs() - started) }, 'rebuilt the in-memory lanes from the ledger');
+      this.o.log.info({ epoch, ms: Math.round(monotonicMs() - started), batches, from: replay.position }, 'rebuilt the in-memory lanes from the ledger');
+      this.compactor?.stop();
+      // The first fold snapshots what was just replayed, so the next takeover starts from here.
+      this.compactor = new Compactor(this.fence, replay, epoch, COMPACT_INTERVAL_MS, this.o.config.idempotencyTtlMs, this.o.log);
     }
     if (this.leadingEpoch !== epoch || (this.elector && !this.elector.isLeader())) throw new Error('lost the lease while taking over');
     this.state.becomePrimary(epoch, monotonicMs() + windowMs);
@@ -192,6 +200,10 @@ export class ClusterController {
     }
     this.setPrimaryUrl(this.o.config.advertiseUrl);
     this.o.log.info({ epoch }, 'primary: accepting buys');
+    if (this.compactor) {
+      this.compactor.start();
+      void this.compactor.compactOnce();
+    }
   }
 
   /** The ledger knows nothing of a seed SKU yet: it starts at INITIAL_STOCK, logged as such. */
@@ -206,6 +218,8 @@ export class ClusterController {
   private follow(): void {
     const epoch = this.leadingEpoch ?? this.state.epoch;
     this.leadingEpoch = null;
+    this.compactor?.stop();
+    this.compactor = null;
     this.state.becomeSecondary(epoch);
     this.publisher?.stop();
     this.publisher = null;

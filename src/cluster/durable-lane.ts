@@ -31,6 +31,8 @@ export class DurableMemoryLane implements Lane {
     private readonly ledger: LedgerWriter,
     private readonly state: ClusterState,
     private readonly admin: DurableMemoryAdmin,
+    /** This worker thread's index: its own count of sales in flight. */
+    private readonly worker: number,
   ) {
     this.name = inner.name;
   }
@@ -38,7 +40,7 @@ export class DurableMemoryLane implements Lane {
   async tryBuy(sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {
     // Refused before anything is decided: a full ledger queue answers at once, nothing changed.
     if (!this.ledger.hasRoom()) throw new ServiceError('overloaded');
-    if (!this.state.enterSale()) throw adminBusy();
+    if (!this.state.enterSale(this.worker)) throw adminBusy();
     let settledLater = false;
     try {
       const outcome = await this.inner.tryBuy(sku, quantity);
@@ -54,7 +56,7 @@ export class DurableMemoryLane implements Lane {
       }
       return outcome;
     } finally {
-      if (!settledLater) this.state.leaveSales();
+      if (!settledLater) this.state.leaveSales(this.worker);
     }
   }
 
@@ -120,7 +122,10 @@ export class DurableMemoryAdmin {
     let created = false;
     await this.change(
       MEMORY_LANES.map((lane) => ({ op: 'put', lane, sku, stock })),
-      () => (created = this.lane('atomic').peek(sku) === null),
+      () => {
+        created = this.lane('atomic').peek(sku) === null;
+        return true;
+      },
     );
     return created;
   }

@@ -39,12 +39,7 @@ export function forwardUnlessPrimary(options: ForwardingOptions): RequestHandler
     // The agent would queue requests beyond its sockets without bound; refuse them here instead.
     if (inFlight >= options.queueLimit) return next(new ServiceError('overloaded'));
     inFlight++;
-    let counted = true;
-    const done = () => {
-      if (counted) inFlight--;
-      counted = false;
-    };
-    res.once('close', done);
+    res.once('close', () => inFlight--);
 
     const headers: Record<string, string> = { [FORWARDED_HEADER]: options.hostId };
     for (const name of PASSED_REQUEST_HEADERS) {

@@ -19,12 +19,19 @@
  * Admin operations on the in-memory lanes go through the same log, so replaying it in
  * (epoch, seq) order rebuilds every in-memory lane exactly.
  *
+ * Snapshots keep a takeover's work bounded: a snapshot holds every lane's levels as a replay up
+ * to one (epoch, seq) position computes them, and a new primary replays only the batches after
+ * it (through the {epoch, seq} index, in pages, yielding between them). The leader compacts
+ * while it leads (`Compactor`): it folds batches into a new snapshot up to the highest position
+ * with no reservation still open below it, and drops batches older than both the snapshot and
+ * the idempotency TTL.
+ *
  * The ledger is also the durable record of idempotency keys: a keyed sale's key sits in its batch,
  * and an index on `entries.key` lets a primary find it again when memory has forgotten it
  * (`LedgerKeyLookup`), for as long as the batch exists, whatever happened in between.
  */
 import { MongoServerError, type Collection, type Db } from 'mongodb';
-import type { MemoryLaneName } from '../config.js';
+import { MEMORY_LANES, type MemoryLaneName } from '../config.js';
 import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../errors.js';
 import { bounded } from '../mongo.js';
 import { buyFingerprint, fingerprintIsLedgered, soldBody, type DurableAnswer, type DurableAnswers } from '../idempotency.js';
@@ -52,7 +59,28 @@ export interface BatchDocument {
   seq: number;
   tombstone?: true;
   entries?: LedgerEntry[];
+  /** When it was written (wall clock): old batches are dropped once folded into a snapshot and past the idempotency TTL. */
+  at?: Date;
 }
+
+/** One lane's levels at a ledger position: [sku, remaining, sold, initial]. */
+export interface SnapshotDocument {
+  _id: string;
+  epoch: number;
+  seq: number;
+  levels: Array<[string, number, number, number]>;
+}
+
+/** A position in the ledger: every batch at or before it is in the snapshot. */
+export interface LedgerPosition {
+  readonly epoch: number;
+  readonly seq: number;
+}
+
+export const LEDGER_START: LedgerPosition = { epoch: 0, seq: 0 };
+
+const SNAPSHOT_HEAD = 'head';
+const snapshotId = (lane: MemoryLaneName, at: LedgerPosition): string => `${lane}@${at.epoch}:${at.seq}`;
 
 const DUPLICATE_KEY = 11000;
 
@@ -77,6 +105,7 @@ export const batchId = (epoch: number, seq: number): string => `${epoch}:${seq}`
 export class Fence implements EpochStore {
   private readonly fence: Collection<FenceDocument>;
   private readonly batches: Collection<BatchDocument>;
+  private readonly snapshots: Collection<SnapshotDocument>;
 
   /** @param timeoutMs bound on the hot-path calls (reserve, write), after which they count as failed. */
   constructor(
@@ -85,6 +114,7 @@ export class Fence implements EpochStore {
   ) {
     this.fence = db.collection<FenceDocument>('fence');
     this.batches = db.collection<BatchDocument>('ledger');
+    this.snapshots = db.collection<SnapshotDocument>('ledger_snapshots');
   }
 
   /** The indexes a primary relies on: replay order, and keys for idempotency look-ups. Idempotent. */
@@ -160,7 +190,7 @@ export class Fence implements EpochStore {
   /** Insert a reserved batch. Resolves 'written' or 'fenced'; throws when the outcome is unknown. */
   async write(epoch: number, seq: number, entries: LedgerEntry[]): Promise<'written' | 'fenced'> {
     try {
-      await bounded(this.timeoutMs, () => this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, entries }));
+      await bounded(this.timeoutMs, () => this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, entries, at: new Date() }));
       return 'written';
     } catch (error) {
       if (error instanceof DependencyUnavailableError && isDuplicateKey(error.cause)) return 'fenced';
@@ -173,9 +203,73 @@ export class Fence implements EpochStore {
     return (await this.insertTombstone(epoch, seq)) ? 'absent' : 'present';
   }
 
-  /** Every batch in log order (tombstones left out). */
-  async *replay(): AsyncGenerator<BatchDocument> {
-    yield* this.batches.find({ tombstone: { $exists: false } }).sort({ epoch: 1, seq: 1 });
+  /**
+   * The batches after `from`, in log order (tombstones left out), a page at a time through the
+   * {epoch, seq} index: the server sorts, and never the whole ledger at once.
+   */
+  async *replay(from: LedgerPosition = LEDGER_START, pageSize = 500): AsyncGenerator<BatchDocument> {
+    let after = from;
+    for (;;) {
+      const page = await this.batches
+        .find({ $or: [{ epoch: after.epoch, seq: { $gt: after.seq } }, { epoch: { $gt: after.epoch } }] })
+        .sort({ epoch: 1, seq: 1 })
+        .limit(pageSize)
+        .toArray();
+      for (const batch of page) if (!batch.tombstone) yield batch;
+      const last = page[page.length - 1];
+      if (!last || page.length < pageSize) return;
+      after = { epoch: last.epoch, seq: last.seq };
+    }
+  }
+
+  /** The latest snapshot's position and levels per lane, or null when none was taken yet. */
+  async latestSnapshot(): Promise<{ position: LedgerPosition; lanes: Map<MemoryLaneName, SnapshotDocument['levels']> } | null> {
+    const head = await this.snapshots.findOne({ _id: SNAPSHOT_HEAD });
+    if (!head) return null;
+    const position = { epoch: head.epoch, seq: head.seq };
+    const lanes = new Map<MemoryLaneName, SnapshotDocument['levels']>();
+    for (const doc of await this.snapshots.find({ _id: { $in: MEMORY_LANES.map((lane) => snapshotId(lane, position)) } }).toArray()) {
+      lanes.set(doc._id.slice(0, doc._id.indexOf('@')) as MemoryLaneName, doc.levels);
+    }
+    return { position, lanes };
+  }
+
+  /**
+   * Store `lanes` as the snapshot at `position`: each lane's document under a name of its own,
+   * then the head that points at them (one atomic update), then the old ones go — so a crash at
+   * any point leaves the head on a complete snapshot.
+   */
+  async writeSnapshot(position: LedgerPosition, lanes: ReadonlyMap<MemoryLaneName, SnapshotDocument['levels']>): Promise<void> {
+    for (const [lane, levels] of lanes) {
+      const _id = snapshotId(lane, position);
+      await this.snapshots.replaceOne({ _id }, { epoch: position.epoch, seq: position.seq, levels }, { upsert: true });
+    }
+    await this.snapshots.replaceOne({ _id: SNAPSHOT_HEAD }, { epoch: position.epoch, seq: position.seq, levels: [] }, { upsert: true });
+    await this.snapshots.deleteMany({ _id: { $nin: [SNAPSHOT_HEAD, ...MEMORY_LANES.map((lane) => snapshotId(lane, position))] } });
+  }
+
+  /** The highest seq of `epoch` with every seq up to it present (written or tombstoned). */
+  async closedUpTo(epoch: number, from: number): Promise<number> {
+    const seqs = (await this.batches.find({ epoch, seq: { $gt: from } }, { projection: { seq: 1 } }).sort({ seq: 1 }).toArray()).map((b) => b.seq);
+    let closed = from;
+    for (const seq of seqs) {
+      if (seq !== closed + 1) break;
+      closed = seq;
+    }
+    return closed;
+  }
+
+  /**
+   * Drop batches folded into the snapshot at `upTo` and written before `before` (their keys are
+   * past the idempotency TTL). Tombstones stay: they are what refuses a deposed primary's late
+   * insert under their `_id`, however late it comes.
+   */
+  async dropFolded(upTo: LedgerPosition, before: Date): Promise<number> {
+    const result = await this.batches.deleteMany({
+      $or: [{ epoch: { $lt: upTo.epoch } }, { epoch: upTo.epoch, seq: { $lte: upTo.seq } }],
+      at: { $lt: before },
+    });
+    return result.deletedCount;
   }
 
   private async insertTombstone(epoch: number, seq: number): Promise<boolean> {

@@ -4,10 +4,18 @@
  * `rebuildFromLedger` then writes the result into the shared table. Idempotency answers are not
  * loaded here: they stay in the ledger and are looked up by key when a retry asks
  * (`LedgerKeyLookup`), so a takeover's memory does not grow with every key ever answered.
+ *
+ * The replay starts from the latest snapshot, not from the first batch, and a leader keeps
+ * folding new batches into snapshots while it leads (`Compactor`), so a takeover replays only
+ * what changed since. Both read the ledger a page at a time and yield to the event loop between
+ * pages: the main thread that does this also renews the lease.
  */
 import { MEMORY_LANES, type MemoryLaneName } from '../config.js';
+import type { Logger } from '../logger.js';
 import { INITIAL, REMAINING, SOLD, STRIDE, type SharedStock } from '../memory/shared-stock.js';
-import type { Fence, LedgerEntry } from './ledger.js';
+import { LEDGER_START, type Fence, type LedgerEntry, type LedgerPosition, type SnapshotDocument } from './ledger.js';
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export interface Level {
   remaining: number;
@@ -18,6 +26,38 @@ export interface Level {
 export class LedgerReplay {
   /** lane → sku → level */
   readonly levels = new Map<MemoryLaneName, Map<string, Level>>(MEMORY_LANES.map((lane) => [lane, new Map()]));
+  /** The last batch applied (or the snapshot's position). */
+  position: LedgerPosition = LEDGER_START;
+
+  /** Start from a snapshot instead of from nothing. */
+  static fromSnapshot(position: LedgerPosition, lanes: ReadonlyMap<MemoryLaneName, SnapshotDocument['levels']>): LedgerReplay {
+    const replay = new LedgerReplay();
+    replay.position = position;
+    for (const [lane, levels] of lanes) {
+      const skus = replay.levels.get(lane);
+      for (const [sku, remaining, sold, initial] of levels) skus?.set(sku, { remaining, sold, initial });
+    }
+    return replay;
+  }
+
+  /** The levels in the shape a snapshot stores. */
+  toSnapshot(): Map<MemoryLaneName, SnapshotDocument['levels']> {
+    const lanes = new Map<MemoryLaneName, SnapshotDocument['levels']>();
+    for (const [lane, skus] of this.levels) lanes.set(lane, [...skus].map(([sku, l]) => [sku, l.remaining, l.sold, l.initial]));
+    return lanes;
+  }
+
+  /** Apply the ledger's batches after this replay's position, up to `until` (inclusive) if given. */
+  async catchUp(fence: Fence, until?: LedgerPosition): Promise<number> {
+    let batches = 0;
+    for await (const batch of fence.replay(this.position)) {
+      if (until && (batch.epoch > until.epoch || (batch.epoch === until.epoch && batch.seq > until.seq))) break;
+      for (const entry of batch.entries ?? []) this.apply(entry);
+      this.position = { epoch: batch.epoch, seq: batch.seq };
+      if (++batches % 100 === 0) await yieldToEventLoop();
+    }
+    return batches;
+  }
 
   apply(entry: LedgerEntry): void {
     const skus = this.levels.get(entry.lane);
@@ -55,10 +95,11 @@ export class LedgerReplay {
   }
 }
 
-/** Replay the whole ledger into the shared table; returns the replay. */
-export async function rebuildFromLedger(fence: Fence, stock: SharedStock): Promise<LedgerReplay> {
-  const replay = new LedgerReplay();
-  for await (const batch of fence.replay()) for (const entry of batch.entries ?? []) replay.apply(entry);
+/** Replay the ledger (from its latest snapshot) into the shared table; returns the replay and how many batches it read. */
+export async function rebuildFromLedger(fence: Fence, stock: SharedStock): Promise<{ replay: LedgerReplay; batches: number }> {
+  const snapshot = await fence.latestSnapshot();
+  const replay = snapshot ? LedgerReplay.fromSnapshot(snapshot.position, snapshot.lanes) : new LedgerReplay();
+  const batches = await replay.catchUp(fence);
   for (const [lane, skus] of replay.levels) {
     const words = stock.words(lane);
     for (const [sku, level] of skus) {
@@ -70,5 +111,55 @@ export async function rebuildFromLedger(fence: Fence, stock: SharedStock): Promi
       stock.markDirty(lane, slot);
     }
   }
-  return replay;
+  return { replay, batches };
+}
+
+/**
+ * Folds the ledger into snapshots while this replica leads, every `intervalMs`: the batches of the
+ * current epoch up to the highest seq with none still open below it (a batch being written, or
+ * being settled, holds the fold back until it is there or tombstoned), then a new snapshot at that
+ * position, then the batches folded and older than the idempotency TTL are dropped.
+ */
+export class Compactor {
+  private timer: NodeJS.Timeout | null = null;
+  private running = false;
+
+  constructor(
+    private readonly fence: Fence,
+    private readonly replay: LedgerReplay,
+    private readonly epoch: number,
+    private readonly intervalMs: number,
+    private readonly keepMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.compactOnce(), this.intervalMs);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** One fold; resolves with the snapshot's position afterwards. Errors are logged and retried next time. */
+  async compactOnce(): Promise<LedgerPosition> {
+    if (this.running) return this.replay.position;
+    this.running = true;
+    try {
+      const from = this.replay.position;
+      const closed = await this.fence.closedUpTo(this.epoch, from.epoch === this.epoch ? from.seq : 0);
+      const until = { epoch: this.epoch, seq: closed };
+      if (until.epoch > from.epoch || until.seq > from.seq) {
+        await this.replay.catchUp(this.fence, until);
+        await this.fence.writeSnapshot(this.replay.position, this.replay.toSnapshot());
+        await this.fence.dropFolded(this.replay.position, new Date(Date.now() - this.keepMs));
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, 'ledger compaction failed; retrying later');
+    } finally {
+      this.running = false;
+    }
+    return this.replay.position;
+  }
 }

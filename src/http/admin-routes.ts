@@ -62,10 +62,11 @@ export function adminRoutes(routes: OperationRouter, ops: Operations, deps: AppD
       }
     }
     let body: string;
-    let replayed = false;
+    let replayed: boolean;
     try {
       await allReady();
-      const byLane = await lock.run(async () => {
+      let byLane: Record<string, StockLevel | null>;
+      ({ byLane, replayed } = await lock.run(async () => {
         const current = await Promise.all(stocked.map((lane) => lane.peek(sku)));
         if (current.every((level) => level === null)) throw new ServiceError('unknown_sku');
         current.forEach((level, i) => {
@@ -79,11 +80,11 @@ export function adminRoutes(routes: OperationRouter, ops: Operations, deps: AppD
         // failover finds the restock made and applies it nowhere again.
         const inMemory = memoryAdmin ? await memoryAdmin.restock(sku, quantity, key) : null;
         if (inMemory) Object.assign(levels, inMemory.levels);
-        replayed = inMemory !== null && !inMemory.applied;
-        for (const name of separately) levels[name] = replayed ? await deps.lanes[name].peek(sku) : await deps.lanes[name].restock(sku, quantity);
+        const alreadyApplied = inMemory !== null && !inMemory.applied;
+        for (const name of separately) levels[name] = alreadyApplied ? await deps.lanes[name].peek(sku) : await deps.lanes[name].restock(sku, quantity);
         for (const name of LANE_NAMES) levels[name] ??= null;
-        return levels;
-      });
+        return { byLane: levels, replayed: alreadyApplied };
+      }));
       body = JSON.stringify({ sku, lanes: byLane });
     } catch (error) {
       if (key !== null) await deps.idempotency.release(key);

@@ -6,7 +6,7 @@
  * A buyer's idempotency key is pushed into the same document by the same update, so a retry
  * after any failure finds the first answer instead of buying again.
  */
-import { MongoServerError, MongoServerSelectionError, type Collection, type Db } from 'mongodb';
+import { MongoNetworkError, MongoServerError, MongoServerSelectionError, type Collection, type Db } from 'mongodb';
 import { MAX_STOCK } from '../config.js';
 import { DependencyUnavailableError, OutcomeUnknownError, ServiceError, StockLimitError } from '../errors.js';
 import { bounded } from '../mongo.js';
@@ -169,13 +169,24 @@ export class DbLane implements Lane {
    */
   private async sale<T>(operation: () => Promise<T>): Promise<T> {
     try {
-      return await bounded(this.timeoutMs, operation);
+      // A little past the driver's own server-selection timeout (the same DEPENDENCY_TIMEOUT_MS),
+      // so an update that never found a server fails as that, not as a timeout of unknown outcome.
+      return await bounded(this.timeoutMs + SELECTION_MARGIN_MS, operation);
     } catch (error) {
       const cause = error instanceof DependencyUnavailableError ? error.cause : error;
-      if (cause instanceof MongoServerSelectionError || cause instanceof MongoServerError) throw error;
+      if (cause instanceof MongoServerSelectionError || cause instanceof MongoServerError || neverConnected(cause)) throw error;
       throw new OutcomeUnknownError('mongo', error instanceof Error ? error.message : String(error), false);
     }
   }
+}
+
+const SELECTION_MARGIN_MS = 250;
+
+/** A connection that could not even be opened carried nothing. */
+function neverConnected(error: unknown): boolean {
+  if (!(error instanceof MongoNetworkError)) return false;
+  const system = error.cause as NodeJS.ErrnoException | undefined;
+  return system?.syscall === 'connect';
 }
 
 /**

@@ -64,7 +64,7 @@ function settled(entries: readonly LedgerEntry[], written: Promise<boolean>): vo
       }
     }
     // Those sales were kept in flight until now, so no admin change could come between.
-    cluster.leaveSales(sales);
+    cluster.leaveSales(index, sales);
     log.warn({ entries: entries.length, written: wasWritten }, 'settled a ledger batch of unknown outcome');
   });
 }
@@ -89,7 +89,7 @@ const laneSet = buildLanes(
             memoryAdmin = admin;
           }
           memoryAdmin.addLane(lane);
-          return new DurableMemoryLane(lane, commit, cluster, memoryAdmin);
+          return new DurableMemoryLane(lane, commit, cluster, memoryAdmin, index);
         };
       })()
     : undefined,

@@ -1,0 +1,144 @@
+/**
+ * `make bench-takeover`: how long a new primary takes to take over when the ledger already holds
+ * many sales (issue 10, item 6). For each size in BENCH_TAKEOVER_SALES it writes that many keyed
+ * sales straight into a fresh database (1000 per batch, as a busy group commit would), then
+ * starts the real service (DURABILITY=sync, ELECTION=none) three times and measures, from spawn
+ * to /readyz 200 and from the service's own log line:
+ *   cold       — no snapshot yet: the whole ledger is replayed (what every takeover cost before);
+ *   snapshot   — the previous primary snapshotted at its takeover; 1% more sales came after;
+ *   idle       — nothing new since the last snapshot.
+ * Writes bench/results/takeover.json and .md.
+ *
+ * Environment: BENCH_TAKEOVER_SALES (comma-separated, default 1000000), MONGO_URL (required; a
+ * private server is best: the sales stay in it until the database is dropped at the end).
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { MongoClient } from 'mongodb';
+import type { BatchDocument, LedgerEntry } from '../src/cluster/ledger.js';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const OUT = resolve(process.env.BENCH_OUT ?? join(ROOT, 'bench', 'results'));
+const SIZES = (process.env.BENCH_TAKEOVER_SALES ?? '1000000').split(',').map(Number);
+const MONGO_URL = process.env.MONGO_URL;
+const PER_BATCH = 1000;
+const LANES = ['atomic', 'lock', 'signal'] as const;
+const SKUS = ['NVDA', 'TSLA', 'AMD', 'STOCK'];
+
+interface Takeover {
+  readonly sales: number;
+  readonly scenario: 'cold' | 'snapshot' | 'idle';
+  readonly batchesReplayed: number;
+  readonly rebuildMs: number;
+  readonly readyMs: number;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolvePort(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/** Batches `fromSeq`..`fromSeq + count - 1` of epoch 1, each PER_BATCH keyed sales. */
+async function writeSales(client: MongoClient, database: string, fromSeq: number, count: number): Promise<void> {
+  const ledger = client.db(database).collection<BatchDocument>('ledger');
+  const at = new Date();
+  for (let start = 0; start < count; start += 20) {
+    const docs: BatchDocument[] = [];
+    for (let seq = fromSeq + start; seq < fromSeq + Math.min(count, start + 20); seq++) {
+      const entries = Array.from({ length: PER_BATCH }, (_, i): LedgerEntry => ({ op: 'buy', lane: LANES[i % 3] ?? 'atomic', sku: SKUS[i % SKUS.length] ?? 'STOCK', q: 1, rem: 1, key: `${seq}-${i}` }));
+      if (seq === 1) for (const lane of LANES) for (const sku of SKUS) entries.unshift({ op: 'seed', lane, sku, stock: 2_000_000_000 });
+      docs.push({ _id: `1:${seq}`, epoch: 1, seq, entries, at });
+    }
+    await ledger.insertMany(docs, { ordered: false });
+  }
+  await client
+    .db(database)
+    .collection<{ _id: string }>('fence')
+    .updateOne({ _id: 'fence' }, { $set: { epoch: 1, seq: fromSeq + count - 1, holder: 'bench', sealing: [] } }, { upsert: true });
+}
+
+async function takeOver(database: string, sales: number, scenario: Takeover['scenario']): Promise<Takeover> {
+  const port = await freePort();
+  const started = performance.now();
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'main.js')], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      MONGO_URL: MONGO_URL as string,
+      MONGO_DB: database,
+      DURABILITY: 'sync',
+      ELECTION: 'none',
+      WORKERS: '1',
+      PORT: String(port),
+      METRICS_PORT: String(await freePort()),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      INITIAL_STOCK: '2000000000',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  try {
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`service exited: ${output.slice(-2000)}`);
+      const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false);
+      if (ok) break;
+      if (performance.now() - started > 600_000) throw new Error('no takeover within 10 minutes');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const readyMs = performance.now() - started;
+    const line = output.split('\n').find((l) => l.includes('rebuilt the in-memory lanes from the ledger'));
+    const logged = line ? (JSON.parse(line) as { ms: number; batches: number }) : { ms: Number.NaN, batches: Number.NaN };
+    // Let the first fold (the snapshot of what was replayed) finish before the next round.
+    await new Promise((r) => setTimeout(r, Math.min(30_000, 1000 + logged.ms)));
+    return { sales, scenario, batchesReplayed: logged.batches, rebuildMs: logged.ms, readyMs: Math.round(readyMs) };
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+}
+
+async function main(): Promise<void> {
+  if (!MONGO_URL) throw new Error('MONGO_URL is required (make bench-takeover sets it up)');
+  const client = await new MongoClient(MONGO_URL).connect();
+  const results: Takeover[] = [];
+  try {
+    for (const sales of SIZES) {
+      const database = `takeover_${sales}_${randomBytes(3).toString('hex')}`;
+      const batches = Math.ceil(sales / PER_BATCH);
+      const filling = performance.now();
+      await writeSales(client, database, 1, batches);
+      console.log(`${sales} sales written in ${Math.round(performance.now() - filling)} ms`);
+      try {
+        results.push(await takeOver(database, sales, 'cold'));
+        await writeSales(client, database, batches + 1, Math.max(1, Math.ceil(batches / 100)));
+        results.push(await takeOver(database, sales, 'snapshot'));
+        results.push(await takeOver(database, sales, 'idle'));
+      } finally {
+        await client.db(database).dropDatabase();
+      }
+      for (const r of results.filter((x) => x.sales === sales)) console.log(JSON.stringify(r));
+    }
+  } finally {
+    await client.close();
+  }
+  mkdirSync(OUT, { recursive: true });
+  writeFileSync(join(OUT, 'takeover.json'), JSON.stringify(results, null, 2) + '\n');
+  const rows = results.map((r) => `| ${r.sales.toLocaleString('en')} | ${r.scenario} | ${r.batchesReplayed} | ${r.rebuildMs} | ${r.readyMs} |`);
+  writeFileSync(
+    join(OUT, 'takeover.md'),
+    ['| recorded sales | takeover | batches replayed | rebuild (ms, service log) | spawn → ready (ms) |', '|---|---|---|---|---|', ...rows, ''].join('\n'),
+  );
+  console.log(['| recorded sales | takeover | batches replayed | rebuild ms | spawn → ready ms |', ...rows].join('\n'));
+}
+
+await main();
