@@ -254,7 +254,7 @@ export function operations(config: Pick<Config, 'maxQuantity'>) {
     body: { schema: RestockRequestSchema, required: true },
     responses: {
       200: { description: 'Each lane\'s counters after the restock', json: RestockResultSchema },
-      400: { description: 'Invalid SKU, quantity, body or URL encoding', errors: ['invalid_sku', 'invalid_quantity', 'invalid_json', 'invalid_request'] },
+      400: { description: 'Invalid SKU, quantity, body, URL encoding or Idempotency-Key', errors: ['invalid_sku', 'invalid_quantity', 'invalid_json', 'invalid_request', 'invalid_idempotency_key'] },
       ...ADMIN_ERRORS,
       404: { description: 'No lane holds this SKU', errors: ['unknown_sku'] },
       409: { description: 'A restock with the same Idempotency-Key is still in flight', errors: ['idempotency_key_in_use'] },
