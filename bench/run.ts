@@ -17,6 +17,7 @@ import { Agent, request } from 'node:http';
 import { availableParallelism, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createServer } from 'node:net';
+import { MAX_STOCK } from '../src/config.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const SMOKE = process.env.BENCH_SMOKE === '1';
@@ -29,7 +30,8 @@ const SKUS = Number(env('BENCH_SKUS', SMOKE ? '2000' : '1000000'));
 const OUT = resolve(env('BENCH_OUT', join(ROOT, 'bench', 'results')));
 const WORKERS = availableParallelism();
 const TOKEN = randomBytes(16).toString('hex');
-const STOCK = 2_000_000_000;
+// As much as a SKU may hold (MAX_STOCK): no run sells it out.
+const STOCK = MAX_STOCK;
 
 type ServerSpec = { readonly kind: 'noop'; readonly mode: 'http' | 'express' } | { readonly kind: 'service'; readonly env: Record<string, string> };
 

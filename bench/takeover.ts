@@ -18,6 +18,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { MongoClient } from 'mongodb';
+import { MAX_STOCK } from '../src/config.js';
 import type { BatchDocument, LedgerEntry } from '../src/cluster/ledger.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -55,7 +56,7 @@ async function writeSales(client: MongoClient, database: string, fromSeq: number
     const docs: BatchDocument[] = [];
     for (let seq = fromSeq + start; seq < fromSeq + Math.min(count, start + 20); seq++) {
       const entries = Array.from({ length: PER_BATCH }, (_, i): LedgerEntry => ({ op: 'buy', lane: LANES[i % 3] ?? 'atomic', sku: SKUS[i % SKUS.length] ?? 'STOCK', q: 1, rem: 1, key: `${seq}-${i}` }));
-      if (seq === 1) for (const lane of LANES) for (const sku of SKUS) entries.unshift({ op: 'seed', lane, sku, stock: 2_000_000_000 });
+      if (seq === 1) for (const lane of LANES) for (const sku of SKUS) entries.unshift({ op: 'seed', lane, sku, stock: MAX_STOCK });
       docs.push({ _id: `1:${seq}`, epoch: 1, seq, entries, at });
     }
     await ledger.insertMany(docs, { ordered: false });
@@ -81,7 +82,7 @@ async function takeOver(database: string, sales: number, scenario: Takeover['sce
       METRICS_PORT: String(await freePort()),
       HOST: '127.0.0.1',
       LOG_LEVEL: 'info',
-      INITIAL_STOCK: '2000000000',
+      INITIAL_STOCK: String(MAX_STOCK),
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
