@@ -141,15 +141,18 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
     // being replaced); one that never does within 20 s fails the run — it did not recover.
     const levelsOf = async (r: Replica) => {
       const levels = new Map<string, Level | null>();
+      const deadline = Date.now() + 20_000;
       for (const lane of ALL_LANES) {
         for (const sku of keys) {
-          await waitFor(
-            async () => {
+          for (;;) {
+            try {
               levels.set(stateKey(lane, sku), await readLevel(targetOf(r), lane, sku));
-              return true;
-            },
-            { timeoutMs: 20_000, intervalMs: 200, message: `${r.id} answers a peek of ${lane}/${sku}` },
-          );
+              break;
+            } catch (error) {
+              if (Date.now() > deadline) throw error;
+              await sleep(200);
+            }
+          }
         }
       }
       return levels;
