@@ -2,7 +2,8 @@
  * The fault matrix: every fault × every lane at once (db, atomic, lock, signal, redis in one
  * cluster per fault), keyed and unkeyed buyers and admin calls mixed in, each run judged by the
  * history checker (tests/checker/checker.ts). A failure prints every violation and the per-lane
- * figures, and the seed to replay the workload. Budget: ~4 min (one cluster per fault, ~30 s each).
+ * figures, and the seed to replay the workload. Budget: ~3-5 min (one cluster per fault, 15-70 s each
+ * on a busy two-core machine).
  */
 import { describeResult } from './checker/checker.js';
 import { startMongo, startRedis, stopAll, type Dependency } from './harness/deps.js';

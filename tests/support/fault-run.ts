@@ -137,9 +137,24 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
     mark('unknowns resolved');
     const primary = await cluster.waitForSinglePrimary(20_000);
     const keys = skus.map((s) => s.sku);
+    // A replica just healed may need a moment before its stores answer again (its connections are
+    // being replaced); one that never does within 20 s fails the run — it did not recover.
     const levelsOf = async (r: Replica) => {
       const levels = new Map<string, Level | null>();
-      for (const lane of ALL_LANES) for (const sku of keys) levels.set(stateKey(lane, sku), await readLevel(targetOf(r), lane, sku));
+      const deadline = Date.now() + 20_000;
+      for (const lane of ALL_LANES) {
+        for (const sku of keys) {
+          for (;;) {
+            try {
+              levels.set(stateKey(lane, sku), await readLevel(targetOf(r), lane, sku));
+              break;
+            } catch (error) {
+              if (Date.now() > deadline) throw error;
+              await sleep(200);
+            }
+          }
+        }
+      }
       return levels;
     };
     const same = (a: Map<string, Level | null>, b: Map<string, Level | null>) => JSON.stringify([...a]) === JSON.stringify([...b]);
