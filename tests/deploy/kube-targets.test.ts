@@ -240,4 +240,13 @@ describe('make k6', () => {
     expect(plane.kubectl('get', 'configmap', name, '--namespace', NAMESPACE).status).not.toBe(0);
     expect(plane.kubectl('get', 'job', name, '--namespace', NAMESPACE).status).toBe(0);
   }, 150_000);
+
+  test('a pod that never starts is reported, and its Job deleted so that it cannot start later', () => {
+    const run = spawnSync('make', ['--no-print-directory', '-C', REPO_ROOT, 'k6'], { env: { ...env, K6_START_TIMEOUT: '3' }, encoding: 'utf8', timeout: 60_000 });
+    expect(run.status).not.toBe(0);
+    const name = /job\/(superstock-k6-run-\S+) runs/.exec(run.stdout)?.[1] as string;
+    expect(run.stderr).toContain(`k6: the Job's pod (not created) did not start within 3s`);
+    expect(plane.kubectl('get', 'job', name, '--namespace', NAMESPACE).status).not.toBe(0);
+    expect(plane.kubectl('get', 'configmap', name, '--namespace', NAMESPACE).status).not.toBe(0);
+  });
 });
