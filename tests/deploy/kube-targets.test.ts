@@ -94,8 +94,10 @@ beforeAll(async () => {
   const kubeconfig = join(dir, 'kubeconfig');
   writeFileSync(kubeconfig, stringify(config));
   const helmHome = join(dir, 'helm');
+  // A fresh make: not one that inherits the flags of the `make test` running these tests.
+  const { MAKEFLAGS: _flags, MAKELEVEL: _level, MFLAGS: _mflags, ...outer } = process.env;
   env = {
-    ...process.env,
+    ...outer,
     PATH: `${bin}:${process.env.PATH ?? ''}`,
     KUBECONFIG: kubeconfig,
     STUB_LOG: stubLog,
