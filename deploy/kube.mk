@@ -55,8 +55,9 @@ chart-lint: ## helm lint --strict and a render of the chart
 	helm template $(RELEASE) $(CHART) >/dev/null
 
 kind-siege: ## the original's siege commands through a port-forward to the cluster
-	$(call need,kubectl siege)
-	@$(KUBECTL) -n $(NAMESPACE) port-forward svc/$(RELEASE) 5059:5059 >/dev/null & pf=$$!; trap "kill $$pf" EXIT; sleep 2; \
+	$(call need,kubectl siege curl)
+	@$(KUBECTL) -n $(NAMESPACE) port-forward svc/$(RELEASE) 5059:5059 >/dev/null & pf=$$!; trap "kill $$pf" EXIT; \
+	for try in $$(seq 60); do curl -sf -o /dev/null localhost:5059/healthz && break; kill -0 $$pf 2>/dev/null || exit 1; sleep 0.5; done; \
 	for path in Db Cache/Atomic Cache/Signal Cache/Lock; do \
 	  siege -c5 -t2s -b "http://localhost:5059/api/v1/OneStock/$$path/Buy POST" 2>&1 | grep -E '"(transactions|availability)"'; \
 	done

@@ -280,7 +280,9 @@ describe('the bundle as a kind user runs it', () => {
 describe('deploy/kube.mk', () => {
   /** What a target would run (`make -n`), with the targets it calls expanded too. */
   const dryRun = (...targets: string[]) => {
-    const result = spawnSync('make', ['--no-print-directory', '-n', ...targets], { cwd: REPO_ROOT, encoding: 'utf8' });
+    // A fresh make: not one that inherits the flags of the `make test` running these tests.
+    const { MAKEFLAGS: _flags, MAKELEVEL: _level, MFLAGS: _mflags, ...env } = process.env;
+    const result = spawnSync('make', ['--no-print-directory', '-n', ...targets], { cwd: REPO_ROOT, encoding: 'utf8', env });
     expect(result.status).toBe(0);
     return result.stdout;
   };

@@ -94,8 +94,10 @@ beforeAll(async () => {
   const kubeconfig = join(dir, 'kubeconfig');
   writeFileSync(kubeconfig, stringify(config));
   const helmHome = join(dir, 'helm');
+  // A fresh make: not one that inherits the flags of the `make test` running these tests.
+  const { MAKEFLAGS: _flags, MAKELEVEL: _level, MFLAGS: _mflags, ...outer } = process.env;
   env = {
-    ...process.env,
+    ...outer,
     PATH: `${bin}:${process.env.PATH ?? ''}`,
     KUBECONFIG: kubeconfig,
     STUB_LOG: stubLog,
@@ -240,4 +242,13 @@ describe('make k6', () => {
     expect(plane.kubectl('get', 'configmap', name, '--namespace', NAMESPACE).status).not.toBe(0);
     expect(plane.kubectl('get', 'job', name, '--namespace', NAMESPACE).status).toBe(0);
   }, 150_000);
+
+  test('a pod that never starts is reported, and its Job deleted so that it cannot start later', () => {
+    const run = spawnSync('make', ['--no-print-directory', '-C', REPO_ROOT, 'k6'], { env: { ...env, K6_START_TIMEOUT: '3' }, encoding: 'utf8', timeout: 60_000 });
+    expect(run.status).not.toBe(0);
+    const name = /job\/(superstock-k6-run-\S+) runs/.exec(run.stdout)?.[1] as string;
+    expect(run.stderr).toContain(`k6: the Job's pod (not created) did not start within 3s`);
+    expect(plane.kubectl('get', 'job', name, '--namespace', NAMESPACE).status).not.toBe(0);
+    expect(plane.kubectl('get', 'configmap', name, '--namespace', NAMESPACE).status).not.toBe(0);
+  });
 });
