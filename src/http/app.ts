@@ -52,9 +52,11 @@ export function createApp(deps: AppDeps): Express {
   });
   const ops = operations(deps.config);
   const routes = new OperationRouter({ adminToken: deps.config.adminToken, ...(deps.writeGate ? { writeGate: deps.writeGate } : {}) });
-  const document = JSON.stringify(openApiDocument(deps.config, ops));
+  // Built on first request, not at start: a worker listens sooner, and few ask for it.
+  let document: string | null = null;
+  const openApi = () => (document ??= JSON.stringify(openApiDocument(deps.config, ops)));
   // Hot routes first: Express tries each route in turn.
-  v2Routes(routes, ops, deps, document);
+  v2Routes(routes, ops, deps, openApi);
   v1Routes(routes, ops, deps);
   adminRoutes(routes, ops, deps, deps.adminLock ?? new LocalAdminLock());
   probeRoutes(routes, ops, deps.dependencies);

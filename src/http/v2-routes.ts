@@ -19,7 +19,7 @@ function sendStored(res: Response, stored: StoredResponse): void {
   res.send(stored.body);
 }
 
-export function v2Routes(routes: OperationRouter, ops: Operations, deps: AppDeps, document: string): void {
+export function v2Routes(routes: OperationRouter, ops: Operations, deps: AppDeps, openApi: () => string): void {
   const { idempotency } = deps;
 
   routes.add(ops.buy, async ({ params: { lane, sku }, body: { quantity }, idempotencyKey: key }, _req, res) => {
@@ -76,6 +76,6 @@ export function v2Routes(routes: OperationRouter, ops: Operations, deps: AppDeps
   });
 
   routes.add(ops.openapi, (_input, _req, res) => {
-    res.type('application/json').send(document);
+    res.type('application/json').send(openApi());
   });
 }
