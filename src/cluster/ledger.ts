@@ -387,12 +387,15 @@ const LOOKUP_BATCH = 256;
 
 /**
  * Idempotency answers of the in-memory lanes, read back from the ledger's key index when memory
- * no longer holds them. Look-ups made in one event-loop turn share one query, so a burst of new
- * keys (the common case: nothing found) costs one indexed read, not one per key.
+ * no longer holds them. One query at a time, like a group commit: keys asked for while a query is
+ * out wait and go together in the next one, so a burst of new keys (the common case: nothing
+ * found) costs a few indexed reads, not one per key, and the look-ups can never crowd out the
+ * lease renewals that share MongoDB with them.
  */
 export class LedgerKeyLookup implements DurableAnswers {
   private pending = new Map<string, Array<{ resolve: (answer: DurableAnswer | null) => void; reject: (error: Error) => void }>>();
   private scheduled = false;
+  private querying = false;
 
   constructor(private readonly fence: Fence) {}
 
@@ -405,15 +408,28 @@ export class LedgerKeyLookup implements DurableAnswers {
       const waiting = this.pending.get(key);
       if (waiting) waiting.push({ resolve, reject });
       else this.pending.set(key, [{ resolve, reject }]);
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => void this.flush());
-      }
+      this.schedule();
     });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.querying || this.pending.size === 0) return;
+    this.scheduled = true;
+    setImmediate(() => void this.flush());
   }
 
   private async flush(): Promise<void> {
     this.scheduled = false;
+    this.querying = true;
+    try {
+      await this.lookUp();
+    } finally {
+      this.querying = false;
+      this.schedule();
+    }
+  }
+
+  private async lookUp(): Promise<void> {
     const batch = this.pending;
     this.pending = new Map();
     const keys = [...batch.keys()];
