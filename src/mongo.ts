@@ -8,11 +8,35 @@ import { MongoClient } from 'mongodb';
 import { DependencyUnavailableError } from './errors.js';
 
 export function createMongoClient(url: string, timeoutMs: number, appName: string): MongoClient {
-  return new MongoClient(url, {
+  const client = new MongoClient(url, {
     appName,
     serverSelectionTimeoutMS: timeoutMs,
     connectTimeoutMS: timeoutMs,
     maxPoolSize: 50,
+  });
+  reconnectWhenTopologyCloses(client, timeoutMs);
+  return client;
+}
+
+/**
+ * When its first connection attempt fails (server selection timed out: MongoDB not up yet, or
+ * slow to answer its first hello), the driver closes the client's topology and keeps it: every
+ * later operation fails with "Topology is closed", for ever. A replica started before MongoDB —
+ * the usual order in a fresh cluster — would never become ready. `connect()` again builds a new
+ * topology, so do that whenever the topology closes without our asking, paced by the timeout.
+ */
+function reconnectWhenTopologyCloses(client: MongoClient, timeoutMs: number): void {
+  let closing = false;
+  const close = client.close.bind(client);
+  client.close = (force?: boolean) => {
+    closing = true;
+    return close(force);
+  };
+  client.on('topologyClosed', () => {
+    if (closing) return;
+    setTimeout(() => {
+      if (!closing) client.connect().catch(() => undefined);
+    }, timeoutMs).unref();
   });
 }
 
@@ -20,8 +44,12 @@ export function createMongoClient(url: string, timeoutMs: number, appName: strin
 export async function bounded<T>(timeoutMs: number, operation: () => Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
+    const pending = operation();
+    // Once the timer has won, a later failure of the operation is nobody's to handle: without
+    // this it would be an unhandled rejection, which ends the process.
+    pending.catch(() => undefined);
     return await Promise.race([
-      operation(),
+      pending,
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
       }),
