@@ -80,8 +80,12 @@ export class MongoConnection {
 export async function bounded<T>(timeoutMs: number, operation: () => Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
+    const pending = operation();
+    // Once the timer has won, a later failure of the operation is nobody's to handle: without
+    // this it would be an unhandled rejection, which ends the process.
+    pending.catch(() => undefined);
     return await Promise.race([
-      operation(),
+      pending,
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
       }),

@@ -7,8 +7,8 @@
 #                          rules (services: 10.96.0.0/16), all private to it
 #   a mount namespace      tmpfs over /run and /var/lib/cni, so containerd's sockets and shims,
 #                          runc's state and the CNI cache vanish with it
-#   a cgroup subtree       every pod's cgroups under /<cgroup-root> (kubelet's cgroupRoot), swept
-#                          on the way down
+# (cgroups are not namespaced: each container's are containerd's default /k8s.io/<id>, which runc
+# removes with the container; `down` deletes every container through containerd first.)
 #
 # In it: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy
 # (from the module pinned in scripts/kube-tools), containerd v2 with Debian's runc and CNI plugins
@@ -34,7 +34,6 @@ POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/16
 API_SERVICE_IP=10.96.0.1
 DNS_SERVICE_IP=10.96.0.10
-CGROUP_ROOT=/superstock-$(echo "$STATE" | sha256sum | cut -c1-8)
 say() { printf '[kube-local] %s\n' "$*"; }
 
 holder_pid() { cat "$STATE/holder.pid" 2>/dev/null || true; }
@@ -56,15 +55,13 @@ down() {
         for _ in $(seq 1 50); do "${ctr[@]}" tasks delete "$task" >/dev/null 2>&1 && break; sleep 0.1; done
       done
     fi
-    # Then every process of the node: the daemons, containerd's shims, anything left in a pod's
-    # cgroup. The node's network namespace names them all but the pods' processes; the cgroup
-    # subtree names those.
+    # Then every process of the node: the daemons and containerd's shims (pods' processes are
+    # gone with their tasks).
     local netns pids=()
     netns=$(readlink "/proc/$holder/ns/net")
     for proc in /proc/[0-9]*; do
       [[ $(readlink "$proc/ns/net" 2>/dev/null) == "$netns" && ${proc#/proc/} != "$holder" ]] && pids+=("${proc#/proc/}")
     done
-    pids+=($(cat /sys/fs/cgroup/pids"$CGROUP_ROOT"/cgroup.procs /sys/fs/cgroup/pids"$CGROUP_ROOT"/*/cgroup.procs /sys/fs/cgroup/pids"$CGROUP_ROOT"/*/*/cgroup.procs 2>/dev/null || true))
     if ((${#pids[@]})); then
       kill -TERM "${pids[@]}" 2>/dev/null || true
       for _ in $(seq 1 50); do
@@ -77,11 +74,8 @@ down() {
     fi
     kill "$holder" 2>/dev/null || true
   fi
-  # The cgroups the pods had, deepest first (only empty ones can go; a process still in one would
-  # keep it, and say so).
-  for hierarchy in /sys/fs/cgroup/*/; do
-    [[ -d $hierarchy${CGROUP_ROOT#/} ]] && find "$hierarchy${CGROUP_ROOT#/}" -depth -type d -exec rmdir {} + 2>/dev/null || true
-  done
+  # containerd's parent cgroup, once empty (rmdir refuses while any container is left in it).
+  rmdir /sys/fs/cgroup/*/k8s.io 2>/dev/null || true
   [[ -f $STATE/created-var-lib-cni ]] && rmdir /var/lib/cni 2>/dev/null || true
   rm -f "$STATE/holder.pid" "$STATE/created-var-lib-cni" "$STATE/images.tar"
   # Everything but the logs: the images unpacked in containerd alone take a gigabyte or two.
@@ -180,7 +174,8 @@ start kube-apiserver kube-apiserver --advertise-address "$NODE_IP" --bind-addres
   --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" --client-ca-file "$pki/ca.crt" \
   --service-account-issuer https://kubernetes.default.svc.cluster.local --service-account-key-file "$pki/sa.pub" \
   --service-account-signing-key-file "$pki/sa.key" --token-auth-file "$pki/tokens.csv" \
-  --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction --allow-privileged --v 0
+  --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction --allow-privileged \
+  --kubelet-preferred-address-types InternalIP --v 0
 wait_for "kube-apiserver" 120 kubectl_node get --raw /readyz
 
 # --- containerd --------------------------------------------------------------------------------------
@@ -267,11 +262,10 @@ cat >"$STATE/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # These machines have cgroup v1 controllers and no systemd; QoS cgroups and node-allocatable
-# enforcement are off, and every pod's cgroup goes under cgroupRoot, which \`down\` sweeps.
+# enforcement are off.
 failCgroupV1: false
 cgroupDriver: cgroupfs
 cgroupsPerQOS: false
-cgroupRoot: $CGROUP_ROOT
 enforceNodeAllocatable: []
 failSwapOn: false
 localStorageCapacityIsolation: false
@@ -290,7 +284,6 @@ resolvConf: $STATE/resolv.conf
 podLogsDir: $STATE/pod-logs
 serializeImagePulls: false
 EOF
-mkdir -p /sys/fs/cgroup/{cpu,cpuacct,cpuset,memory,devices,freezer,blkio,pids,systemd}"$CGROUP_ROOT" 2>/dev/null || true
 start kubelet kubelet --config "$STATE/kubelet.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" --root-dir "$STATE/kubelet" \
   --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v 0
 wait_for "node $NODE_NAME Ready" 120 kubectl_node wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s
