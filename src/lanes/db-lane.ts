@@ -69,7 +69,7 @@ export class DbLane implements Lane {
       const keyed = candidates.filter((b): b is PendingBuy<BuyOutcome> & { key: string } => b.key !== null);
       // The pre-image tells each buyer's remaining exactly (stock before − shares so far); some
       // wire servers read a post-image after other updates have landed (docs/mongo-wire-server.md).
-      const before = await this.sale(() =>
+      const before = await this.write(() =>
         this.stock.findOneAndUpdate(
           keyed.length === 0 ? { _id: sku, stock: { $gte: total } } : { _id: sku, stock: { $gte: total }, 'keys.k': { $nin: keyed.map((b) => b.key) } },
           keyed.length === 0
@@ -120,7 +120,7 @@ export class DbLane implements Lane {
 
   async put(sku: string, stock: number): Promise<boolean> {
     if (stock > MAX_STOCK) throw new StockLimitError({ sku, lane: this.name, limit: MAX_STOCK, wouldBe: stock });
-    const result = await this.call(() =>
+    const result = await this.write(() =>
       this.stock.updateOne({ _id: sku }, { $set: { stock, sold: 0, initial: stock, keys: [] } }, { upsert: true }),
     );
     return result.upsertedCount === 1;
@@ -136,7 +136,7 @@ export class DbLane implements Lane {
 
   async restock(sku: string, quantity: number): Promise<StockLevel | null> {
     // Conditional, so the limit holds even against a concurrent restock.
-    const before = await this.call(() =>
+    const before = await this.write(() =>
       this.stock.findOneAndUpdate({ _id: sku, initial: { $lte: MAX_STOCK - quantity } }, { $inc: { stock: quantity, initial: quantity } }, { returnDocument: 'before', projection: { keys: 0 } }),
     );
     if (before) return { remaining: before.stock + quantity, sold: before.sold, initial: before.initial + quantity };
@@ -148,7 +148,7 @@ export class DbLane implements Lane {
   async resetAll(): Promise<void> {
     const docs = await this.call(() => this.stock.find({}, { projection: { initial: 1 } }).toArray());
     for (const doc of docs) {
-      await this.call(() => this.stock.updateOne({ _id: doc._id }, { $set: { stock: doc.initial, sold: 0 } }));
+      await this.write(() => this.stock.updateOne({ _id: doc._id }, { $set: { stock: doc.initial, sold: 0 } }));
     }
   }
 
@@ -163,11 +163,11 @@ export class DbLane implements Lane {
   }
 
   /**
-   * The selling update. Refused when it never left (no server to send it to) or MongoDB answered
-   * with an error; otherwise — a timeout, a connection lost — it may have been applied, and the
-   * buyers are told the outcome is unknown (their keys are in the document if it was).
+   * A write (the selling update, or an admin change). Refused when it never left (no server to
+   * send it to) or MongoDB answered with an error; otherwise — a timeout, a connection lost — it may have been applied, and the
+   * callers are told the outcome is unknown (buyers' keys are in the document if it was).
    */
-  private async sale<T>(operation: () => Promise<T>): Promise<T> {
+  private async write<T>(operation: () => Promise<T>): Promise<T> {
     try {
       // A little past the driver's own server-selection timeout (the same DEPENDENCY_TIMEOUT_MS),
       // so an update that never found a server fails as that, not as a timeout of unknown outcome.

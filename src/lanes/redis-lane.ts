@@ -61,7 +61,7 @@ export class RedisLane implements Lane {
   }
 
   async tryBuy(sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {
-    const [code, remaining] = await this.sale(() =>
+    const [code, remaining] = await this.write(() =>
       this.redis.stockBuy(KEY_PREFIX + sku, key === null ? NO_KEY : IDEMPOTENCY_PREFIX + key, quantity, key === null ? '0' : '1', this.idempotencyTtlSeconds),
     );
     switch (code) {
@@ -96,14 +96,14 @@ export class RedisLane implements Lane {
   }
 
   async restock(sku: string, quantity: number): Promise<StockLevel | null> {
-    const [code, remaining, sold, initial] = await this.call(() => this.redis.stockRestock(KEY_PREFIX + sku, quantity, MAX_STOCK));
+    const [code, remaining, sold, initial] = await this.write(() => this.redis.stockRestock(KEY_PREFIX + sku, quantity, MAX_STOCK));
     if (code === -2) throw new StockLimitError({ sku, lane: this.name, limit: MAX_STOCK, initial, quantity, wouldBe: initial + quantity });
     return code === 1 ? { remaining, sold, initial } : null;
   }
 
   async resetAll(): Promise<void> {
     const skus = await this.call(() => this.redis.smembers(SKU_SET));
-    for (const sku of skus) await this.call(() => this.redis.stockReset(KEY_PREFIX + sku));
+    for (const sku of skus) await this.write(() => this.redis.stockReset(KEY_PREFIX + sku));
   }
 
   /**
@@ -132,18 +132,19 @@ export class RedisLane implements Lane {
   }
 
   private async store(sku: string, stock: number, keepExisting: 0 | 1): Promise<boolean> {
-    const created = await this.call(() => this.redis.stockPut(KEY_PREFIX + sku, stock, keepExisting));
-    await this.call(() => this.redis.sadd(SKU_SET, sku));
+    const created = await this.write(() => this.redis.stockPut(KEY_PREFIX + sku, stock, keepExisting));
+    await this.write(() => this.redis.sadd(SKU_SET, sku));
     return created === 1;
   }
 
   /**
-   * The selling script. Refused when it was never sent (no connection: commands fail at once
-   * without an offline queue) or Redis answered with an error; otherwise — a timeout, a connection
-   * lost after sending — it may have run, and the buyer is told the outcome is unknown (the key is
-   * recorded with the sale if it did).
+   * A write (the selling script, or an admin change). Refused when it was never sent (no
+   * connection: commands fail at once without an offline queue) or Redis answered with an error;
+   * otherwise — a timeout, a connection lost after sending — it may have run, and the caller is
+   * told the outcome is unknown (a buyer's key is recorded with the sale if it did; an admin
+   * change is safe to repeat or check).
    */
-  private async sale<T>(command: () => Promise<T>): Promise<T> {
+  private async write<T>(command: () => Promise<T>): Promise<T> {
     const connected = this.redis.status === 'ready';
     try {
       return await command();
