@@ -10,7 +10,7 @@
  * Run by `make kube-test-local` (budget: about 8 minutes, most of it starting the node).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../harness/deps.js';
 import { startLocalNode, type LocalNode } from '../harness/local-kube.js';
@@ -61,6 +61,18 @@ beforeAll(async () => {
   node = await startLocalNode();
   try {
     kubectl('create', 'namespace', NAMESPACE);
+    // No storage provisioner runs here: two hostPath volumes without a class stand ready for the
+    // chart's claims (Redis's data), as a cluster's default storage would. Pods run non-root.
+    apply('volumes', {
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [0, 1].map((i) => {
+        const path = join(node.state, 'volumes', `pv-${i}`);
+        mkdirSync(path, { recursive: true });
+        chmodSync(path, 0o777);
+        return { apiVersion: 'v1', kind: 'PersistentVolume', metadata: { name: `local-${i}` }, spec: { capacity: { storage: '2Gi' }, accessModes: ['ReadWriteOnce'], hostPath: { path, type: 'Directory' } } };
+      }),
+    });
     kubectl('apply', '-f', join(FIXTURES, 'local-deps.yaml'));
     kubectl('create', 'configmap', 'buyer', '-n', NAMESPACE, `--from-file=buyer.sh=${join(FIXTURES, 'buyer.sh')}`);
     kubectl('wait', '-n', NAMESPACE, '--for=condition=Available', 'deployment/mongo', '--timeout=120s');
@@ -77,7 +89,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await node?.down();
-});
+}, 180_000);
 
 describe('the chart on a real single-node Kubernetes', () => {
   test('three pods Ready, each with its own STOCK_HOST_ID (its pod name), non-root on a read-only root filesystem', () => {
@@ -219,8 +231,8 @@ describe('the chart on a real single-node Kubernetes', () => {
       expect(targets).toHaveLength(3);
       writeFileSync(join(node.state, 'targets.json'), JSON.stringify(targets));
       const config = readFileSync(join(FIXTURES, 'prometheus.yml'), 'utf8')
-        .replace('TARGETS_FILE', join(node.state, 'targets.json'))
-        .replace('RULES_FILE', join(CHART, 'files', 'rules', 'superstock.rules.yaml'));
+        .replaceAll('TARGETS_FILE', join(node.state, 'targets.json'))
+        .replaceAll('RULES_FILE', join(CHART, 'files', 'rules', 'superstock.rules.yaml'));
       writeFileSync(join(node.state, 'prometheus.yml'), config);
       const log = openSync(join(node.state, 'logs', 'prometheus.log'), 'w');
       prometheus = spawn('bash', [join(REPO_ROOT, 'scripts', 'kube-node', 'node.sh'), 'run', node.state, 'prometheus', `--config.file=${join(node.state, 'prometheus.yml')}`, `--storage.tsdb.path=${join(node.state, 'prometheus')}`, '--web.listen-address=127.0.0.1:9090'], { stdio: ['ignore', log, log] });
