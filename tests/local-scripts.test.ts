@@ -125,7 +125,10 @@ function stillAlive(processes: readonly MarkedProcess[]): MarkedProcess[] {
 function make(target: string, env: Record<string, string>): Run {
   const marker = randomUUID();
   const dataDir = mkdtempSync(join(tmpdir(), 'superstock-scripts-'));
-  const merged: NodeJS.ProcessEnv = { ...process.env, [MARKER]: marker, DATA_DIR: dataDir, WORKERS: '1', LOG_LEVEL: 'warn', SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS), ...env };
+  // As from a user's shell: under `make test` the outer make's MAKELEVEL would make this one
+  // report itself as `make[1]`.
+  const { MAKELEVEL: _level, MAKEFLAGS: _flags, MFLAGS: _mflags, ...outside } = process.env;
+  const merged: NodeJS.ProcessEnv = { ...outside, [MARKER]: marker, DATA_DIR: dataDir, WORKERS: '1', LOG_LEVEL: 'warn', SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS), ...env };
   // The jest run's shared Redis and MongoDB would be used instead of starting the target's own.
   delete merged.REDIS_URL;
   delete merged.MONGO_URL;
