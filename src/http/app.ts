@@ -35,14 +35,10 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   // No ETag hashing of every answer: a buy's answer is never cached.
   app.disable('etag');
-  app.use((_req, res, next) => {
-    deps.metrics.inFlight.inc();
-    res.once('close', () => deps.metrics.inFlight.dec());
-    next();
-  });
-  app.use(requireJsonBody, express.json({ limit: JSON_BODY_LIMIT, strict: false }));
-  const writeGate = deps.writeGate;
-  if (writeGate) app.use((req, res, next) => (req.method === 'GET' || req.method === 'HEAD' ? next() : writeGate(req, res, next)));
+  // Every request passes these two layers before its route; each is one function, not a chain
+  // of small middlewares, because Express pays for every layer on every request.
+  app.use(frontDoor(deps));
+  app.use(jsonBody());
   // Hot routes first: Express tries each router in turn.
   app.use(v2Routes(deps));
   app.use(v1Routes(deps));
@@ -53,12 +49,33 @@ export function createApp(deps: AppDeps): Express {
   return app;
 }
 
-/** A body in any other format would be silently ignored by express.json; refuse it instead. */
-const requireJsonBody: RequestHandler = (req, _res, next) => {
-  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-  if (hasBody && !req.is('application/json')) return next(new ServiceError('unsupported_media_type'));
-  next();
-};
+/**
+ * Count the request in flight until its response closes, and pass every write through the gate
+ * (on a replica that may not sell, the gate forwards it to the primary).
+ */
+function frontDoor(deps: AppDeps): RequestHandler {
+  const { metrics, writeGate } = deps;
+  return (req, res, next) => {
+    metrics.trackInFlight(res);
+    if (writeGate === undefined || req.method === 'GET' || req.method === 'HEAD') return next();
+    writeGate(req, res, next);
+  };
+}
+
+/**
+ * JSON bodies only: a body in any other format would be silently ignored by express.json, so it
+ * is refused instead. A request without a body (the usual buy) skips the parser altogether.
+ */
+function jsonBody(): RequestHandler {
+  const parse = express.json({ limit: JSON_BODY_LIMIT, strict: false });
+  return (req, res, next) => {
+    const { headers } = req;
+    const length = headers['content-length'];
+    if (headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return next();
+    if (!req.is('application/json')) return next(new ServiceError('unsupported_media_type'));
+    parse(req, res, next);
+  };
+}
 
 /** Body-parser errors carry a `type`; map the ones a client can cause to our catalogue. */
 function asServiceError(error: unknown): ServiceError | null {

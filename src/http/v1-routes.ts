@@ -11,6 +11,8 @@
 import { Router, type Response } from 'express';
 import type { LaneName } from '../config.js';
 import { ServiceError } from '../errors.js';
+import type { BuyOutcome } from '../lanes/lane.js';
+import { JSON_TYPE, TEXT_TYPE, sendAnswer } from './answer.js';
 import type { AppDeps } from './app.js';
 import { buyAndRecord } from './buy.js';
 import { parseSku } from './validation.js';
@@ -25,18 +27,22 @@ const ONE_STOCK_PATHS: ReadonlyArray<readonly [string, LaneName]> = [
 ];
 
 function sendText(res: Response, status: number, text: string): void {
-  res.status(status).type('text/plain; charset=utf-8').send(text);
+  sendAnswer(res, status, TEXT_TYPE, text);
 }
 
 export function v1Routes(deps: AppDeps): Router {
   const router = Router();
 
   for (const [path, lane] of ONE_STOCK_PATHS) {
-    router.post(`/api/v1/OneStock/${path}/Buy`, async (_req, res) => {
-      const outcome = await buyAndRecord(deps, lane, ONE_STOCK_SKU, 1);
+    const answer = (res: Response, outcome: BuyOutcome): void => {
       if (outcome.kind === 'unknown_sku') throw new ServiceError('unknown_sku', `The ${lane} lane has no ${ONE_STOCK_SKU} SKU (see SEED_SKUS).`);
       if (outcome.kind === 'sold') sendText(res, 200, `Bought successfully. Remaining stock: ${outcome.remaining}`);
       else sendText(res, 400, `Already sold out. Stock: ${outcome.remaining}`);
+    };
+    router.post(`/api/v1/OneStock/${path}/Buy`, (_req, res, next) => {
+      const outcome = buyAndRecord(deps, lane, ONE_STOCK_SKU, 1);
+      if (outcome instanceof Promise) return void outcome.then((decided) => answer(res, decided)).catch(next);
+      answer(res, outcome);
     });
     router.get(`/api/v1/OneStock/${path}/Peek`, async (_req, res) => {
       const level = await deps.lanes[lane].peek(ONE_STOCK_SKU);
@@ -45,10 +51,15 @@ export function v1Routes(deps: AppDeps): Router {
     });
   }
 
-  router.post('/api/v1/ManyStock/Cache/BuyFastAtomic/:product', async (req, res) => {
-    const outcome = await buyAndRecord(deps, 'atomic', parseSku(req.params.product), 1);
-    if (outcome.kind === 'unknown_sku') throw new ServiceError('unknown_sku', `Unknown product ${req.params.product}.`);
-    res.json(outcome.kind === 'sold');
+  const manyStockAnswer = (res: Response, product: string, outcome: BuyOutcome): void => {
+    if (outcome.kind === 'unknown_sku') throw new ServiceError('unknown_sku', `Unknown product ${product}.`);
+    sendAnswer(res, 200, JSON_TYPE, outcome.kind === 'sold' ? 'true' : 'false');
+  };
+  router.post('/api/v1/ManyStock/Cache/BuyFastAtomic/:product', (req, res, next) => {
+    const product = parseSku(req.params.product);
+    const outcome = buyAndRecord(deps, 'atomic', product, 1);
+    if (outcome instanceof Promise) return void outcome.then((decided) => manyStockAnswer(res, product, decided)).catch(next);
+    manyStockAnswer(res, product, outcome);
   });
 
   router.get('/api/v1/ManyStock/Cache/PeekFastAtomic/:product', async (req, res) => {
