@@ -5,7 +5,7 @@
  */
 import { MEMORY_LANES, type MemoryLaneName } from '../config.js';
 import { buyFingerprint, soldBody, type StoredResponse } from '../idempotency.js';
-import { INITIAL, REMAINING, SOLD, STRIDE, type SharedStock } from '../memory/shared-stock.js';
+import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../memory/shared-stock.js';
 import type { Fence, LedgerEntry } from './ledger.js';
 
 export interface Level {
@@ -77,8 +77,8 @@ export async function rebuildFromLedger(fence: Fence, stock: SharedStock): Promi
     for (const [sku, level] of skus) {
       const { slot } = stock.ensure(sku, level.initial);
       const base = slot * STRIDE;
+      // The table keeps no `sold`: it is initial − remaining, which the replay keeps equal.
       Atomics.store(words, base + REMAINING, level.remaining);
-      Atomics.store(words, base + SOLD, level.sold);
       Atomics.store(words, base + INITIAL, level.initial);
       stock.markDirty(lane, slot);
     }

@@ -10,15 +10,13 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { Router, type RequestHandler } from 'express';
-import { LANE_NAMES } from '../config.js';
+import { LANE_NAMES, MAX_STOCK } from '../config.js';
 import { ServiceError } from '../errors.js';
 import type { StockLevel } from '../lanes/lane.js';
 import type { AppDeps } from './app.js';
 import { parseCount, parseObjectBody, parseSku } from './validation.js';
 
-const MAX_STOCK = 2_000_000_000;
-
-function requireAdmin(token: string | null): RequestHandler {
+export function requireAdmin(token: string | null): RequestHandler {
   const expected = token === null ? null : Buffer.from(token);
   return (req, _res, next) => {
     if (expected === null) return next(new ServiceError('admin_disabled'));

@@ -11,6 +11,7 @@ import type { Lane } from '../lanes/lane.js';
 import { SkuTableFullError } from '../memory/shared-stock.js';
 import type { WorkerMetrics } from '../metrics.js';
 import { adminRoutes } from './admin-routes.js';
+import { bulkRoutes } from './bulk-routes.js';
 import { probeRoutes, type DependencyCheck } from './probe-routes.js';
 import { v1Routes } from './v1-routes.js';
 import { v2Routes } from './v2-routes.js';
@@ -38,6 +39,8 @@ export function createApp(deps: AppDeps): Express {
   // Every request passes these two layers before its route; each is one function, not a chain
   // of small middlewares, because Express pays for every layer on every request.
   app.use(frontDoor(deps));
+  // Streams its own body (NDJSON or CSV), so it comes before the JSON parser.
+  app.use(bulkRoutes(deps));
   app.use(jsonBody());
   // Hot routes first: Express tries each router in turn.
   app.use(v2Routes(deps));

@@ -3,7 +3,7 @@
  * count, and swaps in count − quantity only if nobody changed it meanwhile; on a lost race it
  * reads again. It can never go below zero because the check and the swap are one atomic step.
  */
-import { REMAINING, SOLD, STRIDE } from '../memory/shared-stock.js';
+import { REMAINING, STRIDE } from '../memory/shared-stock.js';
 import type { BuyOutcome } from './lane.js';
 import { MemoryLane } from './memory-lane.js';
 import { applyStockOp, type StockOp } from './stock-ops.js';
@@ -19,7 +19,6 @@ export class AtomicLane extends MemoryLane {
       if (seen === current) break;
       current = seen;
     }
-    Atomics.add(w, slot * STRIDE + SOLD, quantity);
     this.stock.markDirty('atomic', slot);
     return { kind: 'sold', remaining: current - quantity };
   }

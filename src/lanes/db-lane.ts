@@ -120,6 +120,22 @@ export class DbLane implements Lane {
     return result.upsertedCount === 1;
   }
 
+  async putMany(entries: ReadonlyArray<readonly [sku: string, stock: number]>, keepExisting: boolean): Promise<void> {
+    if (entries.length === 0) return;
+    await this.call(() =>
+      this.stock.bulkWrite(
+        entries.map(([sku, stock]) => ({
+          updateOne: {
+            filter: { _id: sku },
+            update: keepExisting ? { $setOnInsert: { stock, sold: 0, initial: stock } } : { $set: { stock, sold: 0, initial: stock, keys: [] } },
+            upsert: true,
+          },
+        })),
+        { ordered: true },
+      ),
+    );
+  }
+
   /** Create `sku` only if MongoDB does not have it yet (start-up seeding keeps existing counts). */
   async seed(sku: string, stock: number): Promise<boolean> {
     const result = await this.call(() =>

@@ -5,7 +5,7 @@
  * atomic lane calls it without exclusion for admin work; RESTOCK and UNDO use atomic adds there,
  * so they stay exact beside its compare-and-swap buyers.
  */
-import { INITIAL, REMAINING, SOLD } from '../memory/shared-stock.js';
+import { INITIAL, REMAINING } from '../memory/shared-stock.js';
 
 export const OP_BUY = 0;
 export const OP_SET = 1;
@@ -25,23 +25,19 @@ export function applyStockOp(w: Int32Array, base: number, op: StockOp, arg: numb
     case OP_BUY:
       if (remaining < arg) return -1 - remaining;
       Atomics.store(w, base + REMAINING, remaining - arg);
-      Atomics.add(w, base + SOLD, arg);
       return remaining - arg;
     case OP_SET:
-      Atomics.store(w, base + REMAINING, arg);
-      Atomics.store(w, base + SOLD, 0);
       Atomics.store(w, base + INITIAL, arg);
+      Atomics.store(w, base + REMAINING, arg);
       return arg;
     case OP_RESTOCK:
       Atomics.add(w, base + INITIAL, arg);
       return Atomics.add(w, base + REMAINING, arg) + arg;
     case OP_UNDO:
-      Atomics.sub(w, base + SOLD, arg);
       return Atomics.add(w, base + REMAINING, arg) + arg;
     case OP_RESET: {
       const initial = Atomics.load(w, base + INITIAL);
       Atomics.store(w, base + REMAINING, initial);
-      Atomics.store(w, base + SOLD, 0);
       return initial;
     }
   }

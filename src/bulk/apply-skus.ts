@@ -1,0 +1,45 @@
+/**
+ * Applying a checked SKU list (sku-list.ts) to every lane, with the meaning of the same admin PUTs
+ * one by one, in list order: each SKU is created, or reset to its stock with nothing sold, in
+ * every lane. It goes in chunks, so each store gets one round trip per chunk (a MongoDB bulkWrite,
+ * a Redis pipeline, one ledger batch) and no batch grows past what a store takes in one go.
+ *
+ * New SKUs reach the three in-memory lanes through one insert into the table they share. With
+ * DURABILITY=sync those lanes are wrapped, and every SKU goes through the wrapper's `put`, so it
+ * is in the ledger before it is in memory — as a PUT would be.
+ */
+import { MEMORY_LANES, type LaneName } from '../config.js';
+import type { Lane } from '../lanes/lane.js';
+import { MemoryLane } from '../lanes/memory-lane.js';
+import type { StagedSkus } from './sku-list.js';
+
+/** SKUs per round trip: 2,000 × 3 in-memory lanes keeps a ledger batch well under MongoDB's 16 MB. */
+export const SKU_CHUNK = 2000;
+
+/** Put every SKU of `skus` into every lane; resolves with how many were new to the in-memory table. */
+export async function putSkus(lanes: Readonly<Record<LaneName, Lane>>, skus: StagedSkus): Promise<number> {
+  const memory = MEMORY_LANES.map((name) => lanes[name]);
+  const plain = memory.filter((lane): lane is MemoryLane => lane instanceof MemoryLane);
+  const shared = plain.length === memory.length ? plain[0] : undefined;
+  let created = 0;
+  for (let from = 0; from < skus.count; from += SKU_CHUNK) {
+    const entries = skus.slice(from, from + SKU_CHUNK);
+    const work: Promise<unknown>[] = [lanes.db, lanes.redis].map((lane) => putEach(lane, entries));
+    if (shared) {
+      for (const [sku, stock] of entries) {
+        if (shared.createIfNew(sku, stock)) created++;
+        else work.push(...plain.map((lane) => lane.put(sku, stock)));
+      }
+    } else {
+      const firstLane = entries.map(([sku, stock]) => Promise.all(memory.map((lane) => lane.put(sku, stock))).then(([isNew]) => isNew));
+      work.push(...firstLane);
+      created += (await Promise.all(firstLane)).filter(Boolean).length;
+    }
+    await Promise.all(work);
+  }
+  return created;
+}
+
+function putEach(lane: Lane, entries: ReadonlyArray<readonly [string, number]>): Promise<unknown> {
+  return lane.putMany ? lane.putMany(entries, false) : Promise.all(entries.map(([sku, stock]) => lane.put(sku, stock)));
+}
