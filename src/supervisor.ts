@@ -20,6 +20,7 @@ import { SignalOwner } from './lanes/signal-lane.js';
 import { createLogger, type Logger } from './logger.js';
 import { STRIDE, SharedStock } from './memory/shared-stock.js';
 import { SupervisorMetrics, type StockSource } from './metrics.js';
+import { answerAsks, type IdempotencyAsk } from './worker/idempotency-batch.js';
 import type { SupervisorApi, WorkerApi, WorkerData } from './worker/protocol.js';
 import { RpcPeer } from './worker/rpc.js';
 
@@ -134,6 +135,7 @@ export class Supervisor {
         claim: (key: string, fingerprint: string) => this.idempotency.claim(key, fingerprint),
         complete: (key: string, response: Parameters<SupervisorApi['complete']>[1]) => this.idempotency.complete(key, response),
         release: (key: string) => this.idempotency.release(key),
+        idempotencyBatch: (asks: IdempotencyAsk[]) => answerAsks(this.idempotency, asks),
       });
       this.workers.set(index, { thread, rpc });
       thread.on('error', (error) => {

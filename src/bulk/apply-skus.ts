@@ -24,18 +24,20 @@ export async function putSkus(lanes: Readonly<Record<LaneName, Lane>>, skus: Sta
   let created = 0;
   for (let from = 0; from < skus.count; from += SKU_CHUNK) {
     const entries = skus.slice(from, from + SKU_CHUNK);
-    const work: Promise<unknown>[] = [lanes.db, lanes.redis].map((lane) => putEach(lane, entries));
+    const work: Array<Promise<unknown>> = [lanes.db, lanes.redis].map((lane) => putEach(lane, entries));
     if (shared) {
       for (const [sku, stock] of entries) {
         if (shared.createIfNew(sku, stock)) created++;
         else work.push(...plain.map((lane) => lane.put(sku, stock)));
       }
     } else {
-      const firstLane = entries.map(([sku, stock]) => Promise.all(memory.map((lane) => lane.put(sku, stock))).then(([isNew]) => isNew));
+      const firstLane = entries.map(([sku, stock]) => Promise.all(memory.map((lane) => lane.put(sku, stock))).then(([isNew]) => isNew === true));
       work.push(...firstLane);
-      created += (await Promise.all(firstLane)).filter(Boolean).length;
+      work.push(Promise.all(firstLane).then((isNew) => (created += isNew.filter(Boolean).length)));
     }
-    await Promise.all(work);
+    // Every store's part settles before the next chunk (or the error) goes out: none is left unawaited.
+    const failed = (await Promise.allSettled(work)).find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason;
   }
   return created;
 }

@@ -33,6 +33,9 @@ export const IDEMPOTENCY_WINDOW = 10_000;
 
 export const DB_LANE_COLLECTION = 'db_lane_stock';
 
+/** A bulk write (putMany) may take this many times DEPENDENCY_TIMEOUT_MS before it counts as failed. */
+export const BULK_TIMEOUT_FACTOR = 10;
+
 export class DbLane implements Lane {
   readonly name = 'db' as const;
   private readonly stock: Collection<DbStockDocument>;
@@ -122,7 +125,8 @@ export class DbLane implements Lane {
 
   async putMany(entries: ReadonlyArray<readonly [sku: string, stock: number]>, keepExisting: boolean): Promise<void> {
     if (entries.length === 0) return;
-    await this.call(() =>
+    // Thousands of upserts in one round trip: bounded like that many calls in flight, not like one.
+    await bounded(this.timeoutMs * BULK_TIMEOUT_FACTOR, () =>
       this.stock.bulkWrite(
         entries.map(([sku, stock]) => ({
           updateOne: {

@@ -13,6 +13,8 @@ import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane
 const KEY_PREFIX = 'superstock:redis-lane:sku:';
 const SKU_SET = 'superstock:redis-lane:skus';
 const IDEMPOTENCY_PREFIX = 'superstock:redis-lane:idempotency:';
+/** Commands per pipeline in a bulk put. */
+const REDIS_PIPELINE = 250;
 /** KEYS[2] of buy-2.lua for a request without a key: named, never written. */
 const NO_KEY = 'superstock:redis-lane:no-key';
 
@@ -88,13 +90,17 @@ export class RedisLane implements Lane {
   }
 
   async putMany(entries: ReadonlyArray<readonly [sku: string, stock: number]>, keepExisting: boolean): Promise<void> {
-    if (entries.length === 0) return;
-    const pipeline = this.redis.pipeline();
-    for (const [sku, stock] of entries) pipeline.stockPut(KEY_PREFIX + sku, stock, keepExisting ? 1 : 0);
-    pipeline.sadd(SKU_SET, ...entries.map(([sku]) => sku));
-    const results = await this.call(() => pipeline.exec());
-    const failed = results?.find(([error]) => error !== null);
-    if (!results || failed) throw new DependencyUnavailableError('redis', failed?.[0]?.message ?? 'the pipeline was not run');
+    // Pipelines of a few hundred commands: one round trip each, and each command's reply well
+    // within DEPENDENCY_TIMEOUT_MS (ioredis times every command of a pipeline on its own).
+    for (let from = 0; from < entries.length; from += REDIS_PIPELINE) {
+      const part = entries.slice(from, from + REDIS_PIPELINE);
+      const pipeline = this.redis.pipeline();
+      for (const [sku, stock] of part) pipeline.stockPut(KEY_PREFIX + sku, stock, keepExisting ? 1 : 0);
+      pipeline.sadd(SKU_SET, ...part.map(([sku]) => sku));
+      const results = await this.call(() => pipeline.exec());
+      const failed = results?.find(([error]) => error !== null);
+      if (!results || failed) throw new DependencyUnavailableError('redis', failed?.[0]?.message ?? 'the pipeline was not run');
+    }
   }
 
   /** Create `sku` only if Redis does not have it yet (start-up seeding keeps existing counts). */

@@ -6,6 +6,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { Config } from '../config.js';
 import type { IdempotencyClaim, StoredResponse } from '../idempotency.js';
+import type { IdempotencyAnswer, IdempotencyAsk } from './idempotency-batch.js';
 
 export interface WorkerData {
   readonly index: number;
@@ -25,6 +26,8 @@ export interface SupervisorApi {
   claim(key: string, fingerprint: string): Promise<IdempotencyClaim>;
   complete(key: string, response: StoredResponse): Promise<void>;
   release(key: string): Promise<void>;
+  /** Many of the three above in one message, applied in order (idempotency-batch.ts). */
+  idempotencyBatch(asks: IdempotencyAsk[]): Promise<IdempotencyAnswer[]>;
 }
 
 /** Served by each worker, called by the supervisor. */

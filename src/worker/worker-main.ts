@@ -20,6 +20,7 @@ import { SharedStock } from '../memory/shared-stock.js';
 import { WorkerMetrics } from '../metrics.js';
 import { closeGracefully } from './graceful-close.js';
 import type { SupervisorApi, WorkerData } from './protocol.js';
+import { BatchedIdempotencyClient } from './idempotency-batch.js';
 import { RpcPeer } from './rpc.js';
 
 if (!parentPort) throw new Error('worker-main must run in a worker thread');
@@ -42,11 +43,7 @@ const supervisor: RpcPeer<SupervisorApi> = new RpcPeer<SupervisorApi>(parentPort
   },
 });
 
-const idempotency: IdempotencyStore = {
-  claim: (key, fingerprint) => supervisor.call('claim', key, fingerprint),
-  complete: (key, response) => supervisor.call('complete', key, response),
-  release: (key) => supervisor.call('release', key),
-};
+const idempotency: IdempotencyStore = new BatchedIdempotencyClient((asks) => supervisor.call('idempotencyBatch', asks));
 
 /** A batch whose write timed out has been settled: finish what its buyers' 503s left open. */
 function settled(entries: readonly LedgerEntry[], written: Promise<boolean>): void {
