@@ -11,6 +11,7 @@
 import { MEMORY_LANES, type LaneName } from '../config.js';
 import type { Lane } from '../lanes/lane.js';
 import { MemoryLane } from '../lanes/memory-lane.js';
+import { UnconfiguredLane } from '../lanes/unconfigured-lane.js';
 import type { StagedSkus } from './sku-list.js';
 
 /** SKUs per round trip: 2,000 × 3 in-memory lanes keeps a ledger batch well under MongoDB's 16 MB. */
@@ -21,12 +22,17 @@ export async function putSkus(lanes: Readonly<Record<LaneName, Lane>>, skus: Sta
   const memory = MEMORY_LANES.map((name) => lanes[name]);
   const plain = memory.filter((lane): lane is MemoryLane => lane instanceof MemoryLane);
   const shared = plain.length === memory.length ? plain[0] : undefined;
+  // A lane whose store is not configured keeps nothing: no batches are built for it.
+  const stores = [lanes.db, lanes.redis].filter((lane) => !(lane instanceof UnconfiguredLane));
   let created = 0;
   for (let from = 0; from < skus.count; from += SKU_CHUNK) {
-    const entries = skus.slice(from, from + SKU_CHUNK);
-    const work: Array<Promise<unknown>> = [lanes.db, lanes.redis].map((lane) => putEach(lane, entries));
+    const to = Math.min(from + SKU_CHUNK, skus.count);
+    const entries = stores.length > 0 || !shared ? skus.slice(from, to) : [];
+    const work: Array<Promise<unknown>> = stores.map((lane) => putEach(lane, entries));
     if (shared) {
-      for (const [sku, stock] of entries) {
+      for (let i = from; i < to; i++) {
+        const sku = skus.sku(i);
+        const stock = skus.stock(i);
         if (shared.createIfNew(sku, stock)) created++;
         else work.push(...plain.map((lane) => lane.put(sku, stock)));
       }

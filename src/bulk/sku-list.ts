@@ -39,12 +39,26 @@ export interface SkuListVerdict {
   readonly errorCount: number;
 }
 
-/** Valid entries, in list order, stored off the JS heap. */
+/** Entries per staging block. */
+const BLOCK_ENTRIES = 16_384;
+/** Room for every name of a block at the longest, so a block is only ever closed full. */
+const BLOCK_NAME_BYTES = BLOCK_ENTRIES * MAX_SKU_LENGTH;
+
+interface StagingBlock {
+  readonly names: Buffer;
+  namesUsed: number;
+  /** Where each entry's name ends in `names`. */
+  readonly ends: Int32Array;
+  readonly stocks: Int32Array;
+  size: number;
+}
+
+/**
+ * Valid entries, in list order, stored off the JS heap in fixed blocks that are filled and never
+ * copied (a doubling array would leave its old copies behind as garbage at every growth).
+ */
 export class StagedSkus {
-  private names = Buffer.alloc(64 * 1024);
-  private namesUsed = 0;
-  private ends = new Int32Array(4096);
-  private stocks = new Int32Array(4096);
+  private readonly blocks: StagingBlock[] = [];
   private size = 0;
 
   get count(): number {
@@ -52,24 +66,26 @@ export class StagedSkus {
   }
 
   add(sku: string, stock: number): void {
-    if (this.size === this.ends.length) {
-      this.ends = grown(this.ends, this.ends.length * 2);
-      this.stocks = grown(this.stocks, this.stocks.length * 2);
+    let block = this.blocks.at(-1);
+    if (!block || block.size === BLOCK_ENTRIES) {
+      block = { names: Buffer.allocUnsafe(BLOCK_NAME_BYTES), namesUsed: 0, ends: new Int32Array(BLOCK_ENTRIES), stocks: new Int32Array(BLOCK_ENTRIES), size: 0 };
+      this.blocks.push(block);
     }
-    if (this.namesUsed + sku.length > this.names.length) this.names = grown(this.names, Math.max(this.names.length * 2, this.namesUsed + sku.length));
-    for (let c = 0; c < sku.length; c++) this.names[this.namesUsed + c] = sku.charCodeAt(c);
-    this.namesUsed += sku.length;
-    this.ends[this.size] = this.namesUsed;
-    this.stocks[this.size] = stock;
+    block.namesUsed += block.names.write(sku, block.namesUsed, 'latin1');
+    block.ends[block.size] = block.namesUsed;
+    block.stocks[block.size] = stock;
+    block.size++;
     this.size++;
   }
 
   sku(i: number): string {
-    return this.names.toString('latin1', i === 0 ? 0 : this.ends[i - 1], this.ends[i]);
+    const { block, at } = this.locate(i);
+    return block.names.toString('latin1', at === 0 ? 0 : block.ends[at - 1], block.ends[at]);
   }
 
   stock(i: number): number {
-    return this.stocks[i] ?? 0;
+    const { block, at } = this.locate(i);
+    return block.stocks[at] ?? 0;
   }
 
   /** Entries `from` to `to` (exclusive) as [sku, stock] pairs, for stores that take a batch. */
@@ -78,12 +94,13 @@ export class StagedSkus {
     for (let i = from; i < Math.min(to, this.size); i++) out.push([this.sku(i), this.stock(i)]);
     return out;
   }
-}
 
-function grown<T extends Buffer | Int32Array>(array: T, length: number): T {
-  const bigger = (array instanceof Buffer ? Buffer.alloc(length) : new Int32Array(length)) as T;
-  bigger.set(array);
-  return bigger;
+  /** Every block but the last is full, so entry i is in block i / BLOCK_ENTRIES. */
+  private locate(i: number): { block: StagingBlock; at: number } {
+    const block = this.blocks[Math.floor(i / BLOCK_ENTRIES)];
+    if (!block || i < 0 || i >= this.size) throw new RangeError(`no staged entry ${i}`);
+    return { block, at: i % BLOCK_ENTRIES };
+  }
 }
 
 /** Feed a list chunk by chunk (a request body, a file read), then `end()` for the verdict. */
