@@ -39,8 +39,9 @@ export function createApp(deps: AppDeps): Express {
   // Every request passes these two layers before its route; each is one function, not a chain
   // of small middlewares, because Express pays for every layer on every request.
   app.use(frontDoor(deps));
-  // Streams its own body (NDJSON or CSV), so it comes before the JSON parser.
-  app.use(bulkRoutes(deps));
+  // Streams its own body (NDJSON or CSV), so it comes before the JSON parser. Mounted under its
+  // prefix, so every other request passes it with one path check instead of a router's walk.
+  app.use('/v2/admin', bulkRoutes(deps));
   app.use(jsonBody());
   // Hot routes first: Express tries each router in turn.
   app.use(v2Routes(deps));

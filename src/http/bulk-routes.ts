@@ -27,9 +27,10 @@ function formatOf(req: Request): SkuListFormat {
   throw new ServiceError('unsupported_media_type', 'Send the SKU list as application/x-ndjson or text/csv.');
 }
 
+/** Mounted at /v2/admin (app.ts). */
 export function bulkRoutes(deps: AppDeps): Router {
   const router = Router();
-  router.post('/v2/admin/skus\\:bulk', requireAdmin(deps.config.adminToken), async (req, res) => {
+  router.post('/skus\\:bulk', requireAdmin(deps.config.adminToken), async (req, res) => {
     const skus = new StagedSkus();
     const parser = new SkuListParser(formatOf(req), deps.config.maxSkus, (sku, stock) => skus.add(sku, stock));
     for await (const chunk of req) parser.push(chunk as Buffer);
