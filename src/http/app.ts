@@ -44,8 +44,8 @@ export function createApp(deps: AppDeps): Express {
   app.use('/v2/admin', bulkRoutes(deps));
   app.use(jsonBody());
   // Hot routes first: Express tries each router in turn.
-  app.use(v2Routes(deps));
-  app.use(v1Routes(deps));
+  v2Routes(deps, app);
+  v1Routes(deps, app);
   app.use(adminRoutes(deps));
   app.use(probeRoutes(deps.dependencies));
   app.use((_req, _res, next) => next(new ServiceError('not_found')));

@@ -8,7 +8,7 @@
  *     Peek answers {"id","remainingStock","soldStock"}; an unknown product is a 404 (the
  *     original crashed there).
  */
-import { Router, type Response } from 'express';
+import { Router, type IRouter, type Response } from 'express';
 import type { LaneName } from '../config.js';
 import { ServiceError } from '../errors.js';
 import type { BuyOutcome } from '../lanes/lane.js';
@@ -30,8 +30,8 @@ function sendText(res: Response, status: number, text: string): void {
   sendAnswer(res, status, TEXT_TYPE, text);
 }
 
-export function v1Routes(deps: AppDeps): Router {
-  const router = Router();
+/** Registers on `router` — the app itself for the hot routes, so a buy walks no nested router. */
+export function v1Routes(deps: AppDeps, router: IRouter = Router()): IRouter {
 
   for (const [path, lane] of ONE_STOCK_PATHS) {
     const answer = (res: Response, outcome: BuyOutcome): void => {

@@ -7,7 +7,7 @@
  * `Idempotent-Replayed: true`, and never sells twice.
  */
 import { readFileSync } from 'node:fs';
-import { Router, type Response } from 'express';
+import { Router, type IRouter, type Response } from 'express';
 import { OutcomeUnknownError, ServiceError } from '../errors.js';
 import { buyFingerprint, soldBody, type StoredResponse } from '../idempotency.js';
 import type { LaneName } from '../config.js';
@@ -23,8 +23,8 @@ function sendStored(res: Response, stored: StoredResponse): void {
   sendAnswer(res, stored.status, JSON_TYPE, stored.body);
 }
 
-export function v2Routes(deps: AppDeps): Router {
-  const router = Router();
+/** Registers on `router` — the app itself for the hot routes, so a buy walks no nested router. */
+export function v2Routes(deps: AppDeps, router: IRouter = Router()): IRouter {
   const { idempotency } = deps;
 
   router.get('/v2/openapi.json', (_req, res) => {
