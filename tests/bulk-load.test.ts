@@ -187,7 +187,7 @@ describe('SEED_FILE', () => {
     const file = join(dir, name);
     writeFileSync(file, content);
     const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'main.js')], {
-      env: { PATH: process.env.PATH ?? '', PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1', WORKERS: '1', SEED_FILE: file, MONGO_URL: process.env.MONGO_URL ?? '', ...env },
+      env: { PATH: process.env.PATH ?? '', PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1', WORKERS: '1', SEED_FILE: file, MONGO_URL: process.env.MONGO_URL ?? '', REDIS_URL: process.env.REDIS_URL ?? '', ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

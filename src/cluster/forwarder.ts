@@ -47,8 +47,8 @@ export function forwardUnlessPrimary(options: ForwardingOptions): RequestHandler
       const value = req.headers[name];
       if (typeof value === 'string') headers[name] = value;
     }
-    // The gate runs before any body parser, so the body is usually still unread: stream it on as
-    // it came. One already parsed is sent re-encoded.
+    // The gate runs after validation: a JSON body has been parsed and is sent re-encoded; a body
+    // no parser read (none at all, or a streamed bulk list) is streamed on as it came.
     const body = req.body === undefined ? undefined : JSON.stringify(req.body);
     if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
     else for (const name of STREAMED_BODY_HEADERS) {
