@@ -1,9 +1,11 @@
 /**
  * The operations on one SKU's counters, as numbers so they can cross threads without allocation
  * (the signal lane posts them to its owner). `applyStockOp` assumes its caller has exclusive
- * access to the counters: under the lock lane's mutex, or on the signal lane's single owner. The
- * atomic lane calls it beside its lock-free buyers only for RESTOCK and UNDO, which are atomic
- * adds and stay exact beside compare-and-swap; it makes SET and RESET itself (atomic-lane.ts).
+ * access to the counters among admin changes: under the lock lane's mutex, on the signal lane's
+ * single owner, or (the atomic lane) under the replica's admin lock. Beside the atomic lane's
+ * lock-free buyers every write of `remaining` here is one atomic step — RESTOCK and UNDO add, SET
+ * and RESET store — so a buyer's compare-and-swap either lands before it or re-reads after it;
+ * `sold` is never stored (initial − remaining), so it cannot drift from the two.
  */
 import { MAX_STOCK } from '../config.js';
 import { INITIAL, REMAINING } from '../memory/shared-stock.js';
