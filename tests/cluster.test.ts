@@ -122,7 +122,8 @@ describe('kill the primary under load (5 rounds, every lane)', () => {
         }
         if (answer !== null) answered++;
         if (answer?.status === 200) acked.set(key, { lane, key });
-        else if (answer === null || answer.status === 503) unanswered.push({ lane, key });
+        // No answer, a refusal (503) or an unknown outcome (504): the key's retry below settles it.
+        else if (answer === null || answer.status === 503 || answer.status === 504) unanswered.push({ lane, key });
         // Refusals and outages come back fast: pace them, as a real client's backoff would.
         if (answer?.status !== 200) await new Promise((r) => setTimeout(r, 100));
       }
