@@ -76,7 +76,9 @@ const RestockResultSchema = z.object({
  * takes blank lines, spaces around CSV fields and `\r\n`, and reports every bad line by number.
  */
 const BULK_SKU = '[A-Za-z0-9_-][A-Za-z0-9._-]{0,31}';
-const BULK_STOCK = '(?:0|[1-9][0-9]{0,8}|1000000000)';
+/** 0 to MAX_STOCK as a pattern: any number of at most 9 digits, or MAX_STOCK itself (10^9). */
+const BULK_STOCK = `(?:0|[1-9][0-9]{0,8}|${MAX_STOCK})`;
+if (MAX_STOCK !== 10 ** 9) throw new Error('BULK_STOCK describes 0..10^9: change it with MAX_STOCK');
 const NdjsonListSchema = z
   .string()
   .regex(new RegExp(`^(?:\\{"sku":"${BULK_SKU}","stock":${BULK_STOCK}\\}\\n)+$`))
