@@ -1,8 +1,11 @@
 # Benchmarks (included by the Makefile).
-.PHONY: bench bench-smoke bench-takeover siege
+.PHONY: bench bench-quick bench-smoke bench-takeover siege
 
-bench: setup-bench build ## every lane side by side with the no-op ceilings; writes bench/results/ and docs/benchmarks.md (~15 min)
+bench: setup-bench build ## every lane side by side with the no-op ceilings, req/s and server CPU per request, and a million SKUs loaded in bulk; writes bench/results/ and docs/benchmarks.md (~20 min)
 	@bash scripts/with-deps.sh node dist/bench/run.js
+
+bench-quick: setup-bench build ## the same at 64 connections with 3 s runs (a few minutes); BENCH_DOCS=1 also writes docs/benchmarks.md
+	@BENCH_QUICK=1 bash scripts/with-deps.sh node dist/bench/run.js
 
 bench-smoke: setup-bench build ## the same harness in seconds (what make test runs)
 	@BENCH_SMOKE=1 BENCH_OUT=$${BENCH_OUT:-bench/results/smoke} bash scripts/with-deps.sh node dist/bench/run.js

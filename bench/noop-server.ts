@@ -28,6 +28,10 @@ function serve(mode: Mode, port: number): void {
         );
   server.keepAliveTimeout = 65_000;
   server.listen({ port, host: '127.0.0.1', reusePort: true }, () => parentPort?.postMessage('listening'));
+  parentPort?.once('message', () => {
+    server.closeAllConnections();
+    server.close(() => process.exit(0));
+  });
 }
 
 if (isMainThread) {
@@ -36,11 +40,19 @@ if (isMainThread) {
   const port = Number(process.env.PORT ?? 5099);
   const workers = Number(process.env.WORKERS ?? availableParallelism());
   let listening = 0;
-  for (let i = 0; i < workers; i++) {
+  const threads = Array.from({ length: workers }, () =>
     new Worker(new URL(import.meta.url), { workerData: { mode, port } }).on('message', () => {
       if (++listening === workers) console.log('ready');
-    });
-  }
+    }),
+  );
+  // Exit through the normal path, so `--cpu-prof` writes every thread's profile.
+  process.once('SIGTERM', () => {
+    let exited = 0;
+    for (const thread of threads) {
+      thread.once('exit', () => ++exited === workers && process.exit(0));
+      thread.postMessage('stop');
+    }
+  });
 } else {
   const { mode, port } = workerData as { mode: Mode; port: number };
   serve(mode, port);

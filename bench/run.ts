@@ -1,48 +1,71 @@
 /**
  * `make bench`: every lane side by side with the no-op ceilings, in one run on one machine, so
- * the ratios hold even when the machine is noisy. The load generator (autocannon) runs in its own
- * process; each cell has a warm-up that is thrown away, then BENCH_REPEATS measured runs whose
- * median is reported with its spread. Also: 1 worker vs all workers, and resident memory with
- * BENCH_SKUS SKUs loaded. Writes bench/results/ (raw JSON, Markdown, SVG + PNG chart) and, on a
- * full run, docs/benchmarks.md.
+ * the ratios hold even when the machine is noisy. Every server is started first and stays up;
+ * then, for each connection count, every target is warmed up and measured in interleaved rounds
+ * (A B C …, A B C …), so a slow minute on a shared machine hits every row alike. The load
+ * generator is wrk (C, its own process, one thread). Beside req/s, each run reports the server's
+ * CPU time per request, read from the server process's own counters (/proc/<pid>/stat, every
+ * thread) before and after — a figure the load generator sharing the cores does not distort —
+ * and, for the rows that use one, Redis's or MongoDB's own CPU per request. It then loads
+ * BENCH_SKUS SKUs through both bulk paths (SEED_FILE and POST /v2/admin/skus:bulk) and reports
+ * the time, the resident memory and the bytes per SKU. Every target of the issue is checked on
+ * req/s and on CPU and reported met or missed — never asserted.
  *
- * Environment: BENCH_DURATION (s, 5), BENCH_WARMUP (s, 2), BENCH_REPEATS (3),
- * BENCH_CONNECTIONS (1,16,64,256), BENCH_TARGETS (all), BENCH_SKUS (1000000), BENCH_SMOKE (tiny
- * run for the test suite), BENCH_OUT (bench/results), MONGO_URL / REDIS_URL (required).
+ * Writes bench/results/ (raw JSON, Markdown, SVG + PNG chart) and, on a full run, docs/benchmarks.md.
+ *
+ * Environment: BENCH_QUICK=1 (64 connections, 3 s runs: a few minutes), BENCH_SMOKE=1 (seconds,
+ * for the test suite), BENCH_DURATION (s, 5), BENCH_WARMUP (s, 2), BENCH_REPEATS (3),
+ * BENCH_CONNECTIONS (1,16,64,256), BENCH_TARGETS (all), BENCH_SKUS (1000000), BENCH_OUT
+ * (bench/results), BENCH_DOCS=1 (write docs/benchmarks.md from a quick run too), BENCH_LOAD (a
+ * note on what else ran on the machine, printed with the figures), MONGO_URL / REDIS_URL (required).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
-import { availableParallelism, cpus } from 'node:os';
+import { copyFileSync, createReadStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createServer } from 'node:net';
+import { Redis } from 'ioredis';
 import { MAX_STOCK } from '../src/config.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const SMOKE = process.env.BENCH_SMOKE === '1';
+const QUICK = process.env.BENCH_QUICK === '1';
 const env = (name: string, fallback: string): string => process.env[name] ?? fallback;
-const DURATION = Number(env('BENCH_DURATION', SMOKE ? '1' : '5'));
-const WARMUP = Number(env('BENCH_WARMUP', SMOKE ? '1' : '2'));
+const DURATION = Number(env('BENCH_DURATION', SMOKE ? '1' : QUICK ? '3' : '5'));
+const WARMUP = Number(env('BENCH_WARMUP', SMOKE ? '1' : QUICK ? '1' : '2'));
 const REPEATS = Number(env('BENCH_REPEATS', SMOKE ? '1' : '3'));
-const CONNECTIONS = env('BENCH_CONNECTIONS', SMOKE ? '1,16' : '1,16,64,256').split(',').map(Number);
+const CONNECTIONS = env('BENCH_CONNECTIONS', SMOKE ? '1,16' : QUICK ? '64' : '1,16,64,256').split(',').map(Number);
 const SKUS = Number(env('BENCH_SKUS', SMOKE ? '2000' : '1000000'));
 const OUT = resolve(env('BENCH_OUT', join(ROOT, 'bench', 'results')));
+const WRITE_DOCS = !SMOKE && (!QUICK || process.env.BENCH_DOCS === '1');
 const WORKERS = availableParallelism();
 const TOKEN = randomBytes(16).toString('hex');
 // As much as a SKU may hold (MAX_STOCK): no run sells it out.
 const STOCK = MAX_STOCK;
+const WRK_DIR = join(ROOT, 'bench', 'wrk');
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 type ServerSpec = { readonly kind: 'noop'; readonly mode: 'http' | 'express' } | { readonly kind: 'service'; readonly env: Record<string, string> };
+type Dependency = 'redis' | 'mongo';
 
 interface Target {
   readonly name: string;
   readonly server: string;
   readonly path: string;
+  readonly keyed?: true;
+  /** The store whose own CPU time this row adds. */
+  readonly dependency?: Dependency;
 }
 
 interface Run {
   readonly rps: number;
+  readonly requests: number;
+  /** Server process CPU (all threads) per request, µs. */
+  readonly cpuUs: number;
+  /** The dependency's own CPU per request, µs, where one is used and measurable. */
+  readonly dependencyCpuUs: number | null;
   readonly p50: number;
   readonly p99: number;
   readonly non2xx: number;
@@ -57,6 +80,7 @@ interface Cell {
   readonly median: Run;
   readonly min: number;
   readonly max: number;
+  readonly cpuMedianUs: number;
 }
 
 const SERVICE_ENV = { ELECTION: 'none', DURABILITY: 'none', SEED_SKUS: 'BENCH,NVDA', INITIAL_STOCK: String(STOCK), ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'warn' };
@@ -67,18 +91,23 @@ const SERVERS: Record<string, ServerSpec> = {
   'service-db-single': { kind: 'service', env: { ...SERVICE_ENV, DB_LANE_MODE: 'single' } },
   'service-durable': { kind: 'service', env: { ...SERVICE_ENV, DURABILITY: 'sync' } },
 };
+const buyPath = (lane: string) => `/v2/lanes/${lane}/skus/BENCH/buy`;
 const ALL_TARGETS: Target[] = [
   { name: 'node:http no-op', server: 'noop-http', path: '/noop' },
   { name: 'express no-op', server: 'noop-express', path: '/noop' },
-  { name: 'atomic', server: 'service', path: '/v2/lanes/atomic/skus/BENCH/buy' },
-  { name: 'signal', server: 'service', path: '/v2/lanes/signal/skus/BENCH/buy' },
-  { name: 'lock', server: 'service', path: '/v2/lanes/lock/skus/BENCH/buy' },
+  { name: 'atomic', server: 'service', path: buyPath('atomic') },
+  { name: 'signal', server: 'service', path: buyPath('signal') },
+  { name: 'lock', server: 'service', path: buyPath('lock') },
+  { name: 'atomic, Idempotency-Key', server: 'service', path: buyPath('atomic'), keyed: true },
   { name: 'ManyStock (atomic, v1)', server: 'service', path: '/api/v1/ManyStock/Cache/BuyFastAtomic/NVDA' },
-  { name: 'redis', server: 'service', path: '/v2/lanes/redis/skus/BENCH/buy' },
-  { name: 'db combined', server: 'service', path: '/v2/lanes/db/skus/BENCH/buy' },
-  { name: 'db single', server: 'service-db-single', path: '/v2/lanes/db/skus/BENCH/buy' },
-  { name: 'atomic, durable', server: 'service-durable', path: '/v2/lanes/atomic/skus/BENCH/buy' },
+  { name: 'redis', server: 'service', path: buyPath('redis'), dependency: 'redis' },
+  { name: 'db combined', server: 'service', path: buyPath('db'), dependency: 'mongo' },
+  { name: 'db single', server: 'service-db-single', path: buyPath('db'), dependency: 'mongo' },
+  { name: 'atomic, durable', server: 'service-durable', path: buyPath('atomic'), dependency: 'mongo' },
+  { name: 'signal, durable', server: 'service-durable', path: buyPath('signal'), dependency: 'mongo' },
+  { name: 'lock, durable', server: 'service-durable', path: buyPath('lock'), dependency: 'mongo' },
 ];
+const MEMORY_LANES = ['atomic', 'signal', 'lock'] as const;
 const SMOKE_TARGETS = ['express no-op', 'atomic'];
 const wanted = process.env.BENCH_TARGETS?.split(',') ?? (SMOKE ? SMOKE_TARGETS : ALL_TARGETS.map((t) => t.name));
 const TARGETS = ALL_TARGETS.filter((t) => wanted.includes(t.name));
@@ -94,36 +123,43 @@ function freePort(): Promise<number> {
   });
 }
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check().catch(() => false))) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
 interface Started {
   readonly base: string;
   readonly child: ChildProcess;
+  readonly pid: number;
+  /** Everything the process printed on stdout. */
+  readonly output: () => string;
 }
 
 async function startServer(spec: ServerSpec, workers: number, extra: Record<string, string> = {}): Promise<Started> {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const childEnv = { ...process.env, PORT: String(port), METRICS_PORT: String(await freePort()), HOST: '127.0.0.1', WORKERS: String(workers), ...extra };
+  const childEnv = { ...process.env, PORT: String(port), METRICS_PORT: String(await freePort()), HOST: '127.0.0.1', WORKERS: String(workers) };
+  let out = '';
   if (spec.kind === 'noop') {
     const child = spawn(process.execPath, [join(ROOT, 'dist', 'bench', 'noop-server.js'), spec.mode], { env: childEnv, stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
     child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
     await until('no-op server', async () => out.includes('ready'));
-    return { base, child };
+    return { base, child, pid: child.pid as number, output: () => out };
   }
   const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'main.js')], {
-    env: { ...childEnv, MONGO_DB: `bench_${randomBytes(4).toString('hex')}`, ...spec.env },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...childEnv, MONGO_DB: `bench_${randomBytes(4).toString('hex')}`, ...spec.env, ...extra },
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
-  await until('service ready', async () => (await fetch(`${base}/readyz`)).status === 200);
-  return { base, child };
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  await until('service ready', async () => {
+    if (child.exitCode !== null) throw new Error(`service exited with ${child.exitCode}`);
+    return (await fetch(`${base}/readyz`)).status === 200;
+  });
+  return { base, child, pid: child.pid as number, output: () => out };
 }
 
 async function stopServer({ child }: Started): Promise<void> {
@@ -133,52 +169,131 @@ async function stopServer({ child }: Started): Promise<void> {
   await exited;
 }
 
-/** One autocannon run in its own process; its JSON summary parsed. */
-function autocannon(url: string, connections: number, seconds: number): Run {
-  const result = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'autocannon', 'autocannon.js'), '--json', '-c', String(connections), '-d', String(seconds), '-m', 'POST', url], {
-    encoding: 'utf8',
-    maxBuffer: 64 * 1024 * 1024,
+/** CPU seconds used so far by every thread of `pid` (utime + stime). */
+function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** Reads the CPU time Redis and the MongoDB wire server have used, where they can be read. */
+class DependencyClock {
+  private readonly redis: Redis;
+  private readonly mongoPid: number | null;
+
+  constructor(redisUrl: string) {
+    this.redis = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1 });
+    // `make bench` starts the wire server itself (scripts/deps.sh) and knows its pid; a MONGO_URL of your own is not measured.
+    const pidFile = join(ROOT, '.data', 'mongo.pid');
+    const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : NaN;
+    this.mongoPid = Number.isInteger(pid) && existsSync(`/proc/${pid}/stat`) ? pid : null;
+  }
+
+  async seconds(dependency: Dependency): Promise<number | null> {
+    if (dependency === 'mongo') return this.mongoPid === null ? null : processCpuSeconds(this.mongoPid);
+    const info = await this.redis.info('cpu');
+    const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
+    return field('used_cpu_sys') + field('used_cpu_user');
+  }
+
+  close(): void {
+    this.redis.disconnect();
+  }
+}
+
+const LATENCY_UNITS: Record<string, number> = { us: 0.001, ms: 1, s: 1000 };
+
+function latencyMs(output: string, percentile: string): number {
+  const match = new RegExp(`^\\s+${percentile}%\\s+([\\d.]+)(us|ms|s)$`, 'm').exec(output);
+  return match ? Number(match[1]) * (LATENCY_UNITS[match[2] ?? 'ms'] ?? 1) : NaN;
+}
+
+/** One wrk run (its own process, one thread) against `url`; the server's CPU read around it. */
+async function wrk(target: Target, url: string, connections: number, seconds: number, serverPid: number, clock: DependencyClock): Promise<Run> {
+  const script = join(WRK_DIR, target.keyed ? 'post-keyed.lua' : 'post.lua');
+  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', script, url, ...(target.keyed ? ['--', randomBytes(6).toString('hex')] : [])];
+  const cpuBefore = processCpuSeconds(serverPid);
+  const depBefore = target.dependency ? await clock.seconds(target.dependency) : null;
+  const result = await new Promise<{ status: number | null; stdout: string; stderr: string }>((done) => {
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('error', (error) => done({ status: -1, stdout, stderr: error.message }));
+    child.once('exit', (status) => done({ status, stdout, stderr }));
   });
-  if (result.status !== 0) throw new Error(`autocannon failed: ${result.stderr}`);
-  const summary = JSON.parse(result.stdout) as { requests: { average: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
-  return { rps: summary.requests.average, p50: summary.latency.p50, p99: summary.latency.p99, non2xx: summary.non2xx, errors: summary.errors };
+  const cpuAfter = processCpuSeconds(serverPid);
+  const depAfter = target.dependency ? await clock.seconds(target.dependency) : null;
+  if (result.status !== 0) throw new Error(`wrk failed (install it: apt-get install wrk): ${result.stderr}`);
+  const out = result.stdout;
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
+    requests,
+    cpuUs: requests > 0 ? ((cpuAfter - cpuBefore) * 1e6) / requests : NaN,
+    dependencyCpuUs: depBefore !== null && depAfter !== null && requests > 0 ? ((depAfter - depBefore) * 1e6) / requests : null,
+    p50: latencyMs(out, '50'),
+    p99: latencyMs(out, '99'),
+    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
+    errors: socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0,
+  };
 }
 
-function medianOf(runs: Run[]): Run {
-  const sorted = [...runs].sort((a, b) => a.rps - b.rps);
-  return sorted[Math.floor(sorted.length / 2)] as Run;
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
 }
 
-async function measure(target: Target, base: string, connections: number, workers: number): Promise<Cell> {
-  if (target.server.startsWith('service')) {
-    // Plenty of stock in every lane before each cell, so nothing sells out mid-run.
-    const res = await fetch(`${base}/v2/admin/skus/BENCH`, { method: 'PUT', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ stock: STOCK }) });
-    if (res.status >= 300) throw new Error(`could not reset stock: ${res.status} ${await res.text()}`);
-  }
-  const url = base + target.path;
-  autocannon(url, connections, WARMUP);
-  const runs = Array.from({ length: REPEATS }, () => autocannon(url, connections, DURATION));
+function cellOf(target: string, connections: number, workers: number, runs: Run[]): Cell {
   const rps = runs.map((r) => r.rps);
-  const cell: Cell = { target: target.name, connections, workers, runs, median: medianOf(runs), min: Math.min(...rps), max: Math.max(...rps) };
-  console.log(`  ${target.name.padEnd(24)} c=${String(connections).padEnd(4)} w=${workers}  ${Math.round(cell.median.rps)} req/s  p99 ${cell.median.p99} ms${cell.median.non2xx ? `  non-2xx ${cell.median.non2xx}` : ''}`);
-  return cell;
+  const byRps = [...runs].sort((a, b) => a.rps - b.rps);
+  return {
+    target,
+    connections,
+    workers,
+    runs,
+    median: byRps[Math.floor(byRps.length / 2)] as Run,
+    min: Math.min(...rps),
+    max: Math.max(...rps),
+    cpuMedianUs: median(runs.map((r) => r.cpuUs)),
+  };
 }
 
-async function runTargets(targets: Target[], connections: number[], workers: number): Promise<Cell[]> {
-  const cells: Cell[] = [];
-  for (const serverName of [...new Set(targets.map((t) => t.server))]) {
-    const spec = SERVERS[serverName];
-    if (!spec) throw new Error(`unknown server ${serverName}`);
-    const started = await startServer(spec, workers);
-    try {
-      for (const target of targets.filter((t) => t.server === serverName)) {
-        for (const c of connections) cells.push(await measure(target, started.base, c, workers));
-      }
-    } finally {
-      await stopServer(started);
+/** Every target at every connection count: a warm-up each, then REPEATS interleaved rounds. */
+async function runTargets(targets: Target[], connections: number[], workers: number, clock: DependencyClock): Promise<Cell[]> {
+  const servers = new Map<string, Started>();
+  try {
+    for (const name of new Set(targets.map((t) => t.server))) {
+      const spec = SERVERS[name];
+      if (!spec) throw new Error(`unknown server ${name}`);
+      servers.set(name, await startServer(spec, workers));
     }
+    const cells: Cell[] = [];
+    for (const c of connections) {
+      const runs = new Map<string, Run[]>(targets.map((t) => [t.name, []]));
+      for (const target of targets) {
+        const server = servers.get(target.server) as Started;
+        await wrk(target, server.base + target.path, c, WARMUP, server.pid, clock);
+      }
+      for (let round = 0; round < REPEATS; round++) {
+        for (const target of targets) {
+          const server = servers.get(target.server) as Started;
+          runs.get(target.name)?.push(await wrk(target, server.base + target.path, c, DURATION, server.pid, clock));
+        }
+      }
+      for (const target of targets) {
+        const cell = cellOf(target.name, c, workers, runs.get(target.name) ?? []);
+        cells.push(cell);
+        const dep = cell.median.dependencyCpuUs === null ? '' : ` (+${target.dependency} ${cell.median.dependencyCpuUs.toFixed(0)} µs)`;
+        console.log(`  ${target.name.padEnd(24)} c=${String(c).padEnd(4)} w=${workers}  ${Math.round(cell.median.rps)} req/s  ${cell.cpuMedianUs.toFixed(1)} µs CPU/req${dep}  p99 ${cell.median.p99} ms${cell.median.non2xx ? `  non-2xx ${cell.median.non2xx}` : ''}`);
+      }
+    }
+    return cells;
+  } finally {
+    for (const server of servers.values()) await stopServer(server);
   }
-  return cells;
 }
 
 function rssMiB(pid: number): number {
@@ -186,34 +301,70 @@ function rssMiB(pid: number): number {
   return Number(line?.split(/\s+/)[1] ?? 0) / 1024;
 }
 
-/** Resident memory of the whole service with `count` SKUs created through the admin API. */
-async function memoryWithSkus(count: number): Promise<{ skus: number; rssEmptyMiB: number; rssLoadedMiB: number; loadSeconds: number }> {
-  const started = await startServer({ kind: 'service', env: { ...SERVICE_ENV, MONGO_URL: '', REDIS_URL: '', MAX_SKUS: String(count + 10) } }, WORKERS, { MONGO_URL: '', REDIS_URL: '' });
+interface BulkLoad {
+  readonly path: string;
+  readonly skus: number;
+  readonly seconds: number;
+  readonly rssEmptyMiB: number;
+  readonly rssLoadedMiB: number;
+  readonly bytesPerSku: number;
+}
+
+/** A resident-set figure once the process has settled (a second without load). */
+async function settledRss(pid: number): Promise<number> {
+  await new Promise((r) => setTimeout(r, 1000));
+  return rssMiB(pid);
+}
+
+/**
+ * `count` SKUs loaded into an in-memory replica (DURABILITY=none, no MongoDB or Redis: what is
+ * measured is the replica's own memory) through both bulk paths: SEED_FILE at start-up, and the
+ * bulk admin route streaming the same list into a running replica.
+ */
+async function bulkLoads(count: number): Promise<BulkLoad[]> {
+  const file = join(OUT, `skus-${count}.ndjson`);
+  const lines: string[] = [];
+  for (let i = 0; i < count; i++) lines.push(`{"sku":"SKU-${String(i).padStart(7, '0')}","stock":100}`);
+  writeFileSync(file, lines.join('\n') + '\n');
+  lines.length = 0;
+  const memoryOnly = { ...SERVICE_ENV, MONGO_URL: '', REDIS_URL: '', MAX_SKUS: String(count + 10) };
+  const results: BulkLoad[] = [];
   try {
-    const pid = started.child.pid as number;
-    const rssEmptyMiB = rssMiB(pid);
-    const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-    const { port } = new URL(started.base);
-    let next = 0;
-    const t0 = Date.now();
-    const put = (i: number) =>
-      new Promise<void>((done, fail) => {
-        const body = '{"stock":100}';
-        const req = request({ host: '127.0.0.1', port, method: 'PUT', path: `/v2/admin/skus/M${i}`, agent, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
-          res.resume();
-          res.on('end', () => (res.statusCode === 201 ? done() : fail(new Error(`PUT M${i}: ${res.statusCode}`))));
+    // The same replica empty, for the baseline of both paths.
+    const empty = await startServer({ kind: 'service', env: memoryOnly }, WORKERS);
+    const rssEmptyMiB = await settledRss(empty.pid);
+    try {
+      const { port } = new URL(empty.base);
+      const t0 = performance.now();
+      const answer = await new Promise<{ status: number; body: string }>((done, fail) => {
+        const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/v2/admin/skus:bulk', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/x-ndjson' } }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => done({ status: res.statusCode ?? 0, body }));
         });
         req.on('error', fail);
-        req.end(body);
+        createReadStream(file).pipe(req);
       });
-    await Promise.all(Array.from({ length: 64 }, async () => {
-      for (let i = next++; i < count; i = next++) await put(i);
-    }));
-    agent.destroy();
-    return { skus: count, rssEmptyMiB, rssLoadedMiB: rssMiB(pid), loadSeconds: (Date.now() - t0) / 1000 };
+      const seconds = (performance.now() - t0) / 1000;
+      if (answer.status !== 200) throw new Error(`bulk load failed: ${answer.status} ${answer.body}`);
+      const rssLoadedMiB = await settledRss(empty.pid);
+      results.push({ path: 'POST /v2/admin/skus:bulk (NDJSON)', skus: count, seconds, rssEmptyMiB, rssLoadedMiB, bytesPerSku: ((rssLoadedMiB - rssEmptyMiB) * 1048576) / count });
+    } finally {
+      await stopServer(empty);
+    }
+    const seeded = await startServer({ kind: 'service', env: { ...memoryOnly, LOG_LEVEL: 'info', SEED_FILE: file } }, WORKERS);
+    try {
+      const rssLoadedMiB = await settledRss(seeded.pid);
+      const logged = /"skus":(\d+),"ms":(\d+)[^\n]*"msg":"SEED_FILE loaded"/.exec(seeded.output());
+      if (!logged || Number(logged[1]) !== count) throw new Error('the SEED_FILE load was not logged');
+      results.push({ path: 'SEED_FILE at start-up (NDJSON)', skus: count, seconds: Number(logged[2]) / 1000, rssEmptyMiB, rssLoadedMiB, bytesPerSku: ((rssLoadedMiB - rssEmptyMiB) * 1048576) / count });
+    } finally {
+      await stopServer(seeded);
+    }
   } finally {
-    await stopServer(started);
+    rmSync(file, { force: true });
   }
+  return results;
 }
 
 function chart(cells: Cell[]): string {
@@ -222,14 +373,14 @@ function chart(cells: Cell[]): string {
   const colors = ['#9ecae1', '#4292c6', '#08519c', '#08306b'];
   const max = Math.max(...cells.map((c) => c.median.rps), 1);
   const width = 140 + targets.length * (conns.length * 18 + 30);
-  const height = 420;
+  const height = 440;
   const plotTop = 50;
   const plotBottom = 300;
   const y = (v: number) => plotBottom - (v / max) * (plotBottom - plotTop);
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="DejaVu Sans, sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="20" y="25" font-size="16" font-weight="bold">SuperStock: requests per second by lane and connections (median of ${REPEATS})</text>`,
+    `<text x="20" y="25" font-size="16" font-weight="bold">SuperStock: requests per second by lane and connections (median of ${REPEATS}; CPU µs per request above each group at the highest count)</text>`,
   ];
   for (let i = 0; i <= 4; i++) {
     const v = (max * i) / 4;
@@ -237,12 +388,16 @@ function chart(cells: Cell[]): string {
   }
   targets.forEach((t, ti) => {
     const x0 = 100 + ti * (conns.length * 18 + 30);
+    let top = plotBottom;
     conns.forEach((c, ci) => {
       const cell = cells.find((k) => k.target === t && k.connections === c);
       if (!cell) return;
       const x = x0 + ci * 18;
+      top = Math.min(top, y(cell.median.rps));
       parts.push(`<rect x="${x}" y="${y(cell.median.rps)}" width="16" height="${plotBottom - y(cell.median.rps)}" fill="${colors[ci % colors.length]}"/>`);
     });
+    const last = cells.find((k) => k.target === t && k.connections === conns.at(-1));
+    if (last) parts.push(`<text x="${x0}" y="${top - 6}" font-size="10">${last.cpuMedianUs.toFixed(0)} µs</text>`);
     parts.push(`<text transform="translate(${x0 + 8},${plotBottom + 12}) rotate(35)">${t}</text>`);
   });
   conns.forEach((c, ci) => parts.push(`<rect x="${width - 150}" y="${40 + ci * 18}" width="12" height="12" fill="${colors[ci % colors.length]}"/><text x="${width - 132}" y="${50 + ci * 18}">${c} connections</text>`));
@@ -250,44 +405,69 @@ function chart(cells: Cell[]): string {
   return parts.join('\n');
 }
 
+function cellAt(cells: Cell[], target: string, connections: number, workers = WORKERS): Cell | undefined {
+  return cells.find((c) => c.target === target && c.connections === connections && c.workers === workers);
+}
+
 function table(cells: Cell[]): string {
-  const baseline = (c: number) => cells.find((k) => k.target === 'express no-op' && k.connections === c && k.workers === WORKERS)?.median.rps;
-  const rows = ['| target | connections | req/s (median) | spread (min–max) | p50 ms | p99 ms | × express no-op | non-2xx |', '|---|---|---|---|---|---|---|---|'];
+  const rows = [
+    '| target | connections | req/s (median) | spread (min–max) | server CPU µs/req | + store CPU µs/req | p50 ms | p99 ms | req/s × express no-op | CPU × express no-op | non-2xx |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
   for (const c of cells) {
-    const base = baseline(c.connections);
+    const base = cellAt(cells, 'express no-op', c.connections, c.workers);
+    const dep = c.median.dependencyCpuUs;
     rows.push(
-      `| ${c.target} | ${c.connections} | ${Math.round(c.median.rps)} | ${Math.round(c.min)}–${Math.round(c.max)} | ${c.median.p50} | ${c.median.p99} | ${base ? (c.median.rps / base).toFixed(2) : '—'} | ${c.median.non2xx} |`,
+      `| ${c.target} | ${c.connections} | ${Math.round(c.median.rps)} | ${Math.round(c.min)}–${Math.round(c.max)} | ${c.cpuMedianUs.toFixed(1)} | ${dep === null ? '—' : dep.toFixed(1)} | ${c.median.p50} | ${c.median.p99} | ${base ? (c.median.rps / base.median.rps).toFixed(2) : '—'} | ${base ? (c.cpuMedianUs / base.cpuMedianUs).toFixed(2) : '—'} | ${c.median.non2xx} |`,
     );
   }
   return rows.join('\n');
-}
-
-function rpsOf(cells: Cell[], target: string, connections: number, workers = WORKERS): number | undefined {
-  return cells.find((c) => c.target === target && c.connections === connections && c.workers === workers)?.median.rps;
 }
 
 interface Verdict {
   readonly target: string;
   readonly goal: string;
   readonly measured: string;
-  readonly pass: boolean | null;
+  /** null: reported, no goal (or not measured in this run). */
+  readonly met: boolean | null;
 }
 
-function verdicts(cells: Cell[], memory: Awaited<ReturnType<typeof memoryWithSkus>> | null): Verdict[] {
-  const at = 64;
-  const express = rpsOf(cells, 'express no-op', at);
-  const redis = rpsOf(cells, 'redis', at);
+function verdicts(cells: Cell[], loads: BulkLoad[]): Verdict[] {
   const out: Verdict[] = [];
-  for (const lane of ['atomic', 'signal', 'lock']) {
-    const r = rpsOf(cells, lane, at);
-    if (r === undefined) continue;
-    if (express) out.push({ target: `${lane} vs express no-op @${at}`, goal: '≥ 0.90×', measured: `${(r / express).toFixed(2)}×`, pass: r / express >= 0.9 });
-    if (redis) out.push({ target: `${lane} vs redis lane @${at}`, goal: '≥ 2×', measured: `${(r / redis).toFixed(2)}×`, pass: r / redis >= 2 });
+  const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+  // Durable in-memory lanes beside the same lane without durability.
+  for (const at of [64, 256]) {
+    for (const lane of MEMORY_LANES) {
+      const plain = cellAt(cells, lane, at);
+      const durable = cellAt(cells, `${lane}, durable`, at);
+      if (!plain || !durable) continue;
+      out.push({ target: `${lane}, durable ÷ ${lane} @${at}: req/s`, goal: '≥ 0.80×', measured: ratio(durable.median.rps, plain.median.rps), met: durable.median.rps / plain.median.rps >= 0.8 });
+      out.push({ target: `${lane}, durable ÷ ${lane} @${at}: CPU per buy`, goal: '≤ 1.25×', measured: ratio(durable.cpuMedianUs, plain.cpuMedianUs), met: durable.cpuMedianUs / plain.cpuMedianUs <= 1.25 });
+    }
   }
-  const combined = rpsOf(cells, 'db combined', at);
-  const single = rpsOf(cells, 'db single', at);
-  if (combined && single) out.push({ target: `db combined vs db single @${at}, one SKU`, goal: '≥ 5×', measured: `${(combined / single).toFixed(2)}×`, pass: combined / single >= 5 });
-  if (memory) out.push({ target: `resident memory, ${memory.skus.toLocaleString('en')} SKUs`, goal: '≤ 256 MiB', measured: `${memory.rssLoadedMiB.toFixed(0)} MiB`, pass: memory.skus >= 1_000_000 ? memory.rssLoadedMiB <= 256 : null });
+  const express = cellAt(cells, 'express no-op', 64);
+  const redis = cellAt(cells, 'redis', 64);
+  for (const lane of MEMORY_LANES) {
+    const cell = cellAt(cells, lane, 64);
+    if (!cell) continue;
+    if (express) {
+      out.push({ target: `${lane} ÷ express no-op @64: req/s`, goal: '≥ 1.00×', measured: ratio(cell.median.rps, express.median.rps), met: cell.median.rps / express.median.rps >= 1 });
+      out.push({ target: `${lane} ÷ express no-op @64: CPU per request`, goal: '≤ 1.00×', measured: ratio(cell.cpuMedianUs, express.cpuMedianUs), met: cell.cpuMedianUs / express.cpuMedianUs <= 1 });
+    }
+    if (redis) {
+      out.push({ target: `${lane} ÷ redis lane @64: req/s`, goal: 'reported', measured: ratio(cell.median.rps, redis.median.rps), met: null });
+      const redisTotal = redis.cpuMedianUs + (redis.median.dependencyCpuUs ?? 0);
+      out.push({ target: `redis lane ÷ ${lane} @64: CPU per buy, Redis's own included`, goal: 'reported', measured: ratio(redisTotal, cell.cpuMedianUs), met: null });
+    }
+  }
+  const combined = cellAt(cells, 'db combined', 64);
+  const single = cellAt(cells, 'db single', 64);
+  if (combined && single) out.push({ target: 'db combined ÷ db single @64, one SKU: req/s', goal: '≥ 5×', measured: ratio(combined.median.rps, single.median.rps), met: combined.median.rps / single.median.rps >= 5 });
+  for (const load of loads) {
+    const full = load.skus >= 1_000_000;
+    out.push({ target: `${load.skus.toLocaleString('en')} SKUs by ${load.path}: resident`, goal: '≤ 256 MiB', measured: `${load.rssLoadedMiB.toFixed(0)} MiB`, met: full ? load.rssLoadedMiB <= 256 : null });
+    out.push({ target: `${load.skus.toLocaleString('en')} SKUs by ${load.path}: load time`, goal: '≤ 10 s', measured: `${load.seconds.toFixed(1)} s`, met: full ? load.seconds <= 10 : null });
+  }
   return out;
 }
 
@@ -295,34 +475,49 @@ async function main(): Promise<void> {
   if (!process.env.MONGO_URL || !process.env.REDIS_URL) throw new Error('set MONGO_URL and REDIS_URL (make bench starts both)');
   mkdirSync(OUT, { recursive: true });
   const startedAt = new Date().toISOString();
-  console.log(`bench: ${TARGETS.length} targets × ${CONNECTIONS.join('/')} connections, ${WARMUP}s warm-up + ${REPEATS}×${DURATION}s, ${WORKERS} workers`);
-  const cells = await runTargets(TARGETS, CONNECTIONS, WORKERS);
+  const loadBefore = loadavg();
+  const command = SMOKE ? 'make bench-smoke' : QUICK ? 'make bench-quick' : 'make bench';
+  console.log(`bench: ${TARGETS.length} targets × ${CONNECTIONS.join('/')} connections, interleaved: ${WARMUP}s warm-up + ${REPEATS} rounds × ${DURATION}s, ${WORKERS} workers, wrk -t1`);
+  const clock = new DependencyClock(process.env.REDIS_URL);
+  let cells: Cell[];
+  let scaling: Array<{ target: string; connections: number; oneWorker: number; allWorkers: number; oneWorkerCpuUs: number; allWorkersCpuUs: number }>;
+  try {
+    cells = await runTargets(TARGETS, CONNECTIONS, WORKERS, clock);
+    const scalingTargets = TARGETS.filter((t) => (MEMORY_LANES as readonly string[]).includes(t.name));
+    const scalingAt = CONNECTIONS.includes(64) ? 64 : (CONNECTIONS.at(-1) as number);
+    const oneWorker = WORKERS > 1 && !SMOKE ? await runTargets(scalingTargets, [scalingAt], 1, clock) : [];
+    scaling = oneWorker.map((c) => {
+      const all = cellAt(cells, c.target, scalingAt);
+      return { target: c.target, connections: scalingAt, oneWorker: c.median.rps, allWorkers: all?.median.rps ?? 0, oneWorkerCpuUs: c.cpuMedianUs, allWorkersCpuUs: all?.cpuMedianUs ?? 0 };
+    });
+  } finally {
+    clock.close();
+  }
 
-  const scalingTargets = TARGETS.filter((t) => ['atomic', 'signal', 'lock'].includes(t.name));
-  const scalingAt = CONNECTIONS.includes(64) ? 64 : (CONNECTIONS.at(-1) as number);
-  const oneWorker = WORKERS > 1 ? await runTargets(scalingTargets, [scalingAt], 1) : [];
-  const scaling = oneWorker.map((c) => ({ target: c.target, connections: scalingAt, oneWorker: c.median.rps, allWorkers: rpsOf(cells, c.target, scalingAt) ?? 0 }));
-
-  console.log(`memory: creating ${SKUS} SKUs`);
-  const memory = await memoryWithSkus(SKUS);
-  const results = verdicts(cells, memory);
+  console.log(`bulk loads: ${SKUS} SKUs through SEED_FILE and POST /v2/admin/skus:bulk`);
+  const loads = await bulkLoads(SKUS);
+  const results = verdicts(cells, loads);
+  const loadAfter = loadavg();
 
   const machine = { nproc: WORKERS, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, platform: `${process.platform} ${process.arch}` };
-  const command = SMOKE ? 'make bench-smoke' : 'make bench';
-  writeFileSync(join(OUT, 'bench.json'), JSON.stringify({ startedAt, machine, command, settings: { DURATION, WARMUP, REPEATS, CONNECTIONS, WORKERS }, cells, scaling, memory, verdicts: results }, null, 2));
-  const svg = chart(cells);
-  writeFileSync(join(OUT, 'bench.svg'), svg);
+  const load = { before: loadBefore, after: loadAfter, note: process.env.BENCH_LOAD ?? null };
+  writeFileSync(join(OUT, 'bench.json'), JSON.stringify({ startedAt, machine, load, command, settings: { DURATION, WARMUP, REPEATS, CONNECTIONS, WORKERS, loadGenerator: 'wrk -t1' }, cells, scaling, loads, verdicts: results }, null, 2));
+  writeFileSync(join(OUT, 'bench.svg'), chart(cells));
   const png = spawnSync('rsvg-convert', ['-o', join(OUT, 'bench.png'), join(OUT, 'bench.svg')]);
   if (png.status !== 0) throw new Error('rsvg-convert failed (apt-get install librsvg2-bin): ' + String(png.stderr));
 
+  const verdictMark = (v: Verdict) => (v.met === null ? (v.goal === 'reported' ? '' : 'n/a (smaller run)') : v.met ? 'met' : 'missed');
   const markdown = [
     `# Benchmarks`,
     '',
-    `Latest \`${command}\` run, ${startedAt}, on ${machine.nproc} cores (${machine.cpu}), Node ${machine.node}. The load generator`,
-    `(autocannon, its own process) shares those cores with the server: absolute figures are this machine's; the ratios, measured`,
-    `side by side in one run, are the point. Every lane sells one hot SKU with enough stock that nothing sells out; the service`,
-    `runs standalone with \`DURABILITY=none\` (the original's comparison), plus one row with \`DURABILITY=sync\`.`,
-    `Each cell: ${WARMUP}s warm-up, then the median of ${REPEATS} × ${DURATION}s runs with its spread.`,
+    `Latest \`${command}\` run, ${startedAt}, on ${machine.nproc} cores (${machine.cpu}), Node ${machine.node}.`,
+    `Load average ${loadBefore.map((l) => l.toFixed(1)).join(' / ')} before and ${loadAfter.map((l) => l.toFixed(1)).join(' / ')} after${load.note ? ` (${load.note})` : ''}.`,
+    `The load generator (wrk, one thread, its own process) shares those cores with the server: absolute req/s are this machine's at that`,
+    `moment; the ratios, measured side by side in interleaved rounds, are the point, and the server CPU per request (the server`,
+    `process's own CPU time over the run, every thread, divided by the requests served) is the figure the shared cores distort least.`,
+    `Every lane sells one hot SKU with enough stock that nothing sells out; the service runs standalone with \`DURABILITY=none\``,
+    `(the original's comparison), plus the \`DURABILITY=sync\` rows. Each cell: ${WARMUP}s warm-up, then the median of ${REPEATS} × ${DURATION}s`,
+    `runs, one per round, with its spread. "+ store CPU" is Redis's (INFO cpu) or the MongoDB wire server's own CPU per request.`,
     '',
     '![requests per second by lane](benchmarks.png)',
     '',
@@ -332,22 +527,26 @@ async function main(): Promise<void> {
     '',
     '| target | goal | measured | |',
     '|---|---|---|---|',
-    ...results.map((v) => `| ${v.target} | ${v.goal} | ${v.measured} | ${v.pass === null ? 'n/a (smaller run)' : v.pass ? 'PASS' : 'MISS'} |`),
+    ...results.map((v) => `| ${v.target} | ${v.goal} | ${v.measured} | ${verdictMark(v)} |`),
     '',
     '## Scaling: 1 worker vs all workers',
     '',
-    '| lane | connections | 1 worker | all workers | ratio |',
-    '|---|---|---|---|---|',
-    ...scaling.map((s) => `| ${s.target} | ${s.connections} | ${Math.round(s.oneWorker)} | ${Math.round(s.allWorkers)} | ${(s.allWorkers / s.oneWorker).toFixed(2)}× |`),
+    '| lane | connections | 1 worker req/s | all workers req/s | ratio | CPU µs/req, 1 worker | CPU µs/req, all |',
+    '|---|---|---|---|---|---|---|',
+    ...scaling.map((s) => `| ${s.target} | ${s.connections} | ${Math.round(s.oneWorker)} | ${Math.round(s.allWorkers)} | ${(s.allWorkers / s.oneWorker).toFixed(2)}× | ${s.oneWorkerCpuUs.toFixed(1)} | ${s.allWorkersCpuUs.toFixed(1)} |`),
     '',
-    '## Memory',
+    '## A million SKUs: bulk load and memory',
     '',
-    `Resident set of the whole process (all threads): ${memory.rssEmptyMiB.toFixed(0)} MiB at start with room for ${memory.skus.toLocaleString('en')} SKUs,`,
-    `${memory.rssLoadedMiB.toFixed(0)} MiB with all ${memory.skus.toLocaleString('en')} created (through the admin API, ${memory.loadSeconds.toFixed(0)} s).`,
+    `An in-memory replica (\`DURABILITY=none\`, no MongoDB or Redis: the replica's own memory), ${WORKERS} workers, SKUs named`,
+    '`SKU-0000000` … (11 characters). Resident set of the whole process (every thread), settled for a second.',
+    '',
+    '| path | SKUs | load time | resident empty | resident loaded | bytes per SKU |',
+    '|---|---|---|---|---|---|',
+    ...loads.map((l) => `| ${l.path} | ${l.skus.toLocaleString('en')} | ${l.seconds.toFixed(1)} s | ${l.rssEmptyMiB.toFixed(0)} MiB | ${l.rssLoadedMiB.toFixed(0)} MiB | ${l.bytesPerSku.toFixed(0)} |`),
     '',
   ].join('\n');
   writeFileSync(join(OUT, 'bench.md'), markdown);
-  if (!SMOKE) {
+  if (WRITE_DOCS) {
     // The analysis is written by a person against a run; it travels with the latest table.
     writeFileSync(join(ROOT, 'docs', 'benchmarks.md'), `${markdown}\n${readFileSync(join(ROOT, 'bench', 'ANALYSIS.md'), 'utf8')}`);
     copyFileSync(join(OUT, 'bench.png'), join(ROOT, 'docs', 'benchmarks.png'));

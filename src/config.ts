@@ -47,6 +47,8 @@ export interface Config {
   readonly adminToken: string | null;
   readonly initialStock: number;
   readonly seedSkus: readonly string[];
+  /** A SKU list (.csv, .ndjson) loaded into the table at start-up, or null. */
+  readonly seedFile: string | null;
   readonly maxSkus: number;
   readonly maxQuantity: number;
   readonly metricsMaxSkus: number;
@@ -185,6 +187,11 @@ export function loadConfig(env: Env = process.env): Config {
   const role = text(env, 'ROLE') === undefined ? null : oneOf(env, 'ROLE', ['primary', 'secondary'] as const, 'primary');
   const durability = oneOf(env, 'DURABILITY', ['sync', 'none'] as const, mongoUrl ? 'sync' : 'none');
   if (durability === 'sync' && !mongoUrl) throw new ConfigError('DURABILITY', 'sync durability needs MONGO_URL');
+  const seedFile = text(env, 'SEED_FILE') ?? null;
+  if (seedFile !== null && !/\.(csv|ndjson|jsonl)$/i.test(seedFile)) throw new ConfigError('SEED_FILE', 'the name must end in .csv, .ndjson or .jsonl');
+  // A durable replica rebuilds its lanes from the ledger, which a file read at start knows nothing
+  // of: there the bulk admin route, which writes the ledger, is the way in.
+  if (seedFile !== null && durability === 'sync') throw new ConfigError('SEED_FILE', 'needs DURABILITY=none; with durability, load SKUs with POST /v2/admin/skus:bulk');
   const port = integer(env, 'PORT', 5059, 0, 65535);
   const leaseDurationMs = integer(env, 'LEASE_DURATION_MS', 3000, 100, 600_000);
   const renewDeadlineMs = integer(env, 'RENEW_DEADLINE_MS', 2000, 50, 600_000);
@@ -211,6 +218,7 @@ export function loadConfig(env: Env = process.env): Config {
     adminToken,
     initialStock: integer(env, 'INITIAL_STOCK', 15_000, 0, MAX_STOCK),
     seedSkus: Object.freeze([...new Set(seedSkus)]),
+    seedFile,
     maxSkus,
     maxQuantity: integer(env, 'MAX_QUANTITY', 1000, 1, 1_000_000),
     metricsMaxSkus: integer(env, 'METRICS_MAX_SKUS', 50, 0, 10_000),

@@ -4,6 +4,7 @@
  * SIGTERM or SIGINT.
  */
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { SeedFileError } from './bulk/seed-file.js';
 import { PortInUseError, Supervisor } from './supervisor.js';
 
 /** Exit code when a port is taken: EADDRINUSE's errno on Linux, so scripts can tell it apart. */
@@ -18,7 +19,14 @@ try {
   process.exit(78); // EX_CONFIG
 }
 
-const supervisor = new Supervisor(config);
+let supervisor: Supervisor;
+try {
+  supervisor = new Supervisor(config);
+} catch (error) {
+  if (!(error instanceof SeedFileError)) throw error;
+  console.error(JSON.stringify({ level: 'fatal', msg: error.message, variable: 'SEED_FILE' }));
+  process.exit(78); // EX_CONFIG: the seed file is part of the configuration
+}
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {

@@ -15,65 +15,108 @@ export const PREFIX = 'superstock_';
 export const REQUEST_OUTCOMES = ['sold', 'sold_out', 'not_found', 'unavailable', 'replayed'] as const;
 export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
 
-interface Child {
-  inc(value?: number): void;
+const DURATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+const LANE_INDEX: Readonly<Record<LaneName, number>> = { db: 0, atomic: 1, signal: 2, lock: 3, redis: 4 };
+const OUTCOME_INDEX: Readonly<Record<RequestOutcome, number>> = { sold: 0, sold_out: 1, not_found: 2, unavailable: 3, replayed: 4 };
+
+function bump(tally: Float64Array, at: number, by: number): void {
+  tally[at] = (tally[at] ?? 0) + by;
 }
 
-interface LaneChildren {
-  readonly outcomes: Record<RequestOutcome, Child>;
-  readonly duration: { observe(value: number): void };
-  readonly unitsSold: Child;
-  readonly soldOut: Child;
-}
-
-/** Per-worker request metrics. Children are resolved once per lane so the hot path does no label lookups. */
+/**
+ * Per-worker request metrics. Counting a request is the hot path's only record, so it is kept to
+ * a few writes into typed arrays — no label hashing, no objects — and the tallies become
+ * prom-client series only when the supervisor asks for a snapshot (each metric's `collect`).
+ */
 export class WorkerMetrics {
   readonly registry = new Registry();
-  private readonly requests: Counter<'lane' | 'outcome'>;
-  private readonly duration: Histogram<'lane'>;
-  private readonly unitsSold: Counter<'lane'>;
-  private readonly soldOut: Counter<'lane'>;
   private readonly dependencyErrors: Counter<'dependency'>;
-  /** Requests being served right now: what a graceful shutdown waits for. */
-  readonly inFlight: Gauge;
   private readonly forwarded: Counter<'outcome'>;
-  /** Children resolved once, so counting a buy does no label hashing. */
-  private readonly byLane = new Map<LaneName, LaneChildren>();
+  /** The duration histogram's shape (name, help, type) for snapshots; its values are ours. */
+  private readonly durationShape: Histogram<'lane'>;
+  private readonly outcomes = new Float64Array(LANE_NAMES.length * REQUEST_OUTCOMES.length);
+  private readonly unitsSold = new Float64Array(LANE_NAMES.length);
+  private readonly soldOut = new Float64Array(LANE_NAMES.length);
+  /** Per lane: one count per bucket (not cumulative) and a last one for +Inf only. */
+  private readonly durationCounts = new Float64Array(LANE_NAMES.length * (DURATION_BUCKETS.length + 1));
+  private readonly durationSums = new Float64Array(LANE_NAMES.length);
+  private inFlight = 0;
+  /** One listener shared by every response, so tracking a request allocates nothing. */
+  private readonly onResponseClosed = (): void => {
+    this.inFlight--;
+  };
 
   constructor() {
     const registers = [this.registry];
-    this.requests = new Counter({ name: `${PREFIX}requests_total`, help: 'Buy requests by lane and outcome.', labelNames: ['lane', 'outcome'], registers });
-    this.duration = new Histogram({
+    const { outcomes, unitsSold, soldOut } = this;
+    const inFlightNow = (): number => this.inFlight;
+    new Counter({
+      name: `${PREFIX}requests_total`,
+      help: 'Buy requests by lane and outcome.',
+      labelNames: ['lane', 'outcome'],
+      registers,
+      collect() {
+        this.reset();
+        LANE_NAMES.forEach((lane, l) => REQUEST_OUTCOMES.forEach((outcome, o) => this.labels(lane, outcome).inc(outcomes[l * REQUEST_OUTCOMES.length + o] ?? 0)));
+      },
+    });
+    new Counter({
+      name: `${PREFIX}units_sold_total`,
+      help: 'Units sold by lane.',
+      labelNames: ['lane'],
+      registers,
+      collect() {
+        this.reset();
+        LANE_NAMES.forEach((lane, l) => this.labels(lane).inc(unitsSold[l] ?? 0));
+      },
+    });
+    new Counter({
+      name: `${PREFIX}sold_out_total`,
+      help: 'SKUs that reached zero by lane (counted by the buy that took the last unit).',
+      labelNames: ['lane'],
+      registers,
+      collect() {
+        this.reset();
+        LANE_NAMES.forEach((lane, l) => this.labels(lane).inc(soldOut[l] ?? 0));
+      },
+    });
+    this.durationShape = new Histogram({
       name: `${PREFIX}request_duration_seconds`,
       help: 'Buy latency by lane, from routing to the answer.',
       labelNames: ['lane'],
-      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      registers,
+      buckets: DURATION_BUCKETS,
+      registers: [],
     });
-    this.unitsSold = new Counter({ name: `${PREFIX}units_sold_total`, help: 'Units sold by lane.', labelNames: ['lane'], registers });
-    this.soldOut = new Counter({ name: `${PREFIX}sold_out_total`, help: 'SKUs that reached zero by lane (counted by the buy that took the last unit).', labelNames: ['lane'], registers });
     this.dependencyErrors = new Counter({ name: `${PREFIX}dependency_errors_total`, help: 'Failed or timed-out calls to a dependency.', labelNames: ['dependency'], registers });
     this.forwarded = new Counter({ name: `${PREFIX}forwarded_requests_total`, help: 'Writes forwarded to the primary, by outcome.', labelNames: ['outcome'], registers });
     for (const outcome of ['ok', 'failed']) this.forwarded.labels(outcome).inc(0);
-    this.inFlight = new Gauge({ name: `${PREFIX}http_requests_in_flight`, help: 'HTTP requests being served.', registers });
-    for (const lane of LANE_NAMES) {
-      const outcomes = {} as Record<RequestOutcome, Child>;
-      for (const outcome of REQUEST_OUTCOMES) outcomes[outcome] = this.requests.labels(lane, outcome);
-      this.byLane.set(lane, { outcomes, duration: this.duration.labels(lane), unitsSold: this.unitsSold.labels(lane), soldOut: this.soldOut.labels(lane) });
-      this.unitsSold.labels(lane).inc(0);
-      this.soldOut.labels(lane).inc(0);
-    }
+    new Gauge({
+      name: `${PREFIX}http_requests_in_flight`,
+      help: 'HTTP requests being served.',
+      registers,
+      collect() {
+        this.set(inFlightNow());
+      },
+    });
     for (const dependency of ['mongo', 'redis']) this.dependencyErrors.labels(dependency).inc(0);
   }
 
+  /** Count `res` as in flight until it closes (answered, or the connection went away). */
+  trackInFlight(res: { on(event: 'close', listener: () => void): unknown }): void {
+    this.inFlight++;
+    res.on('close', this.onResponseClosed);
+  }
+
   recordBuy(lane: LaneName, outcome: RequestOutcome, seconds: number, units: number, remaining: number): void {
-    const children = this.byLane.get(lane);
-    if (!children) return;
-    children.outcomes[outcome].inc();
-    children.duration.observe(seconds);
+    const l = LANE_INDEX[lane];
+    bump(this.outcomes, l * REQUEST_OUTCOMES.length + OUTCOME_INDEX[outcome], 1);
+    let bucket = 0;
+    while (bucket < DURATION_BUCKETS.length && seconds > (DURATION_BUCKETS[bucket] as number)) bucket++;
+    bump(this.durationCounts, l * (DURATION_BUCKETS.length + 1) + bucket, 1);
+    bump(this.durationSums, l, seconds);
     if (outcome === 'sold') {
-      children.unitsSold.inc(units);
-      if (remaining === 0) children.soldOut.inc();
+      bump(this.unitsSold, l, units);
+      if (remaining === 0) bump(this.soldOut, l, 1);
     }
   }
 
@@ -85,8 +128,28 @@ export class WorkerMetrics {
     this.dependencyErrors.labels(dependency).inc();
   }
 
-  snapshot(): Promise<MetricObjectWithValues<MetricValue<string>>[]> {
-    return this.registry.getMetricsAsJSON();
+  async snapshot(): Promise<MetricObjectWithValues<MetricValue<string>>[]> {
+    const [registered, shape] = await Promise.all([this.registry.getMetricsAsJSON(), this.durationShape.get()]);
+    return [...registered, { ...shape, values: this.durationValues() }];
+  }
+
+  /** The histogram's series as prom-client lays them out: cumulative buckets, +Inf, sum, count. */
+  private durationValues(): Array<MetricValue<string> & { metricName: string }> {
+    const name = `${PREFIX}request_duration_seconds`;
+    const values: Array<MetricValue<string> & { metricName: string }> = [];
+    LANE_NAMES.forEach((lane, l) => {
+      const base = l * (DURATION_BUCKETS.length + 1);
+      let cumulative = 0;
+      DURATION_BUCKETS.forEach((le, b) => {
+        cumulative += this.durationCounts[base + b] as number;
+        values.push({ labels: { le, lane }, value: cumulative, metricName: `${name}_bucket` });
+      });
+      const count = cumulative + (this.durationCounts[base + DURATION_BUCKETS.length] as number);
+      values.push({ labels: { le: '+Inf', lane }, value: count, metricName: `${name}_bucket` });
+      values.push({ labels: { lane }, value: this.durationSums[l] as number, metricName: `${name}_sum` });
+      values.push({ labels: { lane }, value: count, metricName: `${name}_count` });
+    });
+    return values;
   }
 }
 

@@ -8,15 +8,20 @@
 import { createServer, type Server } from 'node:http';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { ClusterController } from './cluster/controller.js';
-import type { Config, LaneName } from './config.js';
+import { MEMORY_LANES, type Config, type LaneName } from './config.js';
+import { readSeedFile, readSeedFileInChunks } from './bulk/seed-file.js';
 import { IdempotencyRegistry } from './idempotency.js';
 import { buildLanes, type LaneSet } from './lanes/index.js';
+import type { DbLane } from './lanes/db-lane.js';
 import type { StockLevel } from './lanes/lane.js';
+import type { RedisLane } from './lanes/redis-lane.js';
+import { OP_SET, applyStockOp } from './lanes/stock-ops.js';
 import { SignalOwner } from './lanes/signal-lane.js';
 import { createLogger, type Logger } from './logger.js';
-import { SharedStock } from './memory/shared-stock.js';
+import { STRIDE, SharedStock } from './memory/shared-stock.js';
 import { SupervisorMetrics, type StockSource } from './metrics.js';
-import type { SupervisorApi, WorkerApi, WorkerData } from './worker/protocol.js';
+import { answerAsks, type IdempotencyAsk } from './worker/idempotency-batch.js';
+import type { WorkerApi, WorkerData } from './worker/protocol.js';
 import { RpcPeer } from './worker/rpc.js';
 
 const WORKER_URL = new URL('./worker/worker-main.js', import.meta.url);
@@ -69,6 +74,7 @@ export class Supervisor {
     this.log = createLogger(config.logLevel, { hostId: config.hostId, thread: 'main' });
     this.stock = SharedStock.allocate(config.maxSkus);
     for (const sku of config.seedSkus) this.stock.ensure(sku, config.initialStock);
+    if (config.seedFile !== null) this.loadSeedFile(config.seedFile);
     this.owner = new SignalOwner(this.stock);
     this.laneSet = buildLanes(config, this.stock, this.owner.localChannel(), `superstock-${config.hostId}-main`);
     this.idempotency = new IdempotencyRegistry(config.idempotencyTtlMs, config.idempotencyMaxKeys);
@@ -140,14 +146,12 @@ export class Supervisor {
     // A worker that cannot bind the HTTP port fails the start; replacing it would only fail again.
     let cannotListen = false;
     return new Promise((resolve, reject) => {
-      const rpc: RpcPeer<WorkerApi> = new RpcPeer<WorkerApi>(thread, Number.POSITIVE_INFINITY, {
+      const rpc: RpcPeer<WorkerApi> = new RpcPeer<WorkerApi>(thread, {
         listening: () => {
           void rpc.call('setPrimary', this.primaryUrl).catch(() => undefined);
           resolve();
         },
-        claim: (key: string, fingerprint: string) => this.idempotency.claim(key, fingerprint),
-        complete: (key: string, response: Parameters<SupervisorApi['complete']>[1]) => this.idempotency.complete(key, response),
-        release: (key: string) => this.idempotency.release(key),
+        idempotencyBatch: (asks: IdempotencyAsk[]) => answerAsks(this.idempotency, asks),
         cannotListen: (_index: number, code: string) => {
           cannotListen = true;
           reject(code === 'EADDRINUSE' ? new PortInUseError(this.config.port, 'PORT') : new Error(`worker ${index} cannot listen on port ${this.config.port}: ${code}`));
@@ -174,15 +178,29 @@ export class Supervisor {
   }
 
   /**
+   * SEED_FILE into the shared table, before any worker exists (so plain writes are safe). A SKU
+   * that is also in SEED_SKUS takes the file's stock. Throws SeedFileError on a bad file.
+   */
+  private loadSeedFile(file: string): void {
+    const started = performance.now();
+    const count = readSeedFile(file, this.config.maxSkus, (sku, stock) => {
+      const { slot, created } = this.stock.ensure(sku, stock);
+      if (!created) for (const lane of MEMORY_LANES) applyStockOp(this.stock.words(lane), slot * STRIDE, OP_SET, stock);
+    });
+    this.log.info({ file, skus: count, ms: Math.round(performance.now() - started) }, 'SEED_FILE loaded');
+  }
+
+  /**
    * Make sure the seed SKUs exist in MongoDB and Redis, without touching existing counts (a
    * restart must not refill a lane). Retries in the background while a store is down; /readyz
    * and the store's lane answer 503 until it is done. A Redis connection that drops may come back
    * to an empty Redis (no persistence), so each reconnect seeds again before the lane serves.
    */
   private seedStores(): void {
+    const { seedFile } = this.config;
     const seeding = new Set<'mongo' | 'redis'>();
     const again = new Set<'mongo' | 'redis'>();
-    const seedOne = async (name: 'mongo' | 'redis', seed: (sku: string, stock: number) => Promise<boolean>): Promise<void> => {
+    const seedOne = async (name: 'mongo' | 'redis', lane: DbLane | RedisLane, seed: (sku: string, stock: number) => Promise<boolean>): Promise<void> => {
       if (seeding.has(name)) {
         again.add(name); // the store may have been lost since this round wrote: one more round
         return;
@@ -191,6 +209,8 @@ export class Supervisor {
       try {
         while (!this.stopping) {
           try {
+            // The file first: a SKU in both lists gets the file's stock, as in memory.
+            if (seedFile !== null) await readSeedFileInChunks(seedFile, this.config.maxSkus, (entries) => lane.putMany(entries, true));
             for (const sku of this.config.seedSkus) await seed(sku, this.config.initialStock);
             this.stock.markSeeded(name);
             this.log.info({ dependency: name }, 'seed SKUs present');
@@ -202,13 +222,13 @@ export class Supervisor {
         }
       } finally {
         seeding.delete(name);
-        if (again.delete(name) && !this.stopping) void seedOne(name, seed);
+        if (again.delete(name) && !this.stopping) void seedOne(name, lane, seed);
       }
     };
     const { db, redis } = this.laneSet;
-    if (db) void seedOne('mongo', (sku, stock) => db.seed(sku, stock));
+    if (db) void seedOne('mongo', db, (sku, stock) => db.seed(sku, stock));
     if (redis) {
-      const seedRedis = () => seedOne('redis', (sku, stock) => redis.seed(sku, stock));
+      const seedRedis = () => seedOne('redis', redis, (sku, stock) => redis.seed(sku, stock));
       redis.onConnectionChange((up) => {
         if (!up) this.stock.markUnseeded('redis');
         else void seedRedis();

@@ -73,7 +73,13 @@ test(`schemathesis, every phase and check (seed ${SEED}): no failure, no server 
   // schemathesis keeps a working folder where it runs: not in the repository.
   const scratch = mkdtempSync(join(tmpdir(), 'superstock-fuzz-'));
   try {
-    ({ stdout: output } = await run(ST, ['--config-file', join(REPO_ROOT, 'scripts', 'fuzz', 'schemathesis.toml'), ...args], { cwd: scratch, timeout: (RUN_BUDGET_S + 120) * 1000, maxBuffer: 64 * 1024 * 1024 }));
+    ({ stdout: output } = await run(ST, ['--config-file', join(REPO_ROOT, 'scripts', 'fuzz', 'schemathesis.toml'), ...args], {
+      cwd: scratch,
+      // The bulk route's NDJSON list needs a serializer of ours (scripts/fuzz/hooks.py).
+      env: { ...process.env, SCHEMATHESIS_HOOKS: join(REPO_ROOT, 'scripts', 'fuzz', 'hooks.py') },
+      timeout: (RUN_BUDGET_S + 120) * 1000,
+      maxBuffer: 64 * 1024 * 1024,
+    }));
   } catch (error) {
     failed = true;
     output = `${(error as { stdout?: string }).stdout ?? ''}\n${(error as { stderr?: string }).stderr ?? ''}`;

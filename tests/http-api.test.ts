@@ -238,6 +238,7 @@ describe('OpenAPI', () => {
       'GET /v2/lanes/{lane}/skus/{sku}',
       'GET /v2/openapi.json',
       'PUT /v2/admin/skus/{sku}',
+      'POST /v2/admin/skus:bulk',
       'POST /v2/admin/skus/{sku}/restock',
       'POST /v2/admin/reset',
       'GET /healthz',

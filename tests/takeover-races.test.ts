@@ -16,7 +16,7 @@ import { MongoClient } from 'mongodb';
 import { Registry } from 'prom-client';
 import { StockSubscriber, SyncMetrics, syncKeys } from '../src/cluster/sync.js';
 import { createLogger } from '../src/logger.js';
-import { REMAINING, SOLD, STRIDE, SharedStock } from '../src/memory/shared-stock.js';
+import { INITIAL, REMAINING, STRIDE, SharedStock } from '../src/memory/shared-stock.js';
 import { startRedis, stopAll, type Dependency } from './harness/deps.js';
 import { waitFor } from './harness/service.js';
 import { TestCluster, metricsText, sampleOf } from './support/cluster.js';
@@ -101,12 +101,12 @@ describe('item 3: a late resync after a takeover', () => {
       // Takeover: this replica rebuilt the lane from the ledger (say 70 left) and now leads.
       following = false;
       Atomics.store(words, slot * STRIDE + REMAINING, 70);
-      Atomics.store(words, slot * STRIDE + SOLD, 30);
+      Atomics.store(words, slot * STRIDE + INITIAL, 100);
       proxy.release();
       await waitFor(async () => (await subscriberClient.ping()) === 'PONG' && (await reader.ping()) === 'PONG', { timeoutMs: 5000, message: 'the resync finished' });
 
       expect(Atomics.load(words, slot * STRIDE + REMAINING)).toBe(70);
-      expect(Atomics.load(words, slot * STRIDE + SOLD)).toBe(30);
+      expect(Atomics.load(words, slot * STRIDE + INITIAL)).toBe(100); // sold = initial − remaining = 30
     } finally {
       subscriberClient.disconnect();
       reader.disconnect();

@@ -131,6 +131,22 @@ export class DurableMemoryAdmin {
   }
 
   /**
+   * Create or set many SKUs on every in-memory lane (a chunk of a bulk load), as one ledger batch
+   * behind one barrier rather than one per SKU. Resolves with how many were new.
+   */
+  async putMany(entries: ReadonlyArray<readonly [string, number]>): Promise<number> {
+    let created = 0;
+    await this.change(
+      entries.flatMap(([sku, stock]) => MEMORY_LANES.map((lane): LedgerEntry => ({ op: 'put', lane, sku, stock }))),
+      () => {
+        created = new Set(entries.filter(([sku]) => this.lane('atomic').peek(sku) === null).map(([sku]) => sku)).size;
+        return true;
+      },
+    );
+    return created;
+  }
+
+  /**
    * Add `quantity` to every in-memory lane; null for an unknown SKU. With `key`, a restock already
    * recorded under it (before a failover, say) is not applied again: the levels as they are now
    * are returned instead.

@@ -13,6 +13,7 @@ import type { ClusterState } from './cluster-state.js';
 
 export const FORWARDED_HEADER = 'x-superstock-forwarded';
 const PASSED_REQUEST_HEADERS = ['content-type', 'idempotency-key', 'authorization'] as const;
+const STREAMED_BODY_HEADERS = ['content-length', 'transfer-encoding'] as const;
 const PASSED_RESPONSE_HEADERS = ['content-type', 'idempotent-replayed', 'retry-after'] as const;
 
 export interface ForwardingOptions {
@@ -46,8 +47,14 @@ export function forwardUnlessPrimary(options: ForwardingOptions): RequestHandler
       const value = req.headers[name];
       if (typeof value === 'string') headers[name] = value;
     }
+    // The gate runs after validation: a JSON body has been parsed and is sent re-encoded; a body
+    // no parser read (none at all, or a streamed bulk list) is streamed on as it came.
     const body = req.body === undefined ? undefined : JSON.stringify(req.body);
     if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
+    else for (const name of STREAMED_BODY_HEADERS) {
+      const value = req.headers[name];
+      if (typeof value === 'string') headers[name] = value;
+    }
 
     const upstream = httpRequest(new URL(req.originalUrl, target), { method: req.method, headers, agent, timeout: options.timeoutMs }, (answer) => {
       const relay: Record<string, string> = {};
@@ -71,6 +78,7 @@ export function forwardUnlessPrimary(options: ForwardingOptions): RequestHandler
       // which by retrying with the same Idempotency-Key.
       else next(sent ? new OutcomeUnknownError('primary', error.message, false) : noPrimary());
     });
-    upstream.end(body);
+    if (body !== undefined) upstream.end(body);
+    else req.pipe(upstream);
   };
 }

@@ -9,18 +9,19 @@
  *  - Lease times go out as MicroTime with six fractional digits — a plain Date serialises with
  *    three, which the API server rejects with a 400.
  */
-import {
-  ApiException,
-  CoordinationV1Api,
-  CoreV1Api,
-  KubeConfig,
-  Observable,
-  V1MicroTime,
-  type ConfigurationOptions,
-  type RequestContext,
-  type ResponseContext,
-  type V1Lease,
-} from '@kubernetes/client-node';
+import { createRequire } from 'node:module';
+import type * as KubeClient from '@kubernetes/client-node';
+import type { ConfigurationOptions, CoordinationV1Api, CoreV1Api, KubeConfig, Observable, RequestContext, ResponseContext, V1Lease, V1MicroTime } from '@kubernetes/client-node';
+
+/**
+ * client-node is loaded on first use, not at import: it costs about 60 MiB of resident memory in
+ * the thread that loads it, which only a replica electing through Kubernetes should pay.
+ */
+const requireModule = createRequire(import.meta.url);
+let loaded: typeof KubeClient | null = null;
+function kubeClient(): typeof KubeClient {
+  return (loaded ??= requireModule('@kubernetes/client-node') as typeof KubeClient);
+}
 
 const CONFLICT = 409;
 const NOT_FOUND = 404;
@@ -28,7 +29,7 @@ const MERGE_PATCH = 'application/merge-patch+json';
 
 /** A Lease time in the API's MicroTime form (RFC 3339 with exactly six fractional digits). */
 export function microTime(at: Date = new Date()): V1MicroTime {
-  return new V1MicroTime(at.getTime());
+  return new (kubeClient().V1MicroTime)(at.getTime());
 }
 
 export class KubeApiError extends Error {
@@ -44,16 +45,17 @@ export class KubeApiError extends Error {
 
 /** Client-node middleware: abort the request after `timeoutMs`, optionally set the body's type. */
 function requestOptions(timeoutMs: number, contentType?: string): ConfigurationOptions {
+  const client = kubeClient();
   return {
     middleware: [
       {
         pre(context: RequestContext): Observable<RequestContext> {
           context.setSignal(AbortSignal.timeout(timeoutMs));
           if (contentType) context.setHeaderParam('Content-Type', contentType);
-          return new Observable(Promise.resolve(context));
+          return new client.Observable(Promise.resolve(context));
         },
         post(context: ResponseContext): Observable<ResponseContext> {
-          return new Observable(Promise.resolve(context));
+          return new client.Observable(Promise.resolve(context));
         },
       },
     ],
@@ -62,12 +64,12 @@ function requestOptions(timeoutMs: number, contentType?: string): ConfigurationO
 }
 
 function statusOf(error: unknown): number | null {
-  return error instanceof ApiException && typeof error.code === 'number' ? error.code : null;
+  return error instanceof kubeClient().ApiException && typeof error.code === 'number' ? error.code : null;
 }
 
 /** Loads credentials the standard way: $KUBECONFIG or ~/.kube/config, else the pod's ServiceAccount. */
 export function loadKubeConfig(): KubeConfig {
-  const kc = new KubeConfig();
+  const kc = new (kubeClient().KubeConfig)();
   kc.loadFromDefault();
   return kc;
 }
@@ -80,8 +82,8 @@ export class KubeApi {
     kubeConfig: KubeConfig,
     readonly namespace: string,
   ) {
-    this.coordination = kubeConfig.makeApiClient(CoordinationV1Api);
-    this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.coordination = kubeConfig.makeApiClient(kubeClient().CoordinationV1Api);
+    this.core = kubeConfig.makeApiClient(kubeClient().CoreV1Api);
   }
 
   /** The Lease, or null when it does not exist yet. */
@@ -136,7 +138,7 @@ export class KubeApi {
 
   private wrap(operation: string, error: unknown): KubeApiError {
     const status = statusOf(error);
-    const message = error instanceof ApiException ? `HTTP ${error.code}: ${String(error.body).slice(0, 300)}` : error instanceof Error ? error.message : String(error);
+    const message = error instanceof kubeClient().ApiException ? `HTTP ${error.code}: ${String(error.body).slice(0, 300)}` : error instanceof Error ? error.message : String(error);
     return new KubeApiError(operation, status, message);
   }
 }

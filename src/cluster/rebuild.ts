@@ -12,7 +12,7 @@
  */
 import { MEMORY_LANES, type MemoryLaneName } from '../config.js';
 import type { Logger } from '../logger.js';
-import { INITIAL, REMAINING, SOLD, STRIDE, type SharedStock } from '../memory/shared-stock.js';
+import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../memory/shared-stock.js';
 import { LEDGER_START, type Fence, type LedgerEntry, type LedgerPosition, type SnapshotDocument } from './ledger.js';
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -105,8 +105,8 @@ export async function rebuildFromLedger(fence: Fence, stock: SharedStock): Promi
     for (const [sku, level] of skus) {
       const { slot } = stock.ensure(sku, level.initial);
       const base = slot * STRIDE;
+      // The table keeps no `sold`: it is initial − remaining, which the replay keeps equal.
       Atomics.store(words, base + REMAINING, level.remaining);
-      Atomics.store(words, base + SOLD, level.sold);
       Atomics.store(words, base + INITIAL, level.initial);
       stock.markDirty(lane, slot);
     }

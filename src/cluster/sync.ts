@@ -17,7 +17,7 @@ import type { Redis } from 'ioredis';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { MEMORY_LANES, type MemoryLaneName } from '../config.js';
 import type { Logger } from '../logger.js';
-import { INITIAL, REMAINING, SOLD, STRIDE, type SharedStock } from '../memory/shared-stock.js';
+import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../memory/shared-stock.js';
 import { PREFIX } from '../metrics.js';
 
 /** Redis names of one cluster's replication: the channel, and the snapshot and its version. */
@@ -62,15 +62,17 @@ export class SyncMetrics {
 function levelOf(stock: SharedStock, lane: MemoryLaneName, slot: number): [number, number, number] {
   const w = stock.words(lane);
   const base = slot * STRIDE;
-  return [Atomics.load(w, base + REMAINING), Atomics.load(w, base + SOLD), Atomics.load(w, base + INITIAL)];
+  const initial = Atomics.load(w, base + INITIAL);
+  const remaining = Atomics.load(w, base + REMAINING);
+  return [remaining, initial - remaining, initial];
 }
 
-function writeLevel(stock: SharedStock, lane: MemoryLaneName, sku: string, remaining: number, sold: number, initial: number): void {
+/** `sold` travels in the event for readers, but the table derives it (initial − remaining). */
+function writeLevel(stock: SharedStock, lane: MemoryLaneName, sku: string, remaining: number, _sold: number, initial: number): void {
   const { slot } = stock.ensure(sku, initial);
   const w = stock.words(lane);
   const base = slot * STRIDE;
   Atomics.store(w, base + REMAINING, remaining);
-  Atomics.store(w, base + SOLD, sold);
   Atomics.store(w, base + INITIAL, initial);
 }
 

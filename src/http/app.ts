@@ -14,6 +14,7 @@ import { SkuTableFullError } from '../memory/shared-stock.js';
 import type { WorkerMetrics } from '../metrics.js';
 import { LocalAdminLock, type AdminLock } from './admin-lock.js';
 import { adminRoutes } from './admin-routes.js';
+import { bulkRoutes } from './bulk-routes.js';
 import { openApiDocument, operations, type ResponseSpec } from './contract.js';
 import { JSON_BODY_LIMIT, OperationRouter, operationOf } from './operation-router.js';
 import { probeRoutes, type DependencyCheck } from './probe-routes.js';
@@ -45,23 +46,27 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   // No ETag hashing of every answer: a buy's answer is never cached.
   app.disable('etag');
+  // In flight until the response closes: one layer before every route, one shared listener.
+  const { metrics } = deps;
   app.use((_req, res, next) => {
-    deps.metrics.inFlight.inc();
-    res.once('close', () => deps.metrics.inFlight.dec());
+    metrics.trackInFlight(res);
     next();
   });
   const ops = operations(deps.config);
-  const routes = new OperationRouter({ adminToken: deps.config.adminToken, ...(deps.writeGate ? { writeGate: deps.writeGate } : {}) });
+  // Routes go on the app itself, so a buy walks no nested router. The write gate runs inside each
+  // write's chain, after validation, so a bad request is refused on the replica it reached.
+  const routes = new OperationRouter(app, { adminToken: deps.config.adminToken, ...(deps.writeGate ? { writeGate: deps.writeGate } : {}) });
   // Built on first request, not at start: a worker listens sooner, and few ask for it.
   let document: string | null = null;
   const openApi = () => (document ??= JSON.stringify(openApiDocument(deps.config, ops)));
+  app.use(routes.answerOptions);
+  const adminLock = deps.adminLock ?? new LocalAdminLock();
   // Hot routes first: Express tries each route in turn.
   v2Routes(routes, ops, deps, openApi);
   v1Routes(routes, ops, deps);
-  adminRoutes(routes, ops, deps, deps.adminLock ?? new LocalAdminLock());
+  adminRoutes(routes, ops, deps, adminLock);
+  bulkRoutes(routes, ops, deps, adminLock);
   probeRoutes(routes, ops, deps.dependencies);
-  app.use(routes.answerOptions);
-  app.use(routes.router);
   app.use(routes.methodNotAllowed);
   app.use(errorHandler(deps, routes));
   return app;

@@ -70,6 +70,29 @@ const RestockResultSchema = z.object({
   lanes: z.record(LaneSchema, LevelSchema.nullable()).describe('Each lane\'s counters after the restock; null where the lane does not hold the SKU (or its store is not configured)'),
 });
 
+/**
+ * The bulk list's body, one SKU per line (src/bulk/sku-list.ts reads it, streamed). The patterns
+ * describe the canonical form a client writes — every list they match is valid; the parser also
+ * takes blank lines, spaces around CSV fields and `\r\n`, and reports every bad line by number.
+ */
+const BULK_SKU = '[A-Za-z0-9_-][A-Za-z0-9._-]{0,31}';
+/** 0 to MAX_STOCK as a pattern: any number of at most 9 digits, or MAX_STOCK itself (10^9). */
+const BULK_STOCK = `(?:0|[1-9][0-9]{0,8}|${MAX_STOCK})`;
+if (MAX_STOCK !== 10 ** 9) throw new Error('BULK_STOCK describes 0..10^9: change it with MAX_STOCK');
+const NdjsonListSchema = z
+  .string()
+  .regex(new RegExp(`^(?:\\{"sku":"${BULK_SKU}","stock":${BULK_STOCK}\\}\\n)+$`))
+  .meta({ description: 'One {"sku","stock"} object per line', examples: ['{"sku":"PS5","stock":500}\n{"sku":"XBOX","stock":300}\n'] });
+const CsvListSchema = z
+  .string()
+  .regex(new RegExp(`^(?:sku,stock\\n)?(?:${BULK_SKU},${BULK_STOCK}\\n)+$`))
+  .meta({ description: 'One sku,stock pair per line; an optional first line `sku,stock` is a header', examples: ['sku,stock\nPS5,500\nXBOX,300\n'] });
+
+/** The media types of a bulk SKU list, and what each is read as. */
+export const BULK_LIST_TYPES = { 'application/x-ndjson': NdjsonListSchema, 'text/csv': CsvListSchema } as const;
+
+const BulkPutResultSchema = z.object({ skus: z.int().min(0).describe('Entries in the list'), created: z.int().min(0).describe('SKUs that were new') });
+
 const ReadinessSchema = z.object({
   status: z.enum(['ready', 'not_ready']),
   checks: z.record(z.string(), z.enum(['ok', 'unavailable', 'not_configured'])),
@@ -132,6 +155,12 @@ export interface OperationSpec<P extends z.ZodObject = z.ZodObject, B extends z.
   readonly params?: P;
   readonly idempotencyKey?: boolean;
   readonly body?: { readonly schema: B; readonly required: boolean };
+  /**
+   * A body the handler reads itself, streamed (a bulk list): its media types and their schemas for
+   * the document. The router checks the token, the media type and that there is a body, and
+   * parses nothing.
+   */
+  readonly streamedBody?: Readonly<Record<string, z.ZodType>>;
   readonly responses: Readonly<Record<number, ResponseSpec>>;
 }
 
@@ -268,6 +297,28 @@ export function operations(config: Pick<Config, 'maxQuantity'>) {
     },
   } satisfies OperationSpec;
 
+  const putSkusInBulk = {
+    id: 'putSkusInBulk',
+    method: 'post',
+    path: '/v2/admin/skus:bulk',
+    tag: 'admin',
+    summary: 'Create or reset many SKUs on every lane from one streamed list, as one PUT per line would',
+    admin: true,
+    streamedBody: BULK_LIST_TYPES,
+    responses: {
+      200: { description: 'Every SKU applied on every lane', json: BulkPutResultSchema },
+      400: {
+        description: 'No list, or bad lines (`details.errors`: the first 20 as {line, message}; `details.errorCount`); nothing changed',
+        errors: ['invalid_request'],
+      },
+      ...ADMIN_ERRORS,
+      415: { description: 'Not application/x-ndjson or text/csv', errors: ['unsupported_media_type'] },
+      503: adminRefused,
+      504: outcomeUnknown,
+      507: { description: 'No room for another SKU (MAX_SKUS)', errors: ['sku_table_full'] },
+    },
+  } satisfies OperationSpec;
+
   const reset = {
     id: 'reset',
     method: 'post',
@@ -362,14 +413,14 @@ export function operations(config: Pick<Config, 'maxQuantity'>) {
     },
   } satisfies OperationSpec;
 
-  return { buy, peek, openapi, putSku, restock, reset, healthz, readyz, oneStock, manyStockBuy, manyStockPeek };
+  return { buy, peek, openapi, putSku, putSkusInBulk, restock, reset, healthz, readyz, oneStock, manyStockBuy, manyStockPeek };
 }
 
 export type Operations = ReturnType<typeof operations>;
 
 /** The operations as one flat list, in the order the document lists them. */
 export function allOperations(ops: Operations): OperationSpec[] {
-  return [ops.buy, ops.peek, ops.openapi, ops.putSku, ops.restock, ops.reset, ops.healthz, ops.readyz, ...ops.oneStock, ops.manyStockBuy, ops.manyStockPeek];
+  return [ops.buy, ops.peek, ops.openapi, ops.putSku, ops.putSkusInBulk, ops.restock, ops.reset, ops.healthz, ops.readyz, ...ops.oneStock, ops.manyStockBuy, ops.manyStockPeek];
 }
 
 function putLinks(): Record<string, LinkSpec> {
@@ -424,6 +475,7 @@ function namedSchemas(): ReadonlyArray<readonly [string, z.ZodType]> {
     ['PutResult', PutResultSchema],
     ['RestockRequest', RestockRequestSchema],
     ['RestockResult', RestockResultSchema],
+    ['BulkPutResult', BulkPutResultSchema],
     ['Readiness', ReadinessSchema],
     ['OneStockLevel', OneStockPeekSchema],
     ['ManyStockLevel', ManyStockPeekSchema],
@@ -498,6 +550,9 @@ export function openApiDocument(config: Pick<Config, 'maxQuantity'>, ops: Operat
       ...(op.admin ? { security: [{ bearer: [] }] } : {}),
       ...(parameters.length > 0 ? { parameters } : {}),
       ...(op.body ? { requestBody: { required: op.body.required, content: { 'application/json': { schema: ref(op.body.schema) } } } } : {}),
+      ...(op.streamedBody
+        ? { requestBody: { required: true, content: Object.fromEntries(Object.entries(op.streamedBody).map(([type, schema]) => [type, { schema: ref(schema) }])) } }
+        : {}),
       responses,
     };
   }

@@ -8,7 +8,7 @@
  * answers 405 with `Allow`; OPTIONS answers 204 with it.
  */
 import { timingSafeEqual } from 'node:crypto';
-import express, { Router, type Request, type RequestHandler, type Response } from 'express';
+import express, { type IRouter, type Request, type RequestHandler, type Response } from 'express';
 import type { z } from 'zod';
 import { ServiceError } from '../errors.js';
 import { parseIdempotencyKey, parseWith, type OperationSpec } from './contract.js';
@@ -47,12 +47,18 @@ export function operationOf(res: Response): OperationSpec | undefined {
 }
 
 export class OperationRouter {
-  readonly router = Router();
   private readonly paths: KnownPath[] = [];
   private readonly requireAdmin: RequestHandler;
-  private readonly parseJson = express.json({ limit: JSON_BODY_LIMIT, strict: false });
+  private readonly jsonBody = jsonBody(express.json({ limit: JSON_BODY_LIMIT, strict: false }));
 
-  constructor(private readonly options: OperationRouterOptions) {
+  /**
+   * @param target where the routes are registered: the app itself, so a buy walks no nested
+   *   router (mount `answerOptions` on it first, `methodNotAllowed` after the routes).
+   */
+  constructor(
+    private readonly target: IRouter,
+    private readonly options: OperationRouterOptions,
+  ) {
     this.requireAdmin = adminCheck(options.adminToken);
   }
 
@@ -64,7 +70,8 @@ export class OperationRouter {
       },
     ];
     if (op.admin) chain.push(this.requireAdmin);
-    if (op.body) chain.push(requireJsonBody, this.parseJson);
+    if (op.body) chain.push(this.jsonBody);
+    if (op.streamedBody) chain.push(streamedBodyCheck(Object.keys(op.streamedBody)));
     chain.push((req, res, next) => {
       const input: { readonly params: unknown; readonly body: unknown; readonly idempotencyKey: string | null } = {
         params: op.params ? parseWith(op.params, req.params, 'invalid_request') : {},
@@ -77,7 +84,8 @@ export class OperationRouter {
     });
     if (op.method !== 'get' && this.options.writeGate) chain.push(this.options.writeGate);
     chain.push((req, res) => handler(res.locals[INPUT] as Input<O>, req, res));
-    this.router[op.method](op.path.replace(/\{(\w+)\}/g, ':$1'), ...chain);
+    // A literal `:` (as in `skus:bulk`) is escaped: Express would read it as a parameter.
+    this.target[op.method](op.path.replace(/:/g, '\\:').replace(/\{(\w+)\}/g, ':$1'), ...chain);
     this.remember(op);
   }
 
@@ -146,12 +154,30 @@ function repeated(req: Request, name: string): boolean {
   return false;
 }
 
+/** Whether a body follows the headers: chunked, or a non-zero Content-Length. */
+function hasBody(req: Request): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0' && Number(length) > 0);
+}
+
 /**
  * A body in any other format would be silently ignored by express.json; refuse it instead. So is
- * a repeated Content-Type: which one the client meant is anyone's guess.
+ * a repeated Content-Type: which one the client meant is anyone's guess. A request without a body
+ * (the usual buy) skips the parser altogether.
  */
-const requireJsonBody: RequestHandler = (req, _res, next) => {
-  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-  if (hasBody && (!req.is('application/json') || repeated(req, 'content-type'))) return next(new ServiceError('unsupported_media_type'));
-  next();
-};
+function jsonBody(parse: RequestHandler): RequestHandler {
+  return (req, res, next) => {
+    if (!hasBody(req)) return next();
+    if (!req.is('application/json') || repeated(req, 'content-type')) return next(new ServiceError('unsupported_media_type'));
+    parse(req, res, next);
+  };
+}
+
+/** A streamed body the handler reads itself: it must be there, in one of the declared media types. */
+function streamedBodyCheck(types: readonly string[]): RequestHandler {
+  return (req, _res, next) => {
+    if (!req.is(types as string[]) || repeated(req, 'content-type')) return next(new ServiceError('unsupported_media_type', `Send the body as ${types.join(' or ')}.`));
+    if (!hasBody(req)) return next(new ServiceError('invalid_request', 'The request needs a body.'));
+    next();
+  };
+}

@@ -11,6 +11,8 @@
 import type { Response } from 'express';
 import type { LaneName } from '../config.js';
 import { ServiceError } from '../errors.js';
+import type { BuyOutcome } from '../lanes/lane.js';
+import { JSON_TYPE, TEXT_TYPE, sendAnswer } from './answer.js';
 import type { AppDeps } from './app.js';
 import { buyAndRecord } from './buy.js';
 import type { Operations } from './contract.js';
@@ -21,7 +23,7 @@ export const ONE_STOCK_SKU = 'STOCK';
 const ONE_STOCK_LANES: readonly LaneName[] = ['db', 'atomic', 'signal', 'lock'];
 
 function sendText(res: Response, status: number, text: string): void {
-  res.status(status).type('text/plain; charset=utf-8').send(text);
+  sendAnswer(res, status, TEXT_TYPE, text);
 }
 
 export function v1Routes(routes: OperationRouter, ops: Operations, deps: AppDeps): void {
@@ -30,11 +32,16 @@ export function v1Routes(routes: OperationRouter, ops: Operations, deps: AppDeps
     const buyOp = ops.oneStock[i * 2];
     const peekOp = ops.oneStock[i * 2 + 1];
     if (!buyOp || !peekOp || !buyOp.path.endsWith('/Buy') || !peekOp.path.endsWith('/Peek')) throw new Error('the OneStock operations are out of order');
-    routes.add(buyOp, async (_input, _req, res) => {
-      const outcome = await buyAndRecord(deps, lane, ONE_STOCK_SKU, 1);
+    const answer = (res: Response, outcome: BuyOutcome): void => {
       if (outcome.kind === 'unknown_sku') throw unknown();
       if (outcome.kind === 'sold') sendText(res, 200, `Bought successfully. Remaining stock: ${outcome.remaining}`);
       else sendText(res, 400, `Already sold out. Stock: ${outcome.remaining}`);
+    };
+    // Not an async function: a lane that decides synchronously is answered in the same turn.
+    routes.add(buyOp, (_input, _req, res) => {
+      const outcome = buyAndRecord(deps, lane, ONE_STOCK_SKU, 1);
+      if (outcome instanceof Promise) return outcome.then((decided) => answer(res, decided));
+      answer(res, outcome);
     });
     routes.add(peekOp, async (_input, _req, res) => {
       const level = await deps.lanes[lane].peek(ONE_STOCK_SKU);
@@ -43,10 +50,14 @@ export function v1Routes(routes: OperationRouter, ops: Operations, deps: AppDeps
     });
   });
 
-  routes.add(ops.manyStockBuy, async ({ params: { product } }, _req, res) => {
-    const outcome = await buyAndRecord(deps, 'atomic', product, 1);
+  const manyStockAnswer = (res: Response, product: string, outcome: BuyOutcome): void => {
     if (outcome.kind === 'unknown_sku') throw new ServiceError('unknown_sku', `Unknown product ${product}.`);
-    res.json(outcome.kind === 'sold');
+    sendAnswer(res, 200, JSON_TYPE, outcome.kind === 'sold' ? 'true' : 'false');
+  };
+  routes.add(ops.manyStockBuy, ({ params: { product } }, _req, res) => {
+    const outcome = buyAndRecord(deps, 'atomic', product, 1);
+    if (outcome instanceof Promise) return outcome.then((decided) => manyStockAnswer(res, product, decided));
+    manyStockAnswer(res, product, outcome);
   });
 
   routes.add(ops.manyStockPeek, async ({ params: { product } }, _req, res) => {

@@ -34,6 +34,9 @@ export const IDEMPOTENCY_WINDOW = 10_000;
 
 export const DB_LANE_COLLECTION = 'db_lane_stock';
 
+/** A bulk write (putMany) may take this many times DEPENDENCY_TIMEOUT_MS before it counts as failed. */
+export const BULK_TIMEOUT_FACTOR = 10;
+
 export class DbLane implements Lane {
   readonly name = 'db' as const;
   private readonly stock: Collection<DbStockDocument>;
@@ -124,6 +127,23 @@ export class DbLane implements Lane {
       this.stock.updateOne({ _id: sku }, { $set: { stock, sold: 0, initial: stock, keys: [] } }, { upsert: true }),
     );
     return result.upsertedCount === 1;
+  }
+
+  async putMany(entries: ReadonlyArray<readonly [sku: string, stock: number]>, keepExisting: boolean): Promise<void> {
+    if (entries.length === 0) return;
+    // Thousands of upserts in one round trip: bounded like that many calls in flight, not like one.
+    await bounded(this.timeoutMs * BULK_TIMEOUT_FACTOR, () =>
+      this.stock.bulkWrite(
+        entries.map(([sku, stock]) => ({
+          updateOne: {
+            filter: { _id: sku },
+            update: keepExisting ? { $setOnInsert: { stock, sold: 0, initial: stock } } : { $set: { stock, sold: 0, initial: stock, keys: [] } },
+            upsert: true,
+          },
+        })),
+        { ordered: true },
+      ),
+    );
   }
 
   /** Create `sku` only if MongoDB does not have it yet (start-up seeding keeps existing counts). */

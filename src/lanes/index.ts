@@ -109,6 +109,13 @@ class SeededGate implements Lane {
     return this.inner.put(sku, stock);
   }
 
+  /** A bulk load's chunk in one round trip (the inner lane's bulk write), not one call per SKU. */
+  async putMany(entries: ReadonlyArray<readonly [sku: string, stock: number]>, keepExisting: boolean): Promise<void> {
+    this.check();
+    if (this.inner.putMany) return this.inner.putMany(entries, keepExisting);
+    await Promise.all(entries.map(([sku, stock]) => this.inner.put(sku, stock)));
+  }
+
   async restock(sku: string, quantity: number): Promise<StockLevel | null> {
     this.check();
     return this.inner.restock(sku, quantity);

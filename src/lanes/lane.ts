@@ -30,6 +30,11 @@ export interface Lane {
   peek(sku: string): StockLevel | null | Promise<StockLevel | null>;
   /** Create `sku`, or reset it, to `stock` remaining and nothing sold. Returns true if created. */
   put(sku: string, stock: number): Promise<boolean>;
+  /**
+   * `put` for many SKUs in one round trip, in list order — or, with `keepExisting`, create only
+   * those that do not exist yet (seeding). Lanes without it get one `put` per SKU.
+   */
+  putMany?(entries: ReadonlyArray<readonly [sku: string, stock: number]>, keepExisting: boolean): Promise<void>;
   /** Add `quantity` to both remaining and initial; null for an unknown SKU. */
   restock(sku: string, quantity: number): Promise<StockLevel | null>;
   /** Put every SKU back to remaining = initial, sold = 0. */

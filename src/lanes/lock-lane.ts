@@ -4,7 +4,7 @@
  * checks and decrements, and releases it. The critical section is a few instructions and is
  * never held across an `await`, so a sleeping thread is woken within microseconds.
  */
-import { MUTEX, STRIDE, lockWord, unlockWord } from '../memory/shared-stock.js';
+import { STRIDE, lockWord, unlockWord } from '../memory/shared-stock.js';
 import type { BuyOutcome } from './lane.js';
 import { MemoryLane, outcomeOf } from './memory-lane.js';
 import { OP_BUY, applyStockOp, type StockOp } from './stock-ops.js';
@@ -15,12 +15,12 @@ export class LockLane extends MemoryLane {
   }
 
   protected exclusive(slot: number, op: StockOp, arg: number): number {
-    const base = slot * STRIDE;
-    lockWord(this.words, base + MUTEX);
+    const mutexes = this.stock.mutexes;
+    lockWord(mutexes, slot);
     try {
-      return applyStockOp(this.words, base, op, arg);
+      return applyStockOp(this.words, slot * STRIDE, op, arg);
     } finally {
-      unlockWord(this.words, base + MUTEX);
+      unlockWord(mutexes, slot);
       this.stock.markDirty('lock', slot);
     }
   }

@@ -6,7 +6,7 @@
  */
 import { MAX_STOCK, type MemoryLaneName } from '../config.js';
 import { StockLimitError } from '../errors.js';
-import { INITIAL, REMAINING, SOLD, STRIDE, type SharedStock } from '../memory/shared-stock.js';
+import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../memory/shared-stock.js';
 import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
 import { OP_RESET, OP_RESTOCK, OP_SET, OP_UNDO, STOCK_LIMIT_REFUSED, type StockOp } from './stock-ops.js';
 
@@ -37,11 +37,9 @@ export abstract class MemoryLane implements Lane {
 
   levelAt(slot: number): StockLevel {
     const base = slot * STRIDE;
-    return {
-      remaining: Atomics.load(this.words, base + REMAINING),
-      sold: Atomics.load(this.words, base + SOLD),
-      initial: Atomics.load(this.words, base + INITIAL),
-    };
+    const initial = Atomics.load(this.words, base + INITIAL);
+    const remaining = Atomics.load(this.words, base + REMAINING);
+    return { remaining, sold: initial - remaining, initial };
   }
 
   async put(sku: string, stock: number): Promise<boolean> {
@@ -50,6 +48,11 @@ export abstract class MemoryLane implements Lane {
     const { slot, created } = this.stock.ensure(sku, stock);
     if (!created) await this.exclusive(slot, OP_SET, stock);
     return created;
+  }
+
+  /** Create `sku` in every memory lane at once (they share one table); false if it existed. */
+  createIfNew(sku: string, stock: number): boolean {
+    return this.stock.ensure(sku, stock).created;
   }
 
   async restock(sku: string, quantity: number): Promise<StockLevel | null> {

@@ -1,12 +1,14 @@
 /**
  * The operations on one SKU's counters, as numbers so they can cross threads without allocation
  * (the signal lane posts them to its owner). `applyStockOp` assumes its caller has exclusive
- * access to the counters: under the lock lane's mutex, or on the signal lane's single owner. The
- * atomic lane calls it beside its lock-free buyers only for RESTOCK and UNDO, which are atomic
- * adds and stay exact beside compare-and-swap; it makes SET and RESET itself (atomic-lane.ts).
+ * access to the counters among admin changes: under the lock lane's mutex, on the signal lane's
+ * single owner, or (the atomic lane) under the replica's admin lock. Beside the atomic lane's
+ * lock-free buyers every write of `remaining` here is one atomic step — RESTOCK and UNDO add, SET
+ * and RESET store — so a buyer's compare-and-swap either lands before it or re-reads after it;
+ * `sold` is never stored (initial − remaining), so it cannot drift from the two.
  */
 import { MAX_STOCK } from '../config.js';
-import { INITIAL, REMAINING, SOLD } from '../memory/shared-stock.js';
+import { INITIAL, REMAINING } from '../memory/shared-stock.js';
 
 export const OP_BUY = 0;
 export const OP_SET = 1;
@@ -32,25 +34,21 @@ export function applyStockOp(w: Int32Array, base: number, op: StockOp, arg: numb
     case OP_BUY:
       if (remaining < arg) return -1 - remaining;
       Atomics.store(w, base + REMAINING, remaining - arg);
-      Atomics.add(w, base + SOLD, arg);
       return remaining - arg;
     case OP_SET:
       if (arg > MAX_STOCK) return STOCK_LIMIT_REFUSED;
-      Atomics.store(w, base + REMAINING, arg);
-      Atomics.store(w, base + SOLD, 0);
       Atomics.store(w, base + INITIAL, arg);
+      Atomics.store(w, base + REMAINING, arg);
       return arg;
     case OP_RESTOCK:
       if (arg > MAX_STOCK - Atomics.load(w, base + INITIAL)) return STOCK_LIMIT_REFUSED;
       Atomics.add(w, base + INITIAL, arg);
       return Atomics.add(w, base + REMAINING, arg) + arg;
     case OP_UNDO:
-      Atomics.sub(w, base + SOLD, arg);
       return Atomics.add(w, base + REMAINING, arg) + arg;
     case OP_RESET: {
       const initial = Atomics.load(w, base + INITIAL);
       Atomics.store(w, base + REMAINING, initial);
-      Atomics.store(w, base + SOLD, 0);
       return initial;
     }
   }

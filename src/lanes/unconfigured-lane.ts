@@ -29,6 +29,9 @@ export class UnconfiguredLane implements Lane {
     return true;
   }
 
+  /** Nothing to store, in one step rather than one promise per SKU. */
+  async putMany(): Promise<void> {}
+
   async restock(): Promise<StockLevel | null> {
     return null;
   }

@@ -4,12 +4,20 @@
  * taking turns.
  *
  * Layout (all Int32 unless noted):
- *   header   [skuCount, tableMutex, seeded(mongo), seeded(redis), adminHolder, 3 spare]
+ *   header   [skuCount, tableMutex, seeded(mongo), seeded(redis), keyBytesUsed, adminHolder,
+ *            2 spare]
  *   index    open-addressing hash table, `slot + 1` per entry, 0 = empty; linear probing
- *   keyLen   Uint8 per slot, keyBytes 32 × Uint8 per slot (SKU names are ASCII, ≤ 32 chars)
- *   lanes    per memory lane, per slot: [remaining, sold, initial, mutex]
+ *   keyAt    per slot, where its name starts in the key arena; keyLen Uint8 per slot
+ *   keys     the key arena: SKU names (ASCII, ≤ 32 chars) back to back, so a short name costs
+ *            its own length, not 32 bytes
+ *   lanes    per memory lane, per slot: [remaining, initial] (sold = initial − remaining)
+ *   mutexes  per slot, the lock lane's mutex word (the other lanes need none)
  *   dirty    per memory lane, one bit per slot: set by whoever changes a SKU, drained by the
  *            replication publisher, so it never has to scan every SKU to find what changed
+ *
+ * Every region is sized for MAX_SKUS up front, but the memory behind a SharedArrayBuffer is only
+ * made resident as it is first written: an empty table costs next to nothing, and a full one
+ * costs what its SKUs use (about 41 bytes each plus their names; docs/benchmarks.md).
  *
  * Slots are never freed, so a slot number, once published, names the same SKU forever and can
  * be cached or passed between threads. A new SKU is published by writing its key and counters
@@ -20,19 +28,22 @@ import { isMainThread } from 'node:worker_threads';
 import { MAX_SKU_LENGTH, MEMORY_LANES, type MemoryLaneName } from '../config.js';
 
 export const REMAINING = 0;
-export const SOLD = 1;
-export const INITIAL = 2;
-export const MUTEX = 3;
+/**
+ * Units put on sale. `sold` is not stored: it is always `initial − remaining`, so a buy is one
+ * atomic write and a level can never show sales that its remaining count does not.
+ */
+export const INITIAL = 1;
 /** Int32 words per SKU per lane. */
-export const STRIDE = 4;
+export const STRIDE = 2;
 
 const HEADER_WORDS = 8;
 const H_COUNT = 0;
 const H_TABLE_MUTEX = 1;
+const H_KEY_BYTES_USED = 4;
 /** Set once the seed SKUs exist in a dependency's store, so every worker's /readyz can tell. */
 const H_SEEDED: Readonly<Record<'mongo' | 'redis', number>> = { mongo: 2, redis: 3 };
 /** 0, or the id of the worker applying an admin change (http/admin-lock.ts). */
-const H_ADMIN_HOLDER = 4;
+const H_ADMIN_HOLDER = 5;
 
 export class SkuTableFullError extends Error {
   constructor(capacity: number) {
@@ -46,25 +57,29 @@ interface Layout {
   readonly indexSize: number;
   readonly bytes: number;
   readonly indexOffset: number;
-  readonly keyLenOffset: number;
-  readonly keyBytesOffset: number;
+  readonly keyAtOffset: number;
   readonly lanesOffset: number;
+  readonly mutexesOffset: number;
   readonly dirtyOffset: number;
   readonly dirtyWords: number;
+  readonly keyLenOffset: number;
+  readonly keysOffset: number;
 }
 
 function layoutFor(capacity: number): Layout {
   let indexSize = 1;
   while (indexSize < capacity * 2) indexSize <<= 1;
+  // Int32 regions first, byte regions last, so every Int32Array view is 4-byte aligned.
   const indexOffset = HEADER_WORDS * 4;
-  const keyLenOffset = indexOffset + indexSize * 4;
-  const keyBytesOffset = keyLenOffset + capacity;
-  // Int32Array views need 4-byte alignment; round up.
-  const lanesOffset = Math.ceil((keyBytesOffset + capacity * MAX_SKU_LENGTH) / 4) * 4;
-  const dirtyOffset = lanesOffset + MEMORY_LANES.length * capacity * STRIDE * 4;
+  const keyAtOffset = indexOffset + indexSize * 4;
+  const lanesOffset = keyAtOffset + capacity * 4;
+  const mutexesOffset = lanesOffset + MEMORY_LANES.length * capacity * STRIDE * 4;
+  const dirtyOffset = mutexesOffset + capacity * 4;
   const dirtyWords = Math.ceil(capacity / 32);
-  const bytes = dirtyOffset + MEMORY_LANES.length * dirtyWords * 4;
-  return { capacity, indexSize, bytes, indexOffset, keyLenOffset, keyBytesOffset, lanesOffset, dirtyOffset, dirtyWords };
+  const keyLenOffset = dirtyOffset + MEMORY_LANES.length * dirtyWords * 4;
+  const keysOffset = keyLenOffset + capacity;
+  const bytes = keysOffset + capacity * MAX_SKU_LENGTH;
+  return { capacity, indexSize, bytes, indexOffset, keyAtOffset, lanesOffset, mutexesOffset, dirtyOffset, dirtyWords, keyLenOffset, keysOffset };
 }
 
 /** FNV-1a over the UTF-16 code units (SKUs are ASCII, so code units are bytes). */
@@ -109,9 +124,12 @@ export class SharedStock {
   private readonly header: Int32Array;
   private readonly index: Int32Array;
   private readonly indexMask: number;
+  private readonly keyAt: Int32Array;
   private readonly keyLen: Uint8Array;
-  private readonly keyBytes: Uint8Array;
+  private readonly keys: Uint8Array;
   private readonly laneWords: Readonly<Record<MemoryLaneName, Int32Array>>;
+  /** The lock lane's mutex word per slot. */
+  readonly mutexes: Int32Array;
   private readonly dirtyBits: Readonly<Record<MemoryLaneName, Int32Array>>;
 
   /** Allocate a fresh table (main thread), or map one allocated elsewhere (workers). */
@@ -125,8 +143,10 @@ export class SharedStock {
     this.header = new Int32Array(buffer, 0, HEADER_WORDS);
     this.index = new Int32Array(buffer, layout.indexOffset, layout.indexSize);
     this.indexMask = layout.indexSize - 1;
+    this.keyAt = new Int32Array(buffer, layout.keyAtOffset, capacity);
     this.keyLen = new Uint8Array(buffer, layout.keyLenOffset, capacity);
-    this.keyBytes = new Uint8Array(buffer, layout.keyBytesOffset, capacity * MAX_SKU_LENGTH);
+    this.keys = new Uint8Array(buffer, layout.keysOffset, capacity * MAX_SKU_LENGTH);
+    this.mutexes = new Int32Array(buffer, layout.mutexesOffset, capacity);
     const laneBytes = capacity * STRIDE * 4;
     const words = (i: number) => new Int32Array(buffer, layout.lanesOffset + i * laneBytes, capacity * STRIDE);
     this.laneWords = { atomic: words(0), lock: words(1), signal: words(2) };
@@ -203,8 +223,8 @@ export class SharedStock {
 
   skuAt(slot: number): string {
     const len = this.keyLen[slot] ?? 0;
-    const start = slot * MAX_SKU_LENGTH;
-    return String.fromCharCode(...this.keyBytes.subarray(start, start + len));
+    const start = this.keyAt[slot] ?? 0;
+    return String.fromCharCode(...this.keys.subarray(start, start + len));
   }
 
   /**
@@ -220,14 +240,15 @@ export class SharedStock {
       if (again >= 0) return { slot: again, created: false };
       const slot = Atomics.load(this.header, H_COUNT);
       if (slot >= this.capacity) throw new SkuTableFullError(this.capacity);
-      const start = slot * MAX_SKU_LENGTH;
-      for (let c = 0; c < sku.length; c++) this.keyBytes[start + c] = sku.charCodeAt(c);
+      const start = Atomics.load(this.header, H_KEY_BYTES_USED);
+      for (let c = 0; c < sku.length; c++) this.keys[start + c] = sku.charCodeAt(c);
+      Atomics.store(this.header, H_KEY_BYTES_USED, start + sku.length);
+      this.keyAt[slot] = start;
       this.keyLen[slot] = sku.length;
       for (const lane of MEMORY_LANES) {
         const w = this.laneWords[lane];
         const base = slot * STRIDE;
         Atomics.store(w, base + REMAINING, stock);
-        Atomics.store(w, base + SOLD, 0);
         Atomics.store(w, base + INITIAL, stock);
         this.markDirty(lane, slot);
       }
@@ -243,9 +264,9 @@ export class SharedStock {
 
   private keyEquals(slot: number, sku: string): boolean {
     if (this.keyLen[slot] !== sku.length) return false;
-    const start = slot * MAX_SKU_LENGTH;
+    const start = this.keyAt[slot] ?? 0;
     for (let c = 0; c < sku.length; c++) {
-      if (this.keyBytes[start + c] !== sku.charCodeAt(c)) return false;
+      if (this.keys[start + c] !== sku.charCodeAt(c)) return false;
     }
     return true;
   }

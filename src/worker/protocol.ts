@@ -5,7 +5,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { Config } from '../config.js';
-import type { IdempotencyClaim, StoredResponse } from '../idempotency.js';
+import type { IdempotencyAnswer, IdempotencyAsk } from './idempotency-batch.js';
 
 export interface WorkerData {
   readonly index: number;
@@ -24,9 +24,11 @@ export interface SupervisorApi {
   listening(index: number): void;
   /** The HTTP server could not bind (`code`: the system error's code, e.g. EADDRINUSE). */
   cannotListen(index: number, code: string): void;
-  claim(key: string, fingerprint: string): Promise<IdempotencyClaim>;
-  complete(key: string, response: StoredResponse): Promise<void>;
-  release(key: string): Promise<void>;
+  /**
+   * The idempotency registry's claims, completions and releases of one event-loop turn, in one
+   * message, applied in order (idempotency-batch.ts).
+   */
+  idempotencyBatch(asks: IdempotencyAsk[]): Promise<IdempotencyAnswer[]>;
 }
 
 /** Served by each worker, called by the supervisor. */

@@ -4,7 +4,6 @@
  * snapshots, shutdown. Either side can call and serve on the same port.
  */
 import type { MessagePort } from 'node:worker_threads';
-import { ServiceError } from '../errors.js';
 
 type Handler = (...args: never[]) => unknown;
 type Request = { readonly rpc: 'req'; readonly id: number; readonly method: string; readonly args: readonly unknown[] };
@@ -28,26 +27,14 @@ export class RpcPeer<Remote extends Record<string, Handler>> {
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
 
-  /** @param limit the most calls that may wait for an answer before `callIfRoom` refuses. */
   constructor(
     private readonly port: Port | MessagePort,
-    private readonly limit: number,
     private readonly handlers: Record<string, Handler> = {},
   ) {
     port.on('message', (message: unknown) => {
       if (isResponse(message)) this.settle(message);
       else if (isRequest(message)) void this.serve(message);
     });
-  }
-
-  /**
-   * Like `call`, but refused at once (503 overloaded) when `limit` calls already wait: for calls
-   * that start something (an idempotency claim), never for ones that finish it (recording an
-   * answer for a sale already made must not be dropped).
-   */
-  callIfRoom<M extends keyof Remote & string>(method: M, ...args: Parameters<Remote[M]>): Promise<Awaited<ReturnType<Remote[M]>>> {
-    if (this.waiting.size >= this.limit) return Promise.reject(new ServiceError('overloaded'));
-    return this.call(method, ...args);
   }
 
   call<M extends keyof Remote & string>(method: M, ...args: Parameters<Remote[M]>): Promise<Awaited<ReturnType<Remote[M]>>> {

@@ -21,6 +21,7 @@ import { SharedStock } from '../memory/shared-stock.js';
 import { WorkerMetrics } from '../metrics.js';
 import { closeGracefully } from './graceful-close.js';
 import type { SupervisorApi, WorkerData } from './protocol.js';
+import { BatchedIdempotencyClient } from './idempotency-batch.js';
 import { RpcPeer } from './rpc.js';
 
 if (!parentPort) throw new Error('worker-main must run in a worker thread');
@@ -32,7 +33,7 @@ const metrics = new WorkerMetrics();
 let primaryUrl: string | null = null;
 
 const server = createServer({ keepAliveTimeout: 65_000 });
-const supervisor: RpcPeer<SupervisorApi> = new RpcPeer<SupervisorApi>(parentPort, config.queueLimit, {
+const supervisor: RpcPeer<SupervisorApi> = new RpcPeer<SupervisorApi>(parentPort, {
   snapshot: () => metrics.snapshot(),
   setPrimary: (url: string | null) => {
     primaryUrl = url;
@@ -43,11 +44,8 @@ const supervisor: RpcPeer<SupervisorApi> = new RpcPeer<SupervisorApi>(parentPort
   },
 });
 
-const idempotency: IdempotencyStore = {
-  claim: (key, fingerprint) => supervisor.callIfRoom('claim', key, fingerprint),
-  complete: (key, response) => supervisor.call('complete', key, response),
-  release: (key) => supervisor.call('release', key),
-};
+/** Keyed buys' claims travel batched, one message per event-loop turn; past the queue limit they are refused. */
+const idempotency: IdempotencyStore = new BatchedIdempotencyClient((asks) => supervisor.call('idempotencyBatch', asks), config.queueLimit);
 
 /** A batch whose write timed out has been settled: finish what its buyers' 504s left open. */
 function settled(entries: readonly LedgerEntry[], written: Promise<boolean>): void {

@@ -1,0 +1,57 @@
+/**
+ * Applying a checked SKU list (sku-list.ts) to every lane, with the meaning of the same admin PUTs
+ * one by one, in list order: each SKU is created, or reset to its stock with nothing sold, in
+ * every lane. It goes in chunks, so each store gets one round trip per chunk (a MongoDB bulkWrite,
+ * a Redis pipeline, one ledger batch) and no batch grows past what a store takes in one go.
+ *
+ * New SKUs reach the three in-memory lanes through one insert into the table they share. With
+ * DURABILITY=sync those lanes change through the memory admin instead (cluster/durable-lane.ts):
+ * each chunk is one ledger batch behind the sales barrier, so it is in the ledger before it is in
+ * memory — as a PUT would be. The caller holds the replica's admin lock.
+ */
+import { MEMORY_LANES, type LaneName } from '../config.js';
+import type { DurableMemoryAdmin } from '../cluster/durable-lane.js';
+import type { Lane } from '../lanes/lane.js';
+import { MemoryLane } from '../lanes/memory-lane.js';
+import { UnconfiguredLane } from '../lanes/unconfigured-lane.js';
+import type { StagedSkus } from './sku-list.js';
+
+/** SKUs per round trip: 2,000 × 3 in-memory lanes keeps a ledger batch well under MongoDB's 16 MB. */
+export const SKU_CHUNK = 2000;
+
+/** Put every SKU of `skus` into every lane; resolves with how many were new to the in-memory table. */
+export async function putSkus(lanes: Readonly<Record<LaneName, Lane>>, skus: StagedSkus, memoryAdmin: DurableMemoryAdmin | null = null): Promise<number> {
+  const memory = MEMORY_LANES.map((name) => lanes[name]);
+  const plain = memory.filter((lane): lane is MemoryLane => lane instanceof MemoryLane);
+  const shared = plain.length === memory.length ? plain[0] : undefined;
+  // A lane whose store is not configured keeps nothing: no batches are built for it.
+  const stores = [lanes.db, lanes.redis].filter((lane) => !(lane instanceof UnconfiguredLane));
+  let created = 0;
+  for (let from = 0; from < skus.count; from += SKU_CHUNK) {
+    const to = Math.min(from + SKU_CHUNK, skus.count);
+    const entries = stores.length > 0 || !shared ? skus.slice(from, to) : [];
+    const work: Array<Promise<unknown>> = stores.map((lane) => putEach(lane, entries));
+    if (memoryAdmin) {
+      work.push(memoryAdmin.putMany(entries).then((isNew) => (created += isNew)));
+    } else if (shared) {
+      for (let i = from; i < to; i++) {
+        const sku = skus.sku(i);
+        const stock = skus.stock(i);
+        if (shared.createIfNew(sku, stock)) created++;
+        else work.push(...plain.map((lane) => lane.put(sku, stock)));
+      }
+    } else {
+      const firstLane = entries.map(([sku, stock]) => Promise.all(memory.map((lane) => lane.put(sku, stock))).then(([isNew]) => isNew === true));
+      work.push(...firstLane);
+      work.push(Promise.all(firstLane).then((isNew) => (created += isNew.filter(Boolean).length)));
+    }
+    // Every store's part settles before the next chunk (or the error) goes out: none is left unawaited.
+    const failed = (await Promise.allSettled(work)).find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+  return created;
+}
+
+function putEach(lane: Lane, entries: ReadonlyArray<readonly [string, number]>): Promise<unknown> {
+  return lane.putMany ? lane.putMany(entries, false) : Promise.all(entries.map(([sku, stock]) => lane.put(sku, stock)));
+}
