@@ -4,6 +4,7 @@
  * when the store comes back. Without MONGO_URL / REDIS_URL at all, the in-memory lanes work and
  * the db and redis lanes answer a 503 that names the variable to set.
  */
+import { MongoClient } from 'mongodb';
 import { startMongo, startRedis, type Dependency, stopAll } from './harness/deps.js';
 import { startService, waitFor, type ServiceHandle } from './harness/service.js';
 import { buy, putSku, request, type ErrorBody } from './support/http.js';
@@ -18,6 +19,19 @@ interface Readiness {
 
 /** Generous bound: "fast" means one DEPENDENCY_TIMEOUT_MS (500 ms here), not a hang. */
 const FAST_MS = 5000;
+
+/** Whether a fresh client gets an answer to a ping within 300 ms. */
+async function mongoAnswers(url: string): Promise<boolean> {
+  const client = new MongoClient(url, { serverSelectionTimeoutMS: 300, connectTimeoutMS: 300, socketTimeoutMS: 300 });
+  try {
+    await client.db('admin').command({ ping: 1 });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.close(true).catch(() => undefined);
+  }
+}
 
 describe('dependency outages', () => {
   let redis: Dependency;
@@ -95,6 +109,8 @@ describe('MongoDB down with durable in-memory lanes (the default with MONGO_URL)
     expect((await buy(service.url, 'lock', 'DUR', 1)).status).toBe(200);
     // Paused, not stopped: an outage without data loss (the test wire server keeps data in memory).
     mongo.pause();
+    // SIGSTOP is asynchronous: judge the service only once MongoDB has stopped answering.
+    await waitFor(async () => !(await mongoAnswers(mongo.url)), { timeoutMs: 10_000, message: 'MongoDB paused' });
     const started = Date.now();
     const refused = await buy(service.url, 'lock', 'DUR', 1);
     expect(Date.now() - started).toBeLessThan(FAST_MS);
