@@ -189,7 +189,8 @@ describe('the service image, three containers', () => {
         }
         if (answer !== null) answered++;
         if (answer?.status === 200) acked.set(key, lane);
-        else if (answer === null || answer.status === 503) unanswered.push({ lane, key });
+        // No answer, a refusal (503) or an unknown outcome (504): the key's retry below settles it.
+        else if (answer === null || answer.status === 503 || answer.status === 504) unanswered.push({ lane, key });
         if (answer?.status !== 200) await new Promise((r) => setTimeout(r, 100));
       }
     };
