@@ -5,40 +5,16 @@
  * round, without ever overselling or losing an acknowledged sale.
  */
 import { randomUUID } from 'node:crypto';
-import { MongoClient } from 'mongodb';
 import { Redis } from 'ioredis';
 import { MEMORY_LANES } from '../src/config.js';
 import { startRedis, type Dependency, stopAll } from './harness/deps.js';
 import { waitFor } from './harness/service.js';
 import { TestCluster, metricsText, roleOf, sampleOf, type Replica } from './support/cluster.js';
 import { buy, peek, putSku, type Answer, type BuyBody, type ErrorBody } from './support/http.js';
+import { expectLaneAccounting, readLedger } from './support/ledger.js';
 import { TEST_ADMIN_TOKEN } from './support/local-app.js';
 
 afterAll(stopAll);
-
-interface BatchDoc {
-  _id: string;
-  epoch: number;
-  tombstone?: true;
-  entries?: Array<{ op: string; lane?: string; sku?: string; q?: number; key?: string }>;
-}
-
-async function ledger(database: string): Promise<BatchDoc[]> {
-  const client = new MongoClient(process.env.MONGO_URL as string);
-  try {
-    return await client.db(database).collection<BatchDoc>('ledger').find({}).toArray();
-  } finally {
-    await client.close();
-  }
-}
-
-function buysIn(batches: BatchDoc[], lane: string, sku: string): Array<{ key?: string; q: number }> {
-  return batches
-    .filter((b) => !b.tombstone)
-    .flatMap((b) => b.entries ?? [])
-    .filter((e) => e.op === 'buy' && e.lane === lane && e.sku === sku)
-    .map((e) => ({ key: e.key, q: e.q ?? 0 }));
-}
 
 describe('three replicas: election and failover', () => {
   let cluster: TestCluster;
@@ -161,21 +137,11 @@ describe('kill the primary under load (5 rounds, every lane)', () => {
       }),
     );
 
-    const batches = await ledger(cluster.database);
+    const batches = await readLedger(process.env.MONGO_URL as string, cluster.database);
     for (const lane of LANES) {
       const ackedHere = [...acked.values()].filter((a) => a.lane === lane);
       const level = (await peek(cluster.url(primary), lane, SKU)).body;
-      expect(ackedHere.length).toBeLessThanOrEqual(STOCK);
-      expect(level.remaining).toBeGreaterThanOrEqual(0);
-      expect(level.remaining + level.sold).toBe(STOCK);
-      expect(level.sold).toBe(ackedHere.length);
-      if ((MEMORY_LANES as readonly string[]).includes(lane)) {
-        const orders = buysIn(batches, lane, SKU);
-        const keys = new Set(orders.map((o) => o.key));
-        expect(keys.size).toBe(orders.length); // no key sold twice
-        expect(ackedHere.filter(({ key }) => !keys.has(key))).toEqual([]); // every acknowledged sale is durable
-        expect(level.remaining).toBe(STOCK - orders.reduce((sum, o) => sum + o.q, 0));
-      }
+      expectLaneAccounting({ lane, sku: SKU, stock: STOCK, level, ackedKeys: ackedHere.map((a) => a.key), batches });
     }
   }, 240_000);
 });
@@ -194,7 +160,7 @@ describe('fencing', () => {
     // Keep the old primary busy so it has group commits in flight when it freezes.
     const inFlight = Array.from({ length: 40 }, () => buy(cluster.url(old), 'atomic', 'FENCE', 1, randomUUID()).catch(() => null));
     process.kill(old.service?.pid as number, 'SIGSTOP');
-    const oldEpoch = Math.max(0, ...(await ledger(cluster.database)).filter((b) => !b.tombstone).map((b) => b.epoch));
+    const oldEpoch = Math.max(0, ...(await readLedger(process.env.MONGO_URL as string, cluster.database)).filter((b) => !b.tombstone).map((b) => b.epoch));
     const others = cluster.replicas.filter((r) => r !== old);
     let successor: Replica | null = null;
     await waitFor(
@@ -204,13 +170,13 @@ describe('fencing', () => {
       },
       { timeoutMs: 10_000, message: 'another replica wins' },
     );
-    const sealed = (await ledger(cluster.database)).filter((b) => b.epoch <= oldEpoch && !b.tombstone).length;
+    const sealed = (await readLedger(process.env.MONGO_URL as string, cluster.database)).filter((b) => b.epoch <= oldEpoch && !b.tombstone).length;
 
     process.kill(old.service?.pid as number, 'SIGCONT');
     await Promise.all(inFlight);
     await waitFor(async () => (await roleOf(old)) === 'secondary', { timeoutMs: 10_000, message: 'old primary steps down' });
     // Whatever the old primary still tried to write after the takeover was refused by the fence.
-    expect((await ledger(cluster.database)).filter((b) => b.epoch <= oldEpoch && !b.tombstone).length).toBe(sealed);
+    expect((await readLedger(process.env.MONGO_URL as string, cluster.database)).filter((b) => b.epoch <= oldEpoch && !b.tombstone).length).toBe(sealed);
     expect((await cluster.primaries()).map((r) => r.id)).toEqual([(successor as unknown as Replica).id]);
     const text = await metricsText(old);
     expect(sampleOf(text, 'superstock_epoch')).toBeLessThan(sampleOf(await metricsText(successor as unknown as Replica), 'superstock_epoch'));

@@ -4,6 +4,7 @@
  * idempotency key sold twice.
  */
 import { MongoClient } from 'mongodb';
+import { MEMORY_LANES } from '../../src/config.js';
 
 export interface BatchDoc {
   _id: string;
@@ -28,6 +29,32 @@ export function buysIn(batches: readonly BatchDoc[], lane: string, sku: string):
     .flatMap((b) => b.entries ?? [])
     .filter((e) => e.op === 'buy' && e.lane === lane && e.sku === sku)
     .map((e) => ({ key: e.key, q: e.q ?? 0 }));
+}
+
+/**
+ * What a run that sold one SKU under faults must show on one lane: no oversell, counts that add
+ * up, sold equal to the acknowledged buys and — on the in-memory lanes — every acknowledged buy in
+ * the ledger, no key twice, and the remaining stock what the ledger's buys leave.
+ */
+export function expectLaneAccounting(run: {
+  readonly lane: string;
+  readonly sku: string;
+  readonly stock: number;
+  readonly level: { readonly remaining: number; readonly sold: number };
+  readonly ackedKeys: readonly string[];
+  readonly batches: readonly BatchDoc[];
+}): void {
+  const { lane, sku, stock, level, ackedKeys, batches } = run;
+  expect(ackedKeys.length).toBeLessThanOrEqual(stock);
+  expect(level.remaining).toBeGreaterThanOrEqual(0);
+  expect(level.remaining + level.sold).toBe(stock);
+  expect(level.sold).toBe(ackedKeys.length);
+  if (!(MEMORY_LANES as readonly string[]).includes(lane)) return;
+  const orders = buysIn(batches, lane, sku);
+  const keys = new Set(orders.map((o) => o.key));
+  expect(keys.size).toBe(orders.length); // no key sold twice
+  expect(ackedKeys.filter((key) => !keys.has(key))).toEqual([]); // every acknowledged sale is durable
+  expect(level.remaining).toBe(stock - orders.reduce((sum, o) => sum + o.q, 0));
 }
 
 /** Who holds the MongoDB lease (ELECTION=mongo), by STOCK_HOST_ID. */
