@@ -15,6 +15,7 @@ export default {
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   globalSetup: '<rootDir>/tests/harness/global-setup.mjs',
   globalTeardown: '<rootDir>/tests/harness/global-teardown.mjs',
+  reporters: ['default', '<rootDir>/tests/harness/closing-line-reporter.mjs'],
   testTimeout: 60000,
   maxWorkers: 1,
 };

@@ -19,7 +19,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { MongoClient } from 'mongodb';
 import { MAX_STOCK } from '../src/config.js';
-import type { BatchDocument, LedgerEntry } from '../src/cluster/ledger.js';
+import type { BatchDocument, LedgerEntry } from '../src/cluster/ledger/ledger.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const OUT = resolve(process.env.BENCH_OUT ?? join(ROOT, 'bench', 'results'));

@@ -14,7 +14,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { Registry } from 'prom-client';
-import { StockSubscriber, SyncMetrics, syncKeys } from '../src/cluster/sync.js';
+import { StockSubscriber, SyncMetrics, syncKeys } from '../src/cluster/sync/redis-sync.js';
 import { createLogger } from '../src/logger.js';
 import { INITIAL, REMAINING, STRIDE, SharedStock } from '../src/memory/shared-stock.js';
 import { startRedis, stopAll, type Dependency } from './harness/deps.js';

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { MongoClient, type CommandStartedEvent, type Document } from 'mongodb';
 import { loadConfig } from '../src/config.js';
-import { Fence } from '../src/cluster/ledger.js';
+import { Fence } from '../src/cluster/ledger/ledger.js';
 import { DbLane } from '../src/lanes/db-lane.js';
 import { MongoConnection, mongoClientOptions } from '../src/mongo.js';
 

@@ -5,12 +5,12 @@
  * a Redis pipeline, one ledger batch) and no batch grows past what a store takes in one go.
  *
  * New SKUs reach the three in-memory lanes through one insert into the table they share. With
- * DURABILITY=sync those lanes change through the memory admin instead (cluster/durable-lane.ts):
+ * DURABILITY=sync those lanes change through the memory admin instead (cluster/ledger/durable-lane.ts):
  * each chunk is one ledger batch behind the sales barrier, so it is in the ledger before it is in
  * memory — as a PUT would be. The caller holds the replica's admin lock.
  */
 import { MEMORY_LANES, type LaneName } from '../config.js';
-import type { DurableMemoryAdmin } from '../cluster/durable-lane.js';
+import type { DurableMemoryAdmin } from '../cluster/ledger/durable-lane.js';
 import type { Lane } from '../lanes/lane.js';
 import { MemoryLane } from '../lanes/memory-lane.js';
 import { UnconfiguredLane } from '../lanes/unconfigured-lane.js';

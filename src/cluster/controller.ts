@@ -18,14 +18,14 @@ import type { SharedStock } from '../memory/shared-stock.js';
 import { PREFIX } from '../metrics.js';
 import { createRedisClient } from '../lanes/redis-lane.js';
 import { ClusterState, monotonicMs } from './cluster-state.js';
-import type { Elector, Leadership } from './elector.js';
-import { Fence, GroupCommit, LedgerKeyLookup } from './ledger.js';
-import { KubeApi, loadKubeConfig } from './kube-api.js';
-import { KubernetesLeaseElector } from './kubernetes-lease-elector.js';
-import { MongoLeaseElector } from './mongo-lease-elector.js';
-import { PrimaryPodLabeler } from './pod-labeler.js';
-import { Compactor, rebuildFromLedger } from './rebuild.js';
-import { StockPublisher, StockSubscriber, SyncMetrics, syncKeys } from './sync.js';
+import type { Elector, Leadership } from './election/elector.js';
+import { Fence, GroupCommit, LedgerKeyLookup } from './ledger/ledger.js';
+import { KubeApi, loadKubeConfig } from './election/kube-api.js';
+import { KubernetesLeaseElector } from './election/kubernetes-lease-elector.js';
+import { MongoLeaseElector } from './election/mongo-lease-elector.js';
+import { PrimaryPodLabeler } from './election/pod-labeler.js';
+import { Compactor, rebuildFromLedger } from './ledger/rebuild.js';
+import { StockPublisher, StockSubscriber, SyncMetrics, syncKeys } from './sync/redis-sync.js';
 
 /** How often a leader folds the ledger into a snapshot (each fold reads only what is new). */
 const COMPACT_INTERVAL_MS = 10_000;

@@ -19,8 +19,8 @@ import { LANE_NAMES, MAX_STOCK, MEMORY_LANES } from '../config.js';
 import { DependencyUnavailableError, ServiceError, StockLimitError } from '../errors.js';
 import type { StockLevel } from '../lanes/lane.js';
 import { UnconfiguredLane } from '../lanes/unconfigured-lane.js';
-import type { AdminLock } from './admin-lock.js';
-import type { AppDeps } from './app.js';
+import type { AdminLock } from '../memory/admin-lock.js';
+import type { AppDeps } from './app-deps.js';
 import type { Operations } from './contract.js';
 import type { OperationRouter } from './operation-router.js';
 

@@ -4,42 +4,18 @@
  * contract (contract.ts) through the operation router; the mapping of errors to HTTP answers lives
  * here; the lanes know nothing of HTTP.
  */
-import type { DurableMemoryAdmin } from '../cluster/durable-lane.js';
-import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
-import type { Config, LaneName } from '../config.js';
+import express, { type ErrorRequestHandler, type Express } from 'express';
 import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../errors.js';
-import type { IdempotencyStore } from '../idempotency.js';
-import type { Lane } from '../lanes/lane.js';
 import { SkuTableFullError } from '../memory/shared-stock.js';
-import type { WorkerMetrics } from '../metrics.js';
-import { LocalAdminLock, type AdminLock } from './admin-lock.js';
+import { LocalAdminLock } from '../memory/admin-lock.js';
 import { adminRoutes } from './admin-routes.js';
 import { bulkRoutes } from './bulk-routes.js';
 import { openApiDocument, operations, type ResponseSpec } from './contract.js';
 import { JSON_BODY_LIMIT, OperationRouter, operationOf } from './operation-router.js';
-import { probeRoutes, type DependencyCheck } from './probe-routes.js';
+import { probeRoutes } from './probe-routes.js';
+import { errorBody, type AppDeps } from './app-deps.js';
 import { v1Routes } from './v1-routes.js';
 import { v2Routes } from './v2-routes.js';
-
-export interface AppDeps {
-  readonly config: Config;
-  readonly lanes: Readonly<Record<LaneName, Lane>>;
-  readonly idempotency: IdempotencyStore;
-  readonly metrics: WorkerMetrics;
-  /** Configured dependencies, checked by /readyz. */
-  readonly dependencies: readonly DependencyCheck[];
-  /**
-   * Receives unexpected errors (the 500s) and answers the contract does not declare; expected
-   * ones are answered, not logged.
-   */
-  readonly onUnexpectedError: (error: unknown) => void;
-  /** Runs before every write (buy, admin): on a secondary it forwards to the primary. */
-  readonly writeGate?: RequestHandler;
-  /** Serialises admin changes across every thread of this replica (default: this thread only). */
-  readonly adminLock?: AdminLock;
-  /** With DURABILITY=sync: admin changes to the in-memory lanes, one ledger batch each, behind the sales barrier. */
-  readonly memoryAdmin?: DurableMemoryAdmin | null;
-}
 
 export function createApp(deps: AppDeps): Express {
   const app = express();
@@ -106,10 +82,6 @@ function asServiceError(error: unknown): ServiceError | null {
     return new ServiceError('invalid_request', error instanceof Error ? error.message : undefined);
   }
   return null;
-}
-
-export function errorBody(error: ServiceError): string {
-  return JSON.stringify({ error: { code: error.code, message: error.message, ...(error.details ? { details: error.details } : {}) } });
 }
 
 function errorHandler(deps: AppDeps, routes: OperationRouter): ErrorRequestHandler {

@@ -14,8 +14,8 @@ import type { Request } from 'express';
 import { putSkus } from '../bulk/apply-skus.js';
 import { SkuListParser, StagedSkus, type SkuListFormat } from '../bulk/sku-list.js';
 import { ServiceError } from '../errors.js';
-import type { AdminLock } from './admin-lock.js';
-import type { AppDeps } from './app.js';
+import type { AdminLock } from '../memory/admin-lock.js';
+import type { AppDeps } from './app-deps.js';
 import { BULK_LIST_TYPES, type Operations } from './contract.js';
 import type { OperationRouter } from './operation-router.js';
 

@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import type { LaneName } from '../config.js';
 import type { BuyOutcome } from '../lanes/lane.js';
-import type { AppDeps } from './app.js';
+import type { AppDeps } from './app-deps.js';
 
 export function buyAndRecord(deps: AppDeps, lane: LaneName, sku: string, quantity: number, key: string | null = null): BuyOutcome | Promise<BuyOutcome> {
   const started = performance.now();

@@ -6,12 +6,7 @@
  */
 import type { Operations } from './contract.js';
 import type { OperationRouter } from './operation-router.js';
-
-export interface DependencyCheck {
-  /** `primary`: this replica sells, or knows which replica does. */
-  readonly name: 'mongo' | 'redis' | 'primary';
-  check(): Promise<void>;
-}
+import type { DependencyCheck } from '../lanes/dependency-check.js';
 
 export function probeRoutes(routes: OperationRouter, ops: Operations, dependencies: readonly DependencyCheck[]): void {
   routes.add(ops.healthz, (_input, _req, res) => {

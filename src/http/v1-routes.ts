@@ -13,7 +13,7 @@ import type { LaneName } from '../config.js';
 import { ServiceError } from '../errors.js';
 import type { BuyOutcome } from '../lanes/lane.js';
 import { JSON_TYPE, TEXT_TYPE, sendAnswer } from './answer.js';
-import type { AppDeps } from './app.js';
+import type { AppDeps } from './app-deps.js';
 import { buyAndRecord } from './buy.js';
 import type { Operations } from './contract.js';
 import type { OperationRouter } from './operation-router.js';

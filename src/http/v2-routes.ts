@@ -12,7 +12,7 @@ import { buyFingerprint, soldBody, type StoredResponse } from '../idempotency.js
 import type { LaneName } from '../config.js';
 import type { BuyOutcome } from '../lanes/lane.js';
 import { JSON_TYPE, sendAnswer } from './answer.js';
-import { errorBody, type AppDeps } from './app.js';
+import { errorBody, type AppDeps } from './app-deps.js';
 import { buyAndRecord } from './buy.js';
 import type { Operations } from './contract.js';
 import type { OperationRouter } from './operation-router.js';

@@ -25,7 +25,7 @@ export class AtomicLane extends MemoryLane {
 
   /**
    * Admin work beside CAS buyers, who take no lock. Admin changes take turns among themselves
-   * under the replica's admin lock (http/admin-lock.ts), so this lane needs no mutex of its own.
+   * under the replica's admin lock (memory/admin-lock.ts), so this lane needs no mutex of its own.
    * Restock and undo are atomic adds. Set and reset write `remaining` in one atomic store — a
    * buyer's CAS either came before it (and is erased by it) or fails and re-reads the new count.
    * `sold` is not stored but derived as initial − remaining, so no buyer can leave it out of step.

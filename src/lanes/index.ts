@@ -7,7 +7,7 @@
  */
 import type { Db } from 'mongodb';
 import type { Config, LaneName, MemoryLaneName } from '../config.js';
-import type { DependencyCheck } from '../http/probe-routes.js';
+import type { DependencyCheck } from './dependency-check.js';
 import type { SharedStock } from '../memory/shared-stock.js';
 import { DependencyUnavailableError } from '../errors.js';
 import { createMongoClient, MongoConnection } from '../mongo.js';

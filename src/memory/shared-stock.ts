@@ -42,7 +42,7 @@ const H_TABLE_MUTEX = 1;
 const H_KEY_BYTES_USED = 4;
 /** Set once the seed SKUs exist in a dependency's store, so every worker's /readyz can tell. */
 const H_SEEDED: Readonly<Record<'mongo' | 'redis', number>> = { mongo: 2, redis: 3 };
-/** 0, or the id of the worker applying an admin change (http/admin-lock.ts). */
+/** 0, or the id of the worker applying an admin change (memory/admin-lock.ts). */
 const H_ADMIN_HOLDER = 5;
 
 export class SkuTableFullError extends Error {

@@ -8,10 +8,10 @@
 import { createServer } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ClusterState } from '../cluster/cluster-state.js';
-import { DurableMemoryAdmin, DurableMemoryLane } from '../cluster/durable-lane.js';
-import { forwardUnlessPrimary } from '../cluster/forwarder.js';
-import { Fence, GroupCommit, type LedgerEntry } from '../cluster/ledger.js';
-import { SharedAdminLock } from '../http/admin-lock.js';
+import { DurableMemoryAdmin, DurableMemoryLane } from '../cluster/ledger/durable-lane.js';
+import { forwardUnlessPrimary } from '../cluster/forwarding/forwarder.js';
+import { Fence, GroupCommit, type LedgerEntry } from '../cluster/ledger/ledger.js';
+import { SharedAdminLock } from '../memory/admin-lock.js';
 import { createApp } from '../http/app.js';
 import { soldBody, type IdempotencyStore } from '../idempotency.js';
 import { buildLanes } from '../lanes/index.js';

@@ -1,5 +1,5 @@
 /**
- * Reading the store of record after a fault run: the ledger's batches (see src/cluster/ledger.ts)
+ * Reading the store of record after a fault run: the ledger's batches (see src/cluster/ledger/ledger.ts)
  * and the buys they hold, so a test can check that every acknowledged sale is durable and that no
  * idempotency key sold twice.
  */

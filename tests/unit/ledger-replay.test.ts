@@ -1,6 +1,6 @@
-import { answerOfEntry } from '../../src/cluster/ledger.js';
-import { LedgerReplay } from '../../src/cluster/rebuild.js';
-import { InvalidElectorTimingsError, validateElectorTimings } from '../../src/cluster/elector.js';
+import { answerOfEntry } from '../../src/cluster/ledger/ledger.js';
+import { LedgerReplay } from '../../src/cluster/ledger/rebuild.js';
+import { InvalidElectorTimingsError, validateElectorTimings } from '../../src/cluster/election/elector.js';
 
 describe('LedgerReplay', () => {
   test('replays seeds, puts, restocks, resets and buys in log order, per lane', () => {

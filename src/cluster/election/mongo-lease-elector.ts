@@ -10,7 +10,7 @@
  */
 import type { Collection, Db } from 'mongodb';
 import { MongoServerError } from 'mongodb';
-import { monotonicMs } from './cluster-state.js';
+import { monotonicMs } from '../cluster-state.js';
 import { LeaseElectorBase, type LeaseElectorOptions } from './lease-elector-base.js';
 
 interface LeaseDocument {

@@ -11,8 +11,8 @@
  *  - stepping down, and handing the lease back on stop() so a successor need not wait it out.
  * Subclasses say how one round acquires or renews, and how the lease is released.
  */
-import type { Logger } from '../logger.js';
-import { monotonicMs } from './cluster-state.js';
+import type { Logger } from '../../logger.js';
+import { monotonicMs } from '../cluster-state.js';
 import { validateElectorTimings, type Elector, type ElectorTimings, type EpochStore, type Leadership } from './elector.js';
 
 /** What every lease elector is told, whatever holds its lease. */

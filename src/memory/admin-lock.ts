@@ -8,7 +8,7 @@
  * caller answers 503 `admin_busy` and the client retries.
  */
 import { ServiceError } from '../errors.js';
-import type { SharedStock } from '../memory/shared-stock.js';
+import type { SharedStock } from './shared-stock.js';
 
 export interface AdminLock {
   run<T>(work: () => Promise<T>): Promise<T>;

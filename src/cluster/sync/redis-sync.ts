@@ -15,10 +15,10 @@
  */
 import type { Redis } from 'ioredis';
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { MEMORY_LANES, type MemoryLaneName } from '../config.js';
-import type { Logger } from '../logger.js';
-import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../memory/shared-stock.js';
-import { PREFIX } from '../metrics.js';
+import { MEMORY_LANES, type MemoryLaneName } from '../../config.js';
+import type { Logger } from '../../logger.js';
+import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../../memory/shared-stock.js';
+import { PREFIX } from '../../metrics.js';
 
 /** Redis names of one cluster's replication: the channel, and the snapshot and its version. */
 export function syncKeys(clusterName: string): { channel: string; snapshot: string; meta: string } {

@@ -11,7 +11,7 @@
  * Where to reach the holder travels with the Lease as an annotation, for forwarding.
  */
 import type { V1Lease } from '@kubernetes/client-node';
-import { monotonicMs } from './cluster-state.js';
+import { monotonicMs } from '../cluster-state.js';
 import { microTime, type KubeApi } from './kube-api.js';
 import { LeaseElectorBase, type LeaseElectorOptions } from './lease-elector-base.js';
 import { LeadershipLostError, type PrimaryPodLabeler } from './pod-labeler.js';

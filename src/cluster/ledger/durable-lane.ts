@@ -14,11 +14,11 @@
  * three lanes as one batch, applies them to memory, and lets sales go on. Sales decided before
  * the change are in earlier batches, sales after it in later ones: replay equals memory exactly.
  */
-import { MAX_STOCK, MEMORY_LANES, type MemoryLaneName } from '../config.js';
-import { DependencyUnavailableError, OutcomeUnknownError, ServiceError, StockLimitError } from '../errors.js';
-import type { BuyOutcome, Lane, StockLevel } from '../lanes/lane.js';
-import type { MemoryLane } from '../lanes/memory-lane.js';
-import { monotonicMs, type ClusterState } from './cluster-state.js';
+import { MAX_STOCK, MEMORY_LANES, type MemoryLaneName } from '../../config.js';
+import { DependencyUnavailableError, OutcomeUnknownError, ServiceError, StockLimitError } from '../../errors.js';
+import type { BuyOutcome, Lane, StockLevel } from '../../lanes/lane.js';
+import type { MemoryLane } from '../../lanes/memory-lane.js';
+import { monotonicMs, type ClusterState } from '../cluster-state.js';
 import type { LedgerEntry, LedgerWriter } from './ledger.js';
 
 const adminBusy = () => new ServiceError('admin_change_in_progress');

@@ -31,11 +31,11 @@
  * (`LedgerKeyLookup`), for as long as the batch exists, whatever happened in between.
  */
 import { MongoServerError, type Collection, type Db } from 'mongodb';
-import { MEMORY_LANES, type MemoryLaneName } from '../config.js';
-import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../errors.js';
-import { bounded } from '../mongo.js';
-import { buyFingerprint, fingerprintIsLedgered, soldBody, type DurableAnswer, type DurableAnswers } from '../idempotency.js';
-import type { EpochStore } from './elector.js';
+import { MEMORY_LANES, type MemoryLaneName } from '../../config.js';
+import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../../errors.js';
+import { bounded } from '../../mongo.js';
+import { buyFingerprint, fingerprintIsLedgered, soldBody, type DurableAnswer, type DurableAnswers } from '../../idempotency.js';
+import type { EpochStore } from '../election/elector.js';
 
 /** One change to one in-memory lane; replaying them in log order rebuilds the lane. */
 export type LedgerEntry =

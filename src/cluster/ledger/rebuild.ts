@@ -10,9 +10,9 @@
  * what changed since. Both read the ledger a page at a time and yield to the event loop between
  * pages: the main thread that does this also renews the lease.
  */
-import { MEMORY_LANES, type MemoryLaneName } from '../config.js';
-import type { Logger } from '../logger.js';
-import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../memory/shared-stock.js';
+import { MEMORY_LANES, type MemoryLaneName } from '../../config.js';
+import type { Logger } from '../../logger.js';
+import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../../memory/shared-stock.js';
 import { LEDGER_START, type Fence, type LedgerEntry, type LedgerPosition, type SnapshotDocument } from './ledger.js';
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));

@@ -8,8 +8,8 @@
  */
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import type { RequestHandler } from 'express';
-import { OutcomeUnknownError, ServiceError } from '../errors.js';
-import type { ClusterState } from './cluster-state.js';
+import { OutcomeUnknownError, ServiceError } from '../../errors.js';
+import type { ClusterState } from '../cluster-state.js';
 
 export const FORWARDED_HEADER = 'x-superstock-forwarded';
 const PASSED_REQUEST_HEADERS = ['content-type', 'idempotency-key', 'authorization'] as const;

@@ -1,0 +1,9 @@
+/**
+ * A dependency a replica needs in order to sell (MongoDB, Redis, a reachable primary), as /readyz
+ * checks it. The lanes and the cluster controller produce these; the probe route only runs them.
+ */
+export interface DependencyCheck {
+  /** `primary`: this replica sells, or knows which replica does. */
+  readonly name: 'mongo' | 'redis' | 'primary';
+  check(): Promise<void>;
+}
