@@ -30,7 +30,6 @@ export const ERROR_CATALOGUE = {
     status: 504,
     message: 'The request was passed on but no answer came back: it may or may not have taken effect. Retry with the same Idempotency-Key to learn which.',
   },
-  shutting_down: { status: 503, message: 'The server is shutting down.' },
   admin_busy: { status: 503, message: 'Another admin change is being applied; retry shortly.' },
   overloaded: { status: 503, message: 'This replica has as much work queued as it takes; nothing was done, retry shortly.' },
   admin_change_in_progress: { status: 503, message: 'An admin change to the stock is being applied; nothing was sold, retry shortly.' },

@@ -219,9 +219,8 @@ describe('OpenAPI', () => {
       const status = /Error(\d{3})$/.exec(id)?.[1];
       for (const code of schema.properties?.error?.properties?.code?.enum ?? []) if (status) (declared.get(code) ?? declared.set(code, new Set()).get(code))?.add(status);
     }
-    // Never part of an operation's answers: a bug (500), no route (404), a wrong method (405), and a
-    // code kept in the catalogue for draining that no route throws.
-    const outsideOperations = new Set(['internal', 'not_found', 'method_not_allowed', 'shutting_down']);
+    // Never part of an operation's answers: a bug (500), no route (404), a wrong method (405).
+    const outsideOperations = new Set(['internal', 'not_found', 'method_not_allowed']);
     for (const [code, { status }] of Object.entries(ERROR_CATALOGUE)) {
       if (outsideOperations.has(code)) continue;
       expect([code, [...(declared.get(code) ?? [])]]).toEqual([code, [String(status)]]);
