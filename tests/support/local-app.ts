@@ -13,6 +13,7 @@ import { buildLanes, type LaneSet } from '../../src/lanes/index.js';
 import { SignalOwner } from '../../src/lanes/signal-lane.js';
 import { SharedStock } from '../../src/memory/shared-stock.js';
 import { WorkerMetrics } from '../../src/metrics.js';
+import { waitFor } from '../harness/wait.js';
 
 export interface LocalApp {
   readonly url: string;
@@ -38,6 +39,11 @@ export async function startLocalApp(env: Record<string, string> = {}): Promise<L
   const stock = SharedStock.allocate(config.maxSkus);
   for (const sku of config.seedSkus) stock.ensure(sku, config.initialStock);
   const laneSet = buildLanes(config, stock, new SignalOwner(stock).localChannel(), 'superstock-test');
+  // Seed only once both stores answer: a put issued while a client is still connecting fails fast.
+  await waitFor(async () => (await Promise.all([laneSet.db?.checkReady(), laneSet.redis?.checkReady()]), true), {
+    timeoutMs: 30_000,
+    message: 'MongoDB and Redis to answer the local app',
+  });
   if (laneSet.db) {
     for (const sku of config.seedSkus) await laneSet.db.put(sku, config.initialStock);
     stock.markSeeded('mongo');
