@@ -46,7 +46,7 @@ export class DurableMemoryLane implements Lane {
       const outcome = await this.inner.tryBuy(sku, quantity);
       if (outcome.kind !== 'sold') return outcome;
       try {
-        await this.ledger.append({ op: 'buy', lane: this.name, sku, q: quantity, rem: outcome.remaining, ...(key === null ? {} : { key }) });
+        await this.ledger.appendSale(this.name, sku, quantity, outcome.remaining, key);
       } catch (error) {
         // An unknown outcome is settled (and the units given back, if need be) in the background;
         // the sale stays in flight until then, so no admin change can slip in between.
