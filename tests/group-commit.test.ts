@@ -150,7 +150,9 @@ describe('the pipelined group commit', () => {
 
     expect(outcomes.order).toEqual([1, 2, 3, 4].flatMap((b) => Array<string>(6).fill(`batch ${b} ok`)));
     expect(fence.mostWritingAtOnce).toBe(4);
-    expect(fence.reservations).toBe(1); // 16 numbers in one round trip: each batch cost its insert alone
+    // One number for batch 1 (alone, as under light load), then 16 in one round trip for the batches
+    // queued behind it: batches 2-4 cost their insert alone.
+    expect(fence.reservations).toBe(2);
     const written = await batches();
     expect(written.map((b) => b.seq)).toEqual([1, 2, 3, 4]);
     for (const batch of written) {
@@ -248,7 +250,8 @@ describe('the pipelined group commit', () => {
     outcomes.track('batch 3', writer.appendSale('atomic', 'HOT', 1, 97, null));
     await waitFor(() => batchPresent(epoch, 3), { timeoutMs: 5000, message: 'batch 3 written while 2 is held' });
 
-    // A successor takes over and seals: numbers 2 and 4-16 were reserved by the old term and are unused.
+    // A successor takes over and seals: batch 2 reserved one number alone, batch 3 (queued behind it)
+    // took 3-18 in one reservation; 2 and 4-18 are unused.
     const successor = new Fence(db, TIMEOUT_MS);
     const next = await successor.beginTerm('new primary');
     await successor.seal(next);
@@ -261,7 +264,7 @@ describe('the pipelined group commit', () => {
     outcomes.track('batch 4', writer.appendSale('atomic', 'HOT', 1, 96, null));
     await waitFor(() => outcomes.has('batch 4'), { timeoutMs: 5000, message: 'batch 4 answered' });
     // And once the reserved numbers run out, the reservation itself is refused.
-    for (let seq = 5; seq <= 17; seq++) {
+    for (let seq = 5; seq <= 19; seq++) {
       outcomes.track(`batch ${seq}`, writer.appendSale('atomic', 'HOT', 1, 100 - seq, null));
       await waitFor(() => outcomes.has(`batch ${seq}`), { timeoutMs: 5000, intervalMs: 5, message: `batch ${seq} answered` });
     }
@@ -273,20 +276,60 @@ describe('the pipelined group commit', () => {
     expect(replayed).toEqual([1, 3]);
     const oldTerm = (await batches()).filter((b) => b.epoch === epoch);
     expect(oldTerm.filter((b) => !b.tombstone).map((b) => b.seq)).toEqual([1, 3]);
-    expect(oldTerm).toHaveLength(16); // every reserved number is written or tombstoned
+    expect(oldTerm).toHaveLength(18); // every reserved number is written or tombstoned
+  });
+
+  test('after an admin change, a sale never takes a number reserved before it: the log keeps memory’s order', async () => {
+    const fence = new ObservedFence(db, TIMEOUT_MS);
+    const epoch = await fence.beginTerm('me');
+    let adminChanges = 0;
+    const sales = new GroupCommit(fence, () => epoch, () => undefined, { depth: 4, releaseAfterMs: NOT_DURING_THE_TEST, adminChanges: () => adminChanges });
+    const admin = new GroupCommit(fence, () => epoch, () => undefined, { depth: 1, reserveAhead: 1, releaseAfterMs: NOT_DURING_THE_TEST });
+    // Two sales batches out at once: the second reserves 2-17 and leaves 3-17 unused.
+    fence.hold(1);
+    const first = sales.appendSale('atomic', 'HOT', 1, 10, null);
+    await fence.reached(1);
+    const second = sales.appendSale('atomic', 'HOT', 1, 9, null);
+    await waitFor(() => batchPresent(epoch, 2), { timeoutMs: 5000, message: 'batch 2 written' });
+    fence.release(1);
+    await Promise.all([first, second]);
+
+    // An admin change (what DurableMemoryAdmin does behind its barrier): its batch takes 18.
+    await admin.append({ op: 'put', lane: 'atomic', sku: 'HOT', stock: 100 });
+    adminChanges++;
+    // A sale made after it must land after it, not under 3.
+    await sales.appendSale('atomic', 'HOT', 1, 99, null);
+
+    const ledger = await batches();
+    const written = ledger.filter((b) => !b.tombstone).map((b) => [b.seq, b.entries?.[0]?.op]);
+    expect(written).toEqual([
+      [1, 'buy'],
+      [2, 'buy'],
+      [18, 'put'],
+      [19, 'buy'],
+    ]);
+    // The numbers given up are closed (tombstoned), so the compactor folds past them.
+    await waitFor(async () => (await fence.closedUpTo(epoch, 0)) === 19, { timeoutMs: 5000, message: 'numbers 3-17 tombstoned' });
   });
 
   test('numbers reserved and left unused are tombstoned once the writer idles, so the compactor can fold past them', async () => {
     const fence = new ObservedFence(db, TIMEOUT_MS);
     const epoch = await fence.beginTerm('me');
     const writer = new GroupCommit(fence, () => epoch, () => undefined, { depth: 4, releaseAfterMs: 50 });
-    for (let batch = 0; batch < 3; batch++) await writer.appendSale('atomic', 'HOT', 1, 10 - batch, null);
-    await waitFor(async () => (await fence.closedUpTo(epoch, 0)) === 16, { timeoutMs: 5000, message: 'numbers 4-16 closed' });
+    // Two batches out at once: the second reserves 16 numbers (2-17) and uses one.
+    fence.hold(1);
+    const first = writer.appendSale('atomic', 'HOT', 1, 10, null);
+    await fence.reached(1);
+    const second = writer.appendSale('atomic', 'HOT', 1, 9, null);
+    await waitFor(() => batchPresent(epoch, 2), { timeoutMs: 5000, message: 'batch 2 written' });
+    fence.release(1);
+    await Promise.all([first, second]);
+    await waitFor(async () => (await fence.closedUpTo(epoch, 0)) === 17, { timeoutMs: 5000, message: 'numbers 3-17 closed' });
     const ledger = await batches();
-    expect(ledger.filter((b) => !b.tombstone).map((b) => b.seq)).toEqual([1, 2, 3]);
-    expect(ledger.filter((b) => b.tombstone).map((b) => b.seq)).toEqual([4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+    expect(ledger.filter((b) => !b.tombstone).map((b) => b.seq)).toEqual([1, 2]);
+    expect(ledger.filter((b) => b.tombstone).map((b) => b.seq)).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]);
     // The next batch reserves afresh and carries on.
-    await writer.appendSale('atomic', 'HOT', 1, 6, null);
-    expect(await batchPresent(epoch, 17)).toBe(true);
+    await writer.appendSale('atomic', 'HOT', 1, 8, null);
+    expect(await batchPresent(epoch, 18)).toBe(true);
   });
 });

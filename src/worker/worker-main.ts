@@ -78,7 +78,7 @@ const laneSet = buildLanes(
         let commit: GroupCommit | null = null;
         return (lane, db) => {
           const fence = new Fence(db, config.dependencyTimeoutMs);
-          commit ??= new GroupCommit(fence, () => cluster.epoch, settled, { limit: config.queueLimit });
+          commit ??= new GroupCommit(fence, () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges() });
           if (!memoryAdmin) {
             const admin = new DurableMemoryAdmin(cluster, async (key) => (await fence.findKeyed([key])).has(key), config.dependencyTimeoutMs);
             // Admin batches go through a writer of their own, whose unknown outcomes the admin settles.

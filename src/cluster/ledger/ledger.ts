@@ -406,11 +406,12 @@ class Batch {
   }
 }
 
-/** Reserved batch numbers not used yet: `next`..`last` of `epoch`. */
+/** Reserved batch numbers not used yet: `next`..`last` of `epoch`, reserved after `adminChanges` admin changes. */
 interface ReservedRange {
   readonly epoch: number;
   next: number;
   readonly last: number;
+  readonly adminChanges: number;
 }
 
 export interface GroupCommitOptions {
@@ -422,6 +423,13 @@ export interface GroupCommitOptions {
   readonly reserveAhead?: number;
   /** How long the writer stays idle before it closes the numbers it reserved and did not use. */
   readonly releaseAfterMs?: number;
+  /**
+   * The count of admin changes made (`ClusterState.adminChanges`). Numbers reserved before an admin
+   * change are not used after it: the admin's batch took a number above them, and a sale memory
+   * made after the change must come after it in the log too (a PUT or reset replayed after a sale
+   * would undo it). They are tombstoned instead.
+   */
+  readonly adminChanges?: () => number;
 }
 
 /**
@@ -455,6 +463,7 @@ export class GroupCommit implements LedgerWriter {
   private readonly depth: number;
   private readonly reserveAhead: number;
   private readonly releaseAfterMs: number;
+  private readonly adminChanges: () => number;
 
   constructor(
     private readonly fence: Fence,
@@ -466,6 +475,7 @@ export class GroupCommit implements LedgerWriter {
     this.depth = options.depth ?? 4;
     this.reserveAhead = options.reserveAhead ?? 16;
     this.releaseAfterMs = options.releaseAfterMs ?? 1000;
+    this.adminChanges = options.adminChanges ?? (() => 0);
   }
 
   hasRoom(): boolean {
@@ -544,9 +554,17 @@ export class GroupCommit implements LedgerWriter {
     for (;;) {
       const epoch = this.epoch();
       const range = this.reserved;
-      // Numbers of an earlier term are dropped: the next term's seal tombstones them.
-      if (range !== null && range.epoch === epoch && range.next <= range.last) return { epoch, seq: range.next++ };
-      this.reserving ??= this.reserveRange(epoch).finally(() => {
+      if (range !== null && range.next <= range.last) {
+        if (range.epoch === epoch && range.adminChanges === this.adminChanges()) return { epoch, seq: range.next++ };
+        // Numbers of an earlier term are dropped (the next term's seal tombstones them); numbers
+        // reserved before an admin change are closed now, so that nothing sold after the change
+        // lands in the log before it.
+        this.reserved = null;
+        if (range.epoch === epoch) this.release(range);
+      }
+      // One number when this batch is the only one out (light load: as before, the reservation is
+      // also the check that the epoch is still current); a range while batches queue behind it.
+      this.reserving ??= this.reserveRange(epoch, this.inFlight.length > 1 ? this.reserveAhead : 1).finally(() => {
         this.reserving = null;
       });
       await this.reserving;
@@ -555,9 +573,20 @@ export class GroupCommit implements LedgerWriter {
     }
   }
 
-  private async reserveRange(epoch: number): Promise<void> {
-    const first = await this.fence.reserve(epoch, this.reserveAhead);
-    this.reserved = first === null ? null : { epoch, next: first, last: first + this.reserveAhead - 1 };
+  private async reserveRange(epoch: number, count: number): Promise<void> {
+    // Read before the reservation leaves: an admin change made while it is out may have taken a
+    // number above or below this range, so the range counts as reserved before that change.
+    const adminChanges = this.adminChanges();
+    const first = await this.fence.reserve(epoch, count);
+    this.reserved = first === null ? null : { epoch, next: first, last: first + count - 1, adminChanges };
+  }
+
+  /** Tombstone unused numbers in the background; on failure they are tried again when the writer next idles. */
+  private release(range: ReservedRange): void {
+    this.fence.releaseUnused(range.epoch, range.next, range.last).catch(() => {
+      this.unreleased.push(range);
+      if (this.inFlight.length === 0 && this.filling === null) this.releaseWhenIdle();
+    });
   }
 
   /** Deliver the outcomes of the oldest batches that have one, stopping at the first still out. */
@@ -589,12 +618,7 @@ export class GroupCommit implements LedgerWriter {
       this.unreleased = [];
       if (this.reserved !== null && this.reserved.next <= this.reserved.last) ranges.push(this.reserved);
       this.reserved = null;
-      for (const { epoch, next, last } of ranges) {
-        this.fence.releaseUnused(epoch, next, last).catch(() => {
-          this.unreleased.push({ epoch, next, last });
-          if (this.inFlight.length === 0 && this.filling === null) this.releaseWhenIdle();
-        });
-      }
+      for (const range of ranges) this.release(range);
     }, this.releaseAfterMs);
     this.releaseTimer.unref();
   }
