@@ -5,12 +5,12 @@
  * MongoDB gives single-document atomicity and unique `_id`s — no transactions on a plain server,
  * and none on FerretDB — so the fence is built from those two alone:
  *
- * - The `fence` document holds the current epoch and a batch counter. A primary reserves each
- *   batch number with a conditional `$inc` on `{epoch: itsEpoch}`, then inserts the batch with
- *   `_id: "epoch:seq"`. A new term replaces the epoch (compare-and-swap), so reservations by the
- *   old epoch stop matching at once.
- * - A batch reserved before the swap may still be in flight. The new primary *seals* every
- *   reservation of the old epoch: for each number that has no batch yet, it inserts a tombstone
+ * - The `fence` document holds the current epoch and a batch counter. A primary reserves batch
+ *   numbers with a conditional `$inc` on `{epoch: itsEpoch}` (one, or a range while batches queue:
+ *   see `GroupCommit`), then inserts each batch with `_id: "epoch:seq"`. A new term replaces the
+ *   epoch (compare-and-swap), so reservations by the old epoch stop matching at once.
+ * - A batch reserved before the swap may still be in flight, or not yet sent. The new primary
+ *   *seals* every reservation of the old epoch: for each number that has no batch yet, it inserts a tombstone
  *   under that `_id`. A late insert then fails on the duplicate key and is never acknowledged;
  *   an insert that won the race is in the log before the rebuild reads it. No clocks involved.
  * - An insert whose outcome is unknown (timeout, connection lost) is settled the same way: the
