@@ -43,7 +43,9 @@ export class DurableMemoryLane implements Lane {
     if (!this.state.enterSale(this.worker)) throw adminBusy();
     let settledLater = false;
     try {
-      const outcome = await this.inner.tryBuy(sku, quantity);
+      // atomic and lock decide synchronously: no extra turn of the microtask queue for them.
+      const decided = this.inner.tryBuy(sku, quantity);
+      const outcome = decided instanceof Promise ? await decided : decided;
       if (outcome.kind !== 'sold') return outcome;
       try {
         await this.ledger.appendSale(this.name, sku, quantity, outcome.remaining, key);
