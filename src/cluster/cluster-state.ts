@@ -16,6 +16,11 @@ const WRITE_DEADLINE = 2;
 /** 1 while an admin change to the in-memory lanes is being made (see `DurableMemoryAdmin`). */
 const ADMIN_BARRIER = 3;
 /**
+ * How many admin changes have been made (counted as each lowers the barrier): a group commit drops
+ * batch numbers it reserved before the latest one (`GroupCommitOptions.adminChanges`).
+ */
+const ADMIN_CHANGES = 4;
+/**
  * In-memory sales decided but not yet settled in the ledger, one word per worker thread (from
  * here on), so the supervisor can clear a dead worker's count.
  */
@@ -105,7 +110,14 @@ export class ClusterState {
   }
 
   lowerAdminBarrier(): void {
+    // Counted before the barrier drops: a sale that gets past it sees the new count.
+    Atomics.add(this.words, ADMIN_CHANGES, 1);
     Atomics.store(this.words, ADMIN_BARRIER, 0);
+  }
+
+  /** Admin changes made so far (each one lowering the barrier). */
+  adminChanges(): number {
+    return Atomics.load(this.words, ADMIN_CHANGES);
   }
 
   becomeSecondary(epoch: number): void {

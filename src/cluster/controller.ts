@@ -210,7 +210,7 @@ export class ClusterController {
   /** The ledger knows nothing of a seed SKU yet: it starts at INITIAL_STOCK, logged as such. */
   private async seedMissing(epoch: number, known: (lane: (typeof MEMORY_LANES)[number], sku: string) => boolean): Promise<void> {
     if (!this.fence) return;
-    const writer = new GroupCommit(this.fence, () => epoch, () => undefined);
+    const writer = new GroupCommit(this.fence, () => epoch, () => undefined, { depth: 1, reserveAhead: 1 });
     const { seedSkus, initialStock } = this.o.config;
     const missing = MEMORY_LANES.flatMap((lane) => seedSkus.filter((sku) => !known(lane, sku)).map((sku) => ({ lane, sku })));
     await Promise.all(missing.map(({ lane, sku }) => writer.append({ op: 'seed', lane, sku, stock: initialStock })));

@@ -48,11 +48,10 @@ const supervisor: RpcPeer<SupervisorApi> = new RpcPeer<SupervisorApi>(parentPort
 const idempotency: IdempotencyStore = new BatchedIdempotencyClient((asks) => supervisor.call('idempotencyBatch', asks), config.queueLimit);
 
 /** A batch whose write timed out has been settled: finish what its buyers' 504s left open. */
-function settled(entries: readonly LedgerEntry[], written: Promise<boolean>): void {
+function settled(entries: readonly LedgerEntry[], written: Promise<boolean>, sales: number): void {
   void written.then(async (wasWritten) => {
-    let sales = 0;
     for (const entry of entries) {
-      if (entry.op === 'buy') sales++;
+      // Unkeyed sales of one SKU share an entry: its q is theirs summed, given back at once.
       if (entry.op !== 'buy') continue;
       if (wasWritten) {
         if (entry.key !== undefined) await idempotency.complete(entry.key, { status: 200, body: soldBody(entry.lane, entry.sku, entry.q, entry.rem) });
@@ -79,11 +78,12 @@ const laneSet = buildLanes(
         let commit: GroupCommit | null = null;
         return (lane, db) => {
           const fence = new Fence(db, config.dependencyTimeoutMs);
-          commit ??= new GroupCommit(fence, () => cluster.epoch, settled, config.queueLimit);
+          commit ??= new GroupCommit(fence, () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges() });
           if (!memoryAdmin) {
             const admin = new DurableMemoryAdmin(cluster, async (key) => (await fence.findKeyed([key])).has(key), config.dependencyTimeoutMs);
             // Admin batches go through a writer of their own, whose unknown outcomes the admin settles.
-            admin.useLedger(new GroupCommit(fence, () => cluster.epoch, (entries, written) => admin.settle(entries, written)));
+            // One change at a time goes through it (behind the barrier): one number reserved per batch, as needed.
+            admin.useLedger(new GroupCommit(fence, () => cluster.epoch, (entries, written) => admin.settle(entries, written), { depth: 1, reserveAhead: 1 }));
             memoryAdmin = admin;
           }
           memoryAdmin.addLane(lane);

@@ -43,10 +43,12 @@ export class DurableMemoryLane implements Lane {
     if (!this.state.enterSale(this.worker)) throw adminBusy();
     let settledLater = false;
     try {
-      const outcome = await this.inner.tryBuy(sku, quantity);
+      // atomic and lock decide synchronously: no extra turn of the microtask queue for them.
+      const decided = this.inner.tryBuy(sku, quantity);
+      const outcome = decided instanceof Promise ? await decided : decided;
       if (outcome.kind !== 'sold') return outcome;
       try {
-        await this.ledger.append({ op: 'buy', lane: this.name, sku, q: quantity, rem: outcome.remaining, ...(key === null ? {} : { key }) });
+        await this.ledger.appendSale(this.name, sku, quantity, outcome.remaining, key);
       } catch (error) {
         // An unknown outcome is settled (and the units given back, if need be) in the background;
         // the sale stays in flight until then, so no admin change can slip in between.

@@ -5,12 +5,12 @@
  * MongoDB gives single-document atomicity and unique `_id`s — no transactions on a plain server,
  * and none on FerretDB — so the fence is built from those two alone:
  *
- * - The `fence` document holds the current epoch and a batch counter. A primary reserves each
- *   batch number with a conditional `$inc` on `{epoch: itsEpoch}`, then inserts the batch with
- *   `_id: "epoch:seq"`. A new term replaces the epoch (compare-and-swap), so reservations by the
- *   old epoch stop matching at once.
- * - A batch reserved before the swap may still be in flight. The new primary *seals* every
- *   reservation of the old epoch: for each number that has no batch yet, it inserts a tombstone
+ * - The `fence` document holds the current epoch and a batch counter. A primary reserves batch
+ *   numbers with a conditional `$inc` on `{epoch: itsEpoch}` (one, or a range while batches queue:
+ *   see `GroupCommit`), then inserts each batch with `_id: "epoch:seq"`. A new term replaces the
+ *   epoch (compare-and-swap), so reservations by the old epoch stop matching at once.
+ * - A batch reserved before the swap may still be in flight, or not yet sent. The new primary
+ *   *seals* every reservation of the old epoch: for each number that has no batch yet, it inserts a tombstone
  *   under that `_id`. A late insert then fails on the duplicate key and is never acknowledged;
  *   an insert that won the race is in the log before the rebuild reads it. No clocks involved.
  * - An insert whose outcome is unknown (timeout, connection lost) is settled the same way: the
@@ -30,7 +30,7 @@
  * and an index on `entries.key` lets a primary find it again when memory has forgotten it
  * (`LedgerKeyLookup`), for as long as the batch exists, whatever happened in between.
  */
-import { MongoServerError, type Collection, type Db } from 'mongodb';
+import { MongoBulkWriteError, MongoServerError, type Collection, type Db } from 'mongodb';
 import { MEMORY_LANES, type MemoryLaneName } from '../../config.js';
 import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../../errors.js';
 import { bounded } from '../../mongo.js';
@@ -178,13 +178,34 @@ export class Fence implements EpochStore {
     await this.fence.updateOne({ _id: 'fence', epoch }, { $set: { sealing: [] } });
   }
 
-  /** Reserve the next batch number of `epoch`, or null when the epoch is fenced off. */
-  async reserve(epoch: number): Promise<number | null> {
+  /**
+   * Reserve the next `count` batch numbers of `epoch` in one conditional update: resolves the first
+   * of them (the rest follow it), or null when the epoch is fenced off. Every number reserved is
+   * covered by the fence's `seq`, so a successor's `seal` tombstones any of them left unused.
+   */
+  async reserve(epoch: number, count = 1): Promise<number | null> {
     // A reservation that times out may still have counted: the gap it leaves is harmless.
     // The pre-image, not the post-image: mongo-java-server reads the post-image after releasing
     // the document, so two reservations could see the same number (docs/mongo-wire-server.md).
-    const before = await bounded(this.timeoutMs, () => this.fence.findOneAndUpdate({ _id: 'fence', epoch }, { $inc: { seq: 1 } }, { returnDocument: 'before' }));
+    const before = await bounded(this.timeoutMs, () => this.fence.findOneAndUpdate({ _id: 'fence', epoch }, { $inc: { seq: count } }, { returnDocument: 'before' }));
     return before ? before.seq + 1 : null;
+  }
+
+  /**
+   * Close reserved numbers a writer will not use (`first`..`last` of `epoch`) with tombstones in
+   * one round trip, so the compactor's fold is not held back by them. A number already taken (a
+   * successor sealed it) is left as it is.
+   */
+  async releaseUnused(epoch: number, first: number, last: number): Promise<void> {
+    const tombstones: BatchDocument[] = [];
+    for (let seq = first; seq <= last; seq++) tombstones.push({ _id: batchId(epoch, seq), epoch, seq, tombstone: true });
+    try {
+      await bounded(this.timeoutMs, () => this.batches.insertMany(tombstones, { ordered: false }));
+    } catch (error) {
+      const cause = error instanceof DependencyUnavailableError ? error.cause : error;
+      if (cause instanceof MongoBulkWriteError && [cause.writeErrors].flat().every((e) => e.code === DUPLICATE_KEY)) return;
+      throw error;
+    }
   }
 
   /** Insert a reserved batch. Resolves 'written' or 'fenced'; throws when the outcome is unknown. */
@@ -286,38 +307,185 @@ export class Fence implements EpochStore {
 export interface LedgerWriter {
   /** False while the writer has as many entries waiting as it takes: refuse before deciding anything. */
   hasRoom(): boolean;
+  /**
+   * Resolves once the sale is durable under the current epoch; rejects if it is not (503, or 504
+   * while its batch is settled). Unkeyed sales of one lane and SKU share one entry per batch.
+   */
+  appendSale(lane: MemoryLaneName, sku: string, q: number, rem: number, key: string | null): Promise<void>;
   /** Resolves once `entry` is durable under the current epoch; rejects if it is not (503). */
   append(entry: LedgerEntry): Promise<void>;
   /** The same for several entries that must land together: they go into one batch, all or none. */
   appendAll(entries: readonly LedgerEntry[]): Promise<void>;
 }
 
-interface Pending {
-  readonly entries: readonly LedgerEntry[];
-  readonly resolve: () => void;
-  readonly reject: (error: Error) => void;
+/** Told about a batch whose fate is being settled in the background (its buyers already got a 504). */
+export type UnknownOutcomeHandler = (entries: readonly LedgerEntry[], written: Promise<boolean>, sales: number) => void;
+
+/** An unkeyed sale entry that later sales of the same lane and SKU in the same batch add to. */
+interface MergedSale {
+  readonly op: 'buy';
+  readonly lane: MemoryLaneName;
+  readonly sku: string;
+  q: number;
+  rem: number;
+}
+
+type BatchOutcome = { readonly kind: 'written' } | { readonly kind: 'failed'; readonly error: Error } | { readonly kind: 'unknown'; readonly error: Error; readonly written: Promise<boolean> };
+
+/**
+ * One ledger batch: the entries of the sales and changes gathered while it was open, and the one
+ * promise every one of them waits on (a sale adds a number to an entry, not an object of its own).
+ */
+class Batch {
+  readonly entries: LedgerEntry[] = [];
+  /** How many sales (buys) the batch carries: merged entries count every sale in them. */
+  sales = 0;
+  /** How many appends wait on it (what the queue limit counts). */
+  waiting = 0;
+  outcome: BatchOutcome | null = null;
+  readonly done: Promise<void>;
+  private resolveDone!: () => void;
+  private rejectDone!: (error: Error) => void;
+  /** lane → sku → the entry unkeyed sales add to; cleared by any other entry, so log order holds. */
+  private readonly merged = new Map<MemoryLaneName, Map<string, MergedSale>>();
+
+  constructor() {
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
+    });
+    // Each append awaits `done`; this keeps a batch nobody waits on (all appends gone) from
+    // counting as an unhandled rejection.
+    this.done.catch(() => undefined);
+  }
+
+  addSale(lane: MemoryLaneName, sku: string, q: number, rem: number, key: string | null): void {
+    this.waiting++;
+    this.sales++;
+    if (key !== null) {
+      this.add({ op: 'buy', lane, sku, q, rem, key });
+      return;
+    }
+    let skus = this.merged.get(lane);
+    if (!skus) {
+      skus = new Map();
+      this.merged.set(lane, skus);
+    }
+    const entry = skus.get(sku);
+    if (entry) {
+      entry.q += q;
+      entry.rem = Math.min(entry.rem, rem);
+      return;
+    }
+    const fresh: MergedSale = { op: 'buy', lane, sku, q, rem };
+    skus.set(sku, fresh);
+    this.entries.push(fresh);
+  }
+
+  addEntries(entries: readonly LedgerEntry[]): void {
+    this.waiting++;
+    for (const entry of entries) {
+      if (entry.op === 'buy') this.sales++;
+      this.add(entry);
+    }
+  }
+
+  /** Deliver the outcome to every append waiting on this batch. */
+  finish(): void {
+    const outcome = this.outcome;
+    if (outcome === null) throw new Error('a batch was finished before its outcome was known');
+    if (outcome.kind === 'written') this.resolveDone();
+    else this.rejectDone(outcome.error);
+  }
+
+  private add(entry: LedgerEntry): void {
+    // A keyed sale or an admin change ends the runs that unkeyed sales merge into: entries stay in
+    // the order memory saw them (sales commute with one another, not with a PUT or a reset).
+    if (this.merged.size > 0) this.merged.clear();
+    this.entries.push(entry);
+  }
+}
+
+/** Reserved batch numbers not used yet: `next`..`last` of `epoch`, reserved after `adminChanges` admin changes. */
+interface ReservedRange {
+  readonly epoch: number;
+  next: number;
+  readonly last: number;
+  readonly adminChanges: number;
+}
+
+export interface GroupCommitOptions {
+  /** The most sales/appends that may wait for the next batch (backpressure: beyond it, 503 overloaded). */
+  readonly limit?: number;
+  /** Batches written at once; the next one fills meanwhile. */
+  readonly depth?: number;
+  /** Batch numbers reserved per round trip to the fence. */
+  readonly reserveAhead?: number;
+  /** How long the writer stays idle before it closes the numbers it reserved and did not use. */
+  readonly releaseAfterMs?: number;
+  /**
+   * The count of admin changes made (`ClusterState.adminChanges`). Numbers reserved before an admin
+   * change are not used after it: the admin's batch took a number above them, and a sale memory
+   * made after the change must come after it in the log too (a PUT or reset replayed after a sale
+   * would undo it). They are tombstoned instead.
+   */
+  readonly adminChanges?: () => number;
 }
 
 /**
- * Group commit for one thread: entries that arrive while a batch is being written wait and go
- * together in the next one, so under load the cost is two MongoDB round trips per batch, not per
- * sale. `onUnknown` receives the entries of a batch whose fate is being settled in the background
- * (their buyers already got a 503), and learns whether they were written.
+ * Group commit for one thread, pipelined. Sales of an event-loop turn join one batch; up to
+ * `depth` batches are written at once, and while they are out the next one fills. A batch costs
+ * one MongoDB round trip: its number comes from a range reserved ahead (`reserveAhead` numbers
+ * per conditional update on the fence, see `Fence.reserve`), and its insert carries every sale.
+ *
+ * Batches are acknowledged in the order they were cut, whatever order MongoDB answers in: a batch
+ * written early waits until every earlier batch is settled (written, failed, or of unknown outcome
+ * and handed to `onUnknown`). So when a buyer hears 200, no sale decided before its own in this
+ * thread can still fail and give its units back afterwards.
+ *
+ * The fence holds as before: every number used was reserved under the writer's epoch, so a
+ * successor's `seal` covers it — an insert either lands before the seal reads (and is replayed) or
+ * meets the tombstone and fails as fenced. Numbers a term reserved and never used are sealed the
+ * same way; numbers left unused while the writer idles are tombstoned by the writer itself after
+ * `releaseAfterMs`, so the compactor can fold past them.
  */
 export class GroupCommit implements LedgerWriter {
-  private queue: Pending[] = [];
-  private writing = false;
+  private filling: Batch | null = null;
+  /** Batches cut and not yet acknowledged, oldest first. */
+  private readonly inFlight: Batch[] = [];
+  private flushScheduled = false;
+  private reserved: ReservedRange | null = null;
+  private reserving: Promise<void> | null = null;
+  /** Unused numbers whose release failed (MongoDB away): tried again when next idle. */
+  private unreleased: ReservedRange[] = [];
+  private releaseTimer: NodeJS.Timeout | null = null;
+  private readonly limit: number;
+  private readonly depth: number;
+  private readonly reserveAhead: number;
+  private readonly releaseAfterMs: number;
+  private readonly adminChanges: () => number;
 
-  /** @param limit the most entries that may wait for the next batch (backpressure: beyond it, 503 overloaded). */
   constructor(
     private readonly fence: Fence,
     private readonly epoch: () => number,
-    private readonly onUnknown: (entries: readonly LedgerEntry[], written: Promise<boolean>) => void,
-    private readonly limit = Number.POSITIVE_INFINITY,
-  ) {}
+    private readonly onUnknown: UnknownOutcomeHandler,
+    options: GroupCommitOptions = {},
+  ) {
+    this.limit = options.limit ?? Number.POSITIVE_INFINITY;
+    this.depth = options.depth ?? 4;
+    this.reserveAhead = options.reserveAhead ?? 16;
+    this.releaseAfterMs = options.releaseAfterMs ?? 1000;
+    this.adminChanges = options.adminChanges ?? (() => 0);
+  }
 
   hasRoom(): boolean {
-    return this.queue.length < this.limit;
+    return this.filling === null || this.filling.waiting < this.limit;
+  }
+
+  appendSale(lane: MemoryLaneName, sku: string, q: number, rem: number, key: string | null): Promise<void> {
+    const batch = this.batchToFill();
+    batch.addSale(lane, sku, q, rem, key);
+    return batch.done;
   }
 
   append(entry: LedgerEntry): Promise<void> {
@@ -325,44 +493,134 @@ export class GroupCommit implements LedgerWriter {
   }
 
   appendAll(entries: readonly LedgerEntry[]): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ entries, resolve, reject });
-      if (!this.writing) void this.drain();
+    const batch = this.batchToFill();
+    batch.addEntries(entries);
+    return batch.done;
+  }
+
+  private batchToFill(): Batch {
+    if (this.filling) return this.filling;
+    const batch = new Batch();
+    this.filling = batch;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      // After this turn's I/O callbacks: every request parsed in the same turn joins the batch.
+      setImmediate(() => {
+        this.flushScheduled = false;
+        this.cutIfRoom();
+      });
+    }
+    return batch;
+  }
+
+  /** Send the filling batch when fewer than `depth` are out; otherwise it keeps filling. */
+  private cutIfRoom(): void {
+    const batch = this.filling;
+    if (batch === null || this.inFlight.length >= this.depth) return;
+    this.filling = null;
+    this.inFlight.push(batch);
+    if (this.releaseTimer) {
+      clearTimeout(this.releaseTimer);
+      this.releaseTimer = null;
+    }
+    void this.write(batch);
+  }
+
+  private async write(batch: Batch): Promise<void> {
+    let number: { epoch: number; seq: number | null };
+    try {
+      number = await this.nextNumber();
+    } catch (error) {
+      batch.outcome = { kind: 'failed', error: unavailable(error) }; // nothing written
+      return this.acknowledgeInOrder();
+    }
+    const { epoch, seq } = number;
+    if (seq === null) {
+      batch.outcome = { kind: 'failed', error: new FencedError(epoch) };
+      return this.acknowledgeInOrder();
+    }
+    try {
+      const outcome = await this.fence.write(epoch, seq, batch.entries);
+      batch.outcome = outcome === 'written' ? { kind: 'written' } : { kind: 'failed', error: new FencedError(epoch) };
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      batch.outcome = { kind: 'unknown', error: new OutcomeUnknownError('mongo', reason, true), written: this.settleUntilKnown(epoch, seq) };
+    }
+    this.acknowledgeInOrder();
+  }
+
+  /** The next reserved number of the current epoch, reserving a range when none is left; seq null: fenced off. */
+  private async nextNumber(): Promise<{ epoch: number; seq: number | null }> {
+    for (;;) {
+      const epoch = this.epoch();
+      const range = this.reserved;
+      if (range !== null && range.next <= range.last) {
+        if (range.epoch === epoch && range.adminChanges === this.adminChanges()) return { epoch, seq: range.next++ };
+        // Numbers of an earlier term are dropped (the next term's seal tombstones them); numbers
+        // reserved before an admin change are closed now, so that nothing sold after the change
+        // lands in the log before it.
+        this.reserved = null;
+        if (range.epoch === epoch) this.release(range);
+      }
+      // One number when this batch is the only one out (light load: as before, the reservation is
+      // also the check that the epoch is still current); a range while batches queue behind it.
+      this.reserving ??= this.reserveRange(epoch, this.inFlight.length > 1 ? this.reserveAhead : 1).finally(() => {
+        this.reserving = null;
+      });
+      await this.reserving;
+      const after = this.reserved;
+      if (after === null || after.epoch !== epoch) return { epoch, seq: null };
+    }
+  }
+
+  private async reserveRange(epoch: number, count: number): Promise<void> {
+    // Read before the reservation leaves: an admin change made while it is out may have taken a
+    // number above or below this range, so the range counts as reserved before that change.
+    const adminChanges = this.adminChanges();
+    const first = await this.fence.reserve(epoch, count);
+    this.reserved = first === null ? null : { epoch, next: first, last: first + count - 1, adminChanges };
+  }
+
+  /** Tombstone unused numbers in the background; on failure they are tried again when the writer next idles. */
+  private release(range: ReservedRange): void {
+    this.fence.releaseUnused(range.epoch, range.next, range.last).catch(() => {
+      this.unreleased.push(range);
+      if (this.inFlight.length === 0 && this.filling === null) this.releaseWhenIdle();
     });
   }
 
-  private async drain(): Promise<void> {
-    this.writing = true;
-    try {
-      while (this.queue.length > 0) {
-        const batch = this.queue;
-        this.queue = [];
-        await this.commit(batch);
-      }
-    } finally {
-      this.writing = false;
+  /** Deliver the outcomes of the oldest batches that have one, stopping at the first still out. */
+  private acknowledgeInOrder(): void {
+    while (this.inFlight.length > 0) {
+      const oldest = this.inFlight[0];
+      if (oldest === undefined || oldest.outcome === null) break;
+      this.inFlight.shift();
+      oldest.finish();
+      if (oldest.outcome.kind === 'unknown') this.onUnknown(oldest.entries, oldest.outcome.written, oldest.sales);
     }
+    this.cutIfRoom();
+    if (this.inFlight.length === 0 && this.filling === null) this.releaseWhenIdle();
   }
 
-  private async commit(batch: Pending[]): Promise<void> {
-    const epoch = this.epoch();
-    const fail = (error: Error) => batch.forEach((p) => p.reject(error));
-    let seq: number | null;
-    try {
-      seq = await this.fence.reserve(epoch);
-    } catch (error) {
-      return fail(unavailable(error)); // nothing written
-    }
-    if (seq === null) return fail(new FencedError(epoch));
-    const entries = batch.flatMap((p) => p.entries);
-    try {
-      const outcome = await this.fence.write(epoch, seq, entries);
-      if (outcome === 'fenced') return fail(new FencedError(epoch));
-      batch.forEach((p) => p.resolve());
-    } catch (error) {
-      fail(new OutcomeUnknownError('mongo', error instanceof Error ? error.message : String(error), true));
-      this.onUnknown(entries, this.settleUntilKnown(epoch, seq));
-    }
+  /**
+   * After `releaseAfterMs` with nothing to write, tombstone the numbers reserved and not used (and
+   * any whose release failed before: they are tried again at the next idle moment, or sealed by
+   * the next term).
+   */
+  private releaseWhenIdle(): void {
+    const range = this.reserved;
+    const unused = range !== null && range.next <= range.last;
+    if ((!unused && this.unreleased.length === 0) || this.releaseTimer !== null) return;
+    this.releaseTimer = setTimeout(() => {
+      this.releaseTimer = null;
+      if (this.inFlight.length > 0 || this.filling !== null || this.reserving !== null) return;
+      const ranges = this.unreleased;
+      this.unreleased = [];
+      if (this.reserved !== null && this.reserved.next <= this.reserved.last) ranges.push(this.reserved);
+      this.reserved = null;
+      for (const range of ranges) this.release(range);
+    }, this.releaseAfterMs);
+    this.releaseTimer.unref();
   }
 
   private async settleUntilKnown(epoch: number, seq: number): Promise<boolean> {
