@@ -7,9 +7,9 @@
  * driven at 64 connections in total by three wrk processes of 22 + 21 + 21 connections, one per
  * replica port (for the standalone replica, all three on its one port, so the load generator has
  * the same shape in every row); their req/s are summed. The CPU per acknowledged buy is every
- * replica's own CPU time over the run (/proc/<pid>/stat, every thread — what its
- * `process_cpu_seconds_total` counts) summed, divided by the 2xx answers; MongoDB's and Redis's
- * own CPU is reported beside it. Rounds are interleaved (A B C, A B C …) so a busy minute on a
+ * replica's own CPU time over the run (/proc/<pid>/stat, every thread) summed, divided by the 2xx
+ * answers, cross-checked against each replica's exported `process_cpu_seconds_total`; MongoDB's
+ * and Redis's own CPU is reported beside it. Rounds are interleaved (A B C, A B C …) so a busy minute on a
  * shared machine hits every row alike.
  *
  * Then a hot-SKU end of sale on each system: one SKU, demand 1.5× its stock, every buyer on one
@@ -110,6 +110,8 @@ interface ClusterRun {
   readonly cpuUsPerBuy: number;
   /** Each replica's share of it, in the order of `replicas`. */
   readonly replicaCpuUsPerBuy: number[];
+  /** The same sum read from each replica's `superstock_process_cpu_seconds_total` (a cross-check; null if not exported). */
+  readonly metricCpuUsPerBuy: number | null;
   readonly mongoCpuUsPerBuy: number | null;
   readonly redisCpuUsPerBuy: number | null;
 }
@@ -222,6 +224,12 @@ async function metricsOf(replica: Replica): Promise<string> {
   return (await fetch(`${replica.metricsBase}/metrics`)).text();
 }
 
+/** The replica's own `process_cpu_seconds_total` (prom-client's, process-wide: every thread), or null. */
+async function exportedCpuSeconds(replica: Replica): Promise<number | null> {
+  const match = /^superstock_process_cpu_seconds_total ([\d.e+-]+)$/m.exec(await metricsOf(replica).catch(() => ''));
+  return match ? Number(match[1]) : null;
+}
+
 async function roleOf(replica: Replica): Promise<string> {
   const text = await metricsOf(replica).catch(() => '');
   const match = /^superstock_role\{role="primary"\} (\d+)/m.exec(text);
@@ -283,6 +291,7 @@ function runWrk(url: string, connections: number, seconds: number): Promise<WrkR
 async function drive(system: System, seconds: number, clock: DependencyClock): Promise<ClusterRun> {
   const path = `/v2/lanes/${LANE}/skus/${BENCH_SKU}/buy`;
   const { replicas } = system;
+  const exportedBefore = await Promise.all(replicas.map(exportedCpuSeconds));
   const cpuBefore = replicas.map((r) => processCpuSeconds(r.pid));
   const mongoBefore = await clock.seconds('mongo');
   const redisBefore = await clock.seconds('redis');
@@ -290,6 +299,7 @@ async function drive(system: System, seconds: number, clock: DependencyClock): P
   const cpuAfter = replicas.map((r) => processCpuSeconds(r.pid));
   const mongoAfter = await clock.seconds('mongo');
   const redisAfter = await clock.seconds('redis');
+  const exportedAfter = await Promise.all(replicas.map(exportedCpuSeconds));
   const requests = results.reduce((s, r) => s + r.requests, 0);
   const non2xx = results.reduce((s, r) => s + r.non2xx, 0);
   const acked = requests - non2xx;
@@ -304,6 +314,9 @@ async function drive(system: System, seconds: number, clock: DependencyClock): P
     p99Ms: Math.max(...results.map((r) => r.p99Ms)),
     cpuUsPerBuy: replicaCpuUsPerBuy.reduce((a, b) => a + b, 0),
     replicaCpuUsPerBuy,
+    metricCpuUsPerBuy: exportedBefore.every((v) => v !== null) && exportedAfter.every((v) => v !== null)
+      ? perBuy(exportedAfter.reduce<number>((sum, v, i) => sum + (v as number) - (exportedBefore[i] as number), 0))
+      : null,
     mongoCpuUsPerBuy: mongoBefore !== null && mongoAfter !== null ? perBuy(mongoAfter - mongoBefore) : null,
     redisCpuUsPerBuy: redisBefore !== null && redisAfter !== null ? perBuy(redisAfter - redisBefore) : null,
   };
@@ -367,7 +380,8 @@ async function hotSale(system: System): Promise<HotSale> {
       if (status === 200) acked++;
       else if (status === 409) soldOut++;
       else if (status === 503 || status === 429) unavailable++;
-      else if (status === 504 || status >= 500) unknown++;
+      // No answer (0: the connection failed), a 504 or another 5xx: the sale may have happened.
+      else if (status === 0 || status >= 500) unknown++;
       else otherAnswers++;
     };
     for (const replica of system.replicas) {
@@ -463,7 +477,10 @@ function verdicts(rows: Row[]): Verdict[] {
       out.push({ target: `${mode}: req/s through all ports ÷ standalone`, goal: rpsGoal, measured: ratioText(rps), met: mode === 'allotments' ? rps >= 0.9 : null });
     }
     if (row.hot) {
-      out.push({ target: `${mode}: hot SKU, units left unsold while buyers were refused`, goal: '0', measured: String(row.hot.unsoldWhileRefused), met: row.hot.unsoldWhileRefused === 0 && row.hot.unknown === 0 });
+      // Met only when the sale reached its end (someone was refused) with every outcome known.
+      const { unsoldWhileRefused, soldOut, unknown } = row.hot;
+      const measured = soldOut === 0 ? 'the sale never sold out' : unknown > 0 ? `${unsoldWhileRefused} (${unknown} outcomes unknown)` : String(unsoldWhileRefused);
+      out.push({ target: `${mode}: hot SKU, units left unsold while buyers were refused`, goal: '0', measured, met: soldOut > 0 && unknown === 0 && unsoldWhileRefused === 0 });
       out.push({ target: `${mode}: hot SKU, first sold-out answer → last unit sold`, goal: 'reported', measured: tailText(row.hot), met: null });
     } else {
       out.push({ target: `${mode}: hot SKU, units left unsold while buyers were refused`, goal: '0', measured: `not measured: ${row.hotError ?? 'no run'}`, met: false });
@@ -527,22 +544,23 @@ function markdown(rows: Row[], results: Verdict[], meta: { startedAt: string; lo
     `(standalone too, so a buy's CPU is compared between processes of one shape). Each system is driven at ${TOTAL_CONNECTIONS} connections in`,
     `total by three wrk processes (${CONNECTION_SPLIT.join(' + ')} connections), one per replica port — for the standalone replica all three on`,
     `its one port — and their req/s are summed. CPU per buy: every replica's own CPU time over the run (/proc/<pid>/stat, every`,
-    "thread: what its `process_cpu_seconds_total` counts), summed, divided by the acknowledged (2xx) buys. Each cell: a",
+    "thread), summed, divided by the acknowledged (2xx) buys; beside it the same from each replica's own",
+    '`superstock_process_cpu_seconds_total` (read on its metrics port before and after: the figure a cluster\'s Prometheus sees). Each cell: a',
     `${WARMUP} s warm-up, then the median (by req/s) of ${REPEATS} × ${DURATION} s runs in interleaved rounds.`,
     '',
-    '| system | replicas (role) | req/s, all ports | spread | CPU µs per buy, all replicas | per replica | × standalone req/s | × standalone CPU | + MongoDB µs | + Redis µs | worst p99 ms | non-2xx |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| system | replicas (role) | req/s, all ports | spread | CPU µs per buy, all replicas | per replica | same, from process_cpu_seconds_total | × standalone req/s | × standalone CPU | + MongoDB µs | + Redis µs | worst p99 ms | non-2xx |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const row of rows) {
     if (!row.available) {
-      lines.push(`| ${row.mode} | — | ${row.reason} | | | | | | | | | |`);
+      lines.push(`| ${row.mode} | — | ${row.reason} | | | | | | | | | | |`);
       continue;
     }
     const m = row.median;
     const rps = row.runs.map((r) => r.rps);
     const base = standalone?.median;
     lines.push(
-      `| ${row.mode} | ${row.replicas.map((r) => `${r.id} (${r.role})`).join(', ')} | ${Math.round(m.rps)} | ${Math.round(Math.min(...rps))}–${Math.round(Math.max(...rps))} | ${m.cpuUsPerBuy.toFixed(1)} | ${m.replicaCpuUsPerBuy.map((c) => c.toFixed(1)).join(' + ')} | ${base ? ratioText(m.rps / base.rps) : '—'} | ${base ? ratioText(m.cpuUsPerBuy / base.cpuUsPerBuy) : '—'} | ${fixed(m.mongoCpuUsPerBuy)} | ${fixed(m.redisCpuUsPerBuy)} | ${fixed(m.p99Ms, 2)} | ${m.non2xx} |`,
+      `| ${row.mode} | ${row.replicas.map((r) => `${r.id} (${r.role})`).join(', ')} | ${Math.round(m.rps)} | ${Math.round(Math.min(...rps))}–${Math.round(Math.max(...rps))} | ${m.cpuUsPerBuy.toFixed(1)} | ${m.replicaCpuUsPerBuy.map((c) => c.toFixed(1)).join(' + ')} | ${fixed(m.metricCpuUsPerBuy)} | ${base ? ratioText(m.rps / base.rps) : '—'} | ${base ? ratioText(m.cpuUsPerBuy / base.cpuUsPerBuy) : '—'} | ${fixed(m.mongoCpuUsPerBuy)} | ${fixed(m.redisCpuUsPerBuy)} | ${fixed(m.p99Ms, 2)} | ${m.non2xx} |`,
     );
   }
   lines.push(
@@ -556,7 +574,7 @@ function markdown(rows: Row[], results: Verdict[], meta: { startedAt: string; lo
     'refusal is answered at once, so even one replica shows about one commit here: the standalone row is the floor to read the',
     'others against. Peek is how long after the last answer every port\'s Peek showed what the answers say is left (polled every 10 ms).',
     '',
-    '| system | buyers on | sold (200) | sold out (409) | 503/429 | unknown (5xx) | unsold while refused | first sold-out → last sale | sale took | Peek on every port showed it after |',
+    '| system | buyers on | sold (200) | sold out (409) | 503/429 | unknown (5xx, no answer) | unsold while refused | first sold-out → last sale | sale took | Peek on every port showed it after |',
     '|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const row of rows) {

@@ -16,6 +16,7 @@ interface Run {
   acked: number;
   cpuUsPerBuy: number;
   replicaCpuUsPerBuy: number[];
+  metricCpuUsPerBuy: number | null;
 }
 interface HotSale {
   stock: number;
@@ -68,6 +69,11 @@ test('make bench-cluster (smoke): standalone and primary-mode rows with req/s an
     expect(row.median.cpuUsPerBuy).toBeGreaterThan(1);
     expect(row.median.cpuUsPerBuy).toBeLessThan(100_000);
     expect(row.median.replicaCpuUsPerBuy).toHaveLength(row.replicas.length);
+    // The replicas' own process_cpu_seconds_total tells the same story as /proc (clock ticks and
+    // the moment of the scrape differ, so within a factor of two, not equal).
+    const fromMetric = row.median.metricCpuUsPerBuy as number;
+    expect(fromMetric / row.median.cpuUsPerBuy).toBeGreaterThan(0.5);
+    expect(fromMetric / row.median.cpuUsPerBuy).toBeLessThan(2);
     if (row.mode === 'primary') expect(row.replicas.filter((r) => r.role === 'primary')).toHaveLength(1);
     // Demand 1.5× the stock: every unit sold, buyers refused only after that, Peek caught up everywhere.
     expect(row.hotError).toBeNull();
