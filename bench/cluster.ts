@@ -26,14 +26,15 @@
  * From the measured CPU per buy, a projection for N machines — a projection, not a measurement.
  *
  * Writes bench/results/cluster.{json,md} and, on a full run, the cluster section of
- * docs/benchmarks.md. Environment: as bench/run.ts (BENCH_QUICK, BENCH_SMOKE, BENCH_DURATION,
- * BENCH_WARMUP, BENCH_REPEATS, BENCH_OUT, BENCH_DOCS, BENCH_LOAD, MONGO_URL, REDIS_URL), plus
+ * docs/benchmarks.md (with bench/CLUSTER-ANALYSIS.md, the hand-written reading, after it).
+ * Environment: as bench/run.ts (BENCH_QUICK, BENCH_SMOKE, BENCH_DURATION, BENCH_WARMUP,
+ * BENCH_REPEATS, BENCH_OUT, BENCH_DOCS, BENCH_LOAD, MONGO_URL, REDIS_URL), plus
  * BENCH_CLUSTER_LANE (atomic), BENCH_CLUSTER_WORKERS (1 per replica, as `make cluster`),
  * BENCH_HOT_STOCK (20000), BENCH_CLUSTER_MODES (standalone,primary,allotments).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -63,6 +64,8 @@ const TOKEN = randomBytes(16).toString('hex');
 const BENCH_SKU = 'BENCH';
 const WRK_SCRIPT = join(ROOT, 'bench', 'wrk', 'post.lua');
 const NOT_AVAILABLE = 'mode not available in this build';
+/** How long each system is watched with no buyers, for its idle CPU. */
+const IDLE_SECONDS = SMOKE ? 1 : 3;
 /** A replica (three start at once, on a shared machine) must answer ready within this. */
 const START_TIMEOUT_MS = 90_000;
 /** A sold-out answer must show on every port's Peek within this, or the run says it did not. */
@@ -137,7 +140,17 @@ interface HotSale {
 }
 
 type Row =
-  | { readonly mode: Mode; readonly available: true; readonly replicas: Array<{ id: string; role: string }>; readonly runs: ClusterRun[]; readonly median: ClusterRun; readonly hot: HotSale | null; readonly hotError: string | null }
+  | {
+      readonly mode: Mode;
+      readonly available: true;
+      readonly replicas: Array<{ id: string; role: string }>;
+      /** CPU with no buyers, ms per second, all replicas. */
+      readonly idleCpuMsPerSecond: number;
+      readonly runs: ClusterRun[];
+      readonly median: ClusterRun;
+      readonly hot: HotSale | null;
+      readonly hotError: string | null;
+    }
   | { readonly mode: Mode; readonly available: false; readonly reason: string };
 
 class ModeNotAvailable extends Error {}
@@ -320,6 +333,17 @@ async function drive(system: System, seconds: number, clock: DependencyClock): P
     mongoCpuUsPerBuy: mongoBefore !== null && mongoAfter !== null ? perBuy(mongoAfter - mongoBefore) : null,
     redisCpuUsPerBuy: redisBefore !== null && redisAfter !== null ? perBuy(redisAfter - redisBefore) : null,
   };
+}
+
+/**
+ * CPU the replicas spend with no buyers (lease renewals, replication ticks, timers), ms per
+ * second summed over them: a fixed cost that weighs more per buy the fewer buys a system serves.
+ */
+async function idleCpuMsPerSecond(system: System, seconds: number): Promise<number> {
+  const before = system.replicas.map((r) => processCpuSeconds(r.pid));
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const spent = system.replicas.reduce((sum, r, i) => sum + processCpuSeconds(r.pid) - (before[i] as number), 0);
+  return (spent * 1000) / seconds;
 }
 
 function medianRun(runs: ClusterRun[]): ClusterRun {
@@ -546,21 +570,22 @@ function markdown(rows: Row[], results: Verdict[], meta: { startedAt: string; lo
     `its one port — and their req/s are summed. CPU per buy: every replica's own CPU time over the run (/proc/<pid>/stat, every`,
     "thread), summed, divided by the acknowledged (2xx) buys; beside it the same from each replica's own",
     '`superstock_process_cpu_seconds_total` (read on its metrics port before and after: the figure a cluster\'s Prometheus sees). Each cell: a',
-    `${WARMUP} s warm-up, then the median (by req/s) of ${REPEATS} × ${DURATION} s runs in interleaved rounds.`,
+    `${WARMUP} s warm-up, then the median (by req/s) of ${REPEATS} × ${DURATION} s runs in interleaved rounds. Idle CPU: what the replicas spent`,
+    `in ${IDLE_SECONDS} s with no buyers (lease renewals, replication ticks, timers) — a fixed cost inside every CPU-per-buy figure.`,
     '',
-    '| system | replicas (role) | req/s, all ports | spread | CPU µs per buy, all replicas | per replica | same, from process_cpu_seconds_total | × standalone req/s | × standalone CPU | + MongoDB µs | + Redis µs | worst p99 ms | non-2xx |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| system | replicas (role) | req/s, all ports | spread | CPU µs per buy, all replicas | per replica | same, from process_cpu_seconds_total | × standalone req/s | × standalone CPU | idle CPU ms/s, all replicas | + MongoDB µs | + Redis µs | worst p99 ms | non-2xx |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const row of rows) {
     if (!row.available) {
-      lines.push(`| ${row.mode} | — | ${row.reason} | | | | | | | | | | |`);
+      lines.push(`| ${row.mode} | — | ${row.reason} | | | | | | | | | | | |`);
       continue;
     }
     const m = row.median;
     const rps = row.runs.map((r) => r.rps);
     const base = standalone?.median;
     lines.push(
-      `| ${row.mode} | ${row.replicas.map((r) => `${r.id} (${r.role})`).join(', ')} | ${Math.round(m.rps)} | ${Math.round(Math.min(...rps))}–${Math.round(Math.max(...rps))} | ${m.cpuUsPerBuy.toFixed(1)} | ${m.replicaCpuUsPerBuy.map((c) => c.toFixed(1)).join(' + ')} | ${fixed(m.metricCpuUsPerBuy)} | ${base ? ratioText(m.rps / base.rps) : '—'} | ${base ? ratioText(m.cpuUsPerBuy / base.cpuUsPerBuy) : '—'} | ${fixed(m.mongoCpuUsPerBuy)} | ${fixed(m.redisCpuUsPerBuy)} | ${fixed(m.p99Ms, 2)} | ${m.non2xx} |`,
+      `| ${row.mode} | ${row.replicas.map((r) => `${r.id} (${r.role})`).join(', ')} | ${Math.round(m.rps)} | ${Math.round(Math.min(...rps))}–${Math.round(Math.max(...rps))} | ${m.cpuUsPerBuy.toFixed(1)} | ${m.replicaCpuUsPerBuy.map((c) => c.toFixed(1)).join(' + ')} | ${fixed(m.metricCpuUsPerBuy)} | ${base ? ratioText(m.rps / base.rps) : '—'} | ${base ? ratioText(m.cpuUsPerBuy / base.cpuUsPerBuy) : '—'} | ${fixed(row.idleCpuMsPerSecond)} | ${fixed(m.mongoCpuUsPerBuy)} | ${fixed(m.redisCpuUsPerBuy)} | ${fixed(m.p99Ms, 2)} | ${m.non2xx} |`,
     );
   }
   lines.push(
@@ -620,6 +645,8 @@ async function main(): Promise<void> {
     }
     // Roles once everything is up (a primary-mode cluster has elected by then: all three were ready).
     const roles = new Map(await Promise.all(systems.map(async (s) => [s.mode, await Promise.all(s.replicas.map(async (r) => ({ id: r.id, role: await roleOf(r) })))] as const)));
+    const idle = new Map<Mode, number>();
+    for (const system of systems) idle.set(system.mode, await idleCpuMsPerSecond(system, IDLE_SECONDS));
     for (const system of systems) await drive(system, WARMUP, clock);
     const runs = new Map<Mode, ClusterRun[]>(systems.map((s) => [s.mode, []]));
     for (let round = 0; round < REPEATS; round++) {
@@ -640,7 +667,7 @@ async function main(): Promise<void> {
         hotError = error instanceof Error ? error.message : String(error);
       }
       const modeRuns = runs.get(mode) ?? [];
-      const row: Row = { mode, available: true, replicas: roles.get(mode) ?? [], runs: modeRuns, median: medianRun(modeRuns), hot, hotError };
+      const row: Row = { mode, available: true, replicas: roles.get(mode) ?? [], idleCpuMsPerSecond: idle.get(mode) ?? NaN, runs: modeRuns, median: medianRun(modeRuns), hot, hotError };
       rows.push(row);
       const m = row.median;
       console.log(`  ${mode.padEnd(10)} ${Math.round(m.rps)} req/s  ${m.cpuUsPerBuy.toFixed(1)} µs CPU/buy (${m.replicaCpuUsPerBuy.map((c) => c.toFixed(1)).join(' + ')})  hot: ${hot ? `${hot.acked} sold, ${hot.soldOut} refused, unsold while refused ${hot.unsoldWhileRefused}, tail ${tailText(hot)}` : hotError}`);
@@ -651,7 +678,8 @@ async function main(): Promise<void> {
     const settings = { LANE, DURATION, WARMUP, REPEATS, connections: CONNECTION_SPLIT, REPLICA_WORKERS, HOT_STOCK, PRIMING_BUYS, loadGenerator: `3 × wrk -t1 (${CONNECTION_SPLIT.join('+')})` };
     writeFileSync(join(OUT, 'cluster.json'), JSON.stringify({ startedAt, command, machine: { nproc: CORES, cpu: cpus()[0]?.model ?? 'unknown', node: process.version }, load: { before: loadBefore, after: loadAfter, note: process.env.BENCH_LOAD ?? null }, settings, rows, verdicts: results }, null, 2));
     writeFileSync(join(OUT, 'cluster.md'), page);
-    if (WRITE_DOCS) writeClusterSection(join(ROOT, 'docs', 'benchmarks.md'), page);
+    // The reading is written by a person against a run; it travels with the latest cluster table.
+    if (WRITE_DOCS) writeClusterSection(join(ROOT, 'docs', 'benchmarks.md'), `${page}\n${readFileSync(join(ROOT, 'bench', 'CLUSTER-ANALYSIS.md'), 'utf8')}`);
     console.log(`\n${page}\nwritten to ${OUT}`);
   } finally {
     clock.close();

@@ -28,7 +28,7 @@ interface HotSale {
   peekConvergedMs: number | null;
 }
 type Row =
-  | { mode: string; available: true; replicas: Array<{ id: string; role: string }>; median: Run; hot: HotSale | null; hotError: string | null }
+  | { mode: string; available: true; replicas: Array<{ id: string; role: string }>; idleCpuMsPerSecond: number; median: Run; hot: HotSale | null; hotError: string | null }
   | { mode: string; available: false; reason: string };
 interface ClusterJson {
   rows: Row[];
@@ -69,6 +69,9 @@ test('make bench-cluster (smoke): standalone and primary-mode rows with req/s an
     expect(row.median.cpuUsPerBuy).toBeGreaterThan(1);
     expect(row.median.cpuUsPerBuy).toBeLessThan(100_000);
     expect(row.median.replicaCpuUsPerBuy).toHaveLength(row.replicas.length);
+    // Idle replicas spend some CPU (timers at least), far less than a core each.
+    expect(row.idleCpuMsPerSecond).toBeGreaterThanOrEqual(0);
+    expect(row.idleCpuMsPerSecond).toBeLessThan(1000 * row.replicas.length);
     // The replicas' own process_cpu_seconds_total tells the same story as /proc (clock ticks and
     // the moment of the scrape differ, so within a factor of two, not equal).
     const fromMetric = row.median.metricCpuUsPerBuy as number;
