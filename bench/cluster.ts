@@ -129,12 +129,19 @@ interface HotSale {
   readonly unavailable: number;
   readonly unknown: number;
   readonly otherAnswers: number;
-  /** stock − acknowledged, when some buyer was told sold out; must be 0. */
+  /** How many refusals and unknown outcomes of each kind: status and error code (503 no_primary, 504 outcome_unknown …). */
+  readonly refusalCodes: Record<string, number>;
+  /**
+   * Units the store still held at the end, by every port's Peek once they agree (stock −
+   * acknowledged when they never do), counted when some buyer was told sold out; must be 0.
+   */
   readonly unsoldWhileRefused: number;
+  /** The units sold by the final Peek lie within [acknowledged, acknowledged + unknown] (the history checker's rule). */
+  readonly soldWithinAnswers: boolean;
   /** From the first sold-out answer to the last 200, ms; ≤ 0 when nothing sold after the first refusal. */
   readonly firstSoldOutToLastSaleMs: number | null;
   readonly saleMs: number;
-  /** From the last answer until every port's Peek showed stock − acknowledged; null: not within the limit. */
+  /** From the last answer until every port's Peek showed one level the answers allow; null: not within the limit. */
   readonly peekConvergedMs: number | null;
   readonly peekRemaining: number[];
 }
@@ -374,6 +381,16 @@ function call(agent: Agent, base: string, method: string, path: string, body?: s
   });
 }
 
+/** The error code of a JSON error answer (`{"error":{"code":…}}`), or what the body was not. */
+function errorCodeOf(body: string): string {
+  try {
+    const parsed = JSON.parse(body) as { error?: { code?: unknown } };
+    return typeof parsed.error?.code === 'string' ? parsed.error.code : 'no error code';
+  } catch {
+    return 'not JSON';
+  }
+}
+
 async function peekRemaining(agent: Agent, replica: Replica, sku: string): Promise<number | null> {
   const answer = await call(agent, replica.base, 'GET', `/v2/lanes/${LANE}/skus/${sku}`).catch(() => null);
   if (answer?.status !== 200) return null;
@@ -400,7 +417,12 @@ async function hotSale(system: System): Promise<HotSale> {
     let unavailable = 0;
     let unknown = 0;
     let otherAnswers = 0;
-    const tally = (status: number) => {
+    const refusalCodes: Record<string, number> = {};
+    const tally = ({ status, body }: Answer) => {
+      if (status !== 200 && status !== 409) {
+        const kind = `${status} ${status === 0 ? 'no answer' : errorCodeOf(body)}`;
+        refusalCodes[kind] = (refusalCodes[kind] ?? 0) + 1;
+      }
       if (status === 200) acked++;
       else if (status === 409) soldOut++;
       else if (status === 503 || status === 429) unavailable++;
@@ -410,7 +432,7 @@ async function hotSale(system: System): Promise<HotSale> {
     };
     for (const replica of system.replicas) {
       if (replica === buyers) continue;
-      for (let i = 0; i < PRIMING_BUYS; i++) tally((await call(agent, replica.base, 'POST', buyPath)).status);
+      for (let i = 0; i < PRIMING_BUYS; i++) tally(await call(agent, replica.base, 'POST', buyPath));
     }
     const demand = Math.ceil(HOT_STOCK * 1.5);
     let issued = acked + soldOut + unavailable + unknown + otherAnswers;
@@ -422,28 +444,36 @@ async function hotSale(system: System): Promise<HotSale> {
     await Promise.all(Array.from({ length: TOTAL_CONNECTIONS }, async () => {
       while (issued < demand && Date.now() < deadline) {
         issued++;
-        const status = await call(agent, buyers.base, 'POST', buyPath).then((a) => a.status, () => 0);
+        const answer = await call(agent, buyers.base, 'POST', buyPath).catch((): Answer => ({ status: 0, body: '' }));
+        const { status } = answer;
         const at = performance.now();
         lastAnswerAt = at;
-        tally(status);
+        tally(answer);
         if (status === 200) lastSaleAt = at;
         if (status === 409 && firstSoldOutAt === null) firstSoldOutAt = at;
       }
     }));
     const saleEndedAt = performance.now();
     // Peek on every port until it shows what the answers say is left, or the limit passes.
-    const expected = HOT_STOCK - acked;
+    // An unknown outcome (504, no answer) may have sold: what is left lies between stock −
+    // acknowledged − unknown and stock − acknowledged, and every port must show the same level.
+    const mostLeft = HOT_STOCK - acked;
+    const leastLeft = mostLeft - unknown;
     let peekConvergedMs: number | null = null;
     let peeks: Array<number | null> = [];
     const peekDeadline = saleEndedAt + PEEK_CONVERGENCE_LIMIT_MS;
     while (performance.now() < peekDeadline) {
       peeks = await Promise.all(system.replicas.map((r) => peekRemaining(agent, r, sku)));
-      if (peeks.every((n) => n === expected)) {
+      const level = peeks[0];
+      if (level !== null && level !== undefined && level >= leastLeft && level <= mostLeft && peeks.every((n) => n === level)) {
         peekConvergedMs = performance.now() - lastAnswerAt;
         break;
       }
       await new Promise((r) => setTimeout(r, 10));
     }
+    // The store's view when the ports agree on one level; the answers' otherwise.
+    const agreed = peeks.length > 0 && peeks.every((n) => n !== null && n === peeks[0]) ? (peeks[0] as number) : null;
+    const left = agreed ?? mostLeft;
     const first = firstSoldOutAt as number | null;
     const last = lastSaleAt as number | null;
     return {
@@ -455,7 +485,9 @@ async function hotSale(system: System): Promise<HotSale> {
       unavailable,
       unknown,
       otherAnswers,
-      unsoldWhileRefused: soldOut > 0 ? HOT_STOCK - acked : 0,
+      refusalCodes,
+      unsoldWhileRefused: soldOut > 0 ? left : 0,
+      soldWithinAnswers: left >= leastLeft && left <= mostLeft,
       firstSoldOutToLastSaleMs: first !== null && last !== null ? last - first : null,
       saleMs: (last ?? saleEndedAt) - startedAt,
       peekConvergedMs,
@@ -502,9 +534,15 @@ function verdicts(rows: Row[]): Verdict[] {
     }
     if (row.hot) {
       // Met only when the sale reached its end (someone was refused) with every outcome known.
-      const { unsoldWhileRefused, soldOut, unknown } = row.hot;
-      const measured = soldOut === 0 ? 'the sale never sold out' : unknown > 0 ? `${unsoldWhileRefused} (${unknown} outcomes unknown)` : String(unsoldWhileRefused);
-      out.push({ target: `${mode}: hot SKU, units left unsold while buyers were refused`, goal: '0', measured, met: soldOut > 0 && unknown === 0 && unsoldWhileRefused === 0 });
+      // Met only when the sale reached its end (someone was refused), nothing was left, and the
+      // units sold agree with the answers (unknown outcomes may or may not have sold).
+      const { unsoldWhileRefused, soldOut, unknown, soldWithinAnswers } = row.hot;
+      const measured =
+        soldOut === 0 ? 'the sale never sold out'
+        : !soldWithinAnswers ? `${unsoldWhileRefused} (units sold disagree with the answers)`
+        : unknown > 0 ? `${unsoldWhileRefused} (${unknown} outcomes unknown, settled by Peek)`
+        : String(unsoldWhileRefused);
+      out.push({ target: `${mode}: hot SKU, units left unsold while buyers were refused`, goal: '0', measured, met: soldOut > 0 && soldWithinAnswers && unsoldWhileRefused === 0 });
       out.push({ target: `${mode}: hot SKU, first sold-out answer → last unit sold`, goal: 'reported', measured: tailText(row.hot), met: null });
     } else {
       out.push({ target: `${mode}: hot SKU, units left unsold while buyers were refused`, goal: '0', measured: `not measured: ${row.hotError ?? 'no run'}`, met: false });
@@ -594,25 +632,26 @@ function markdown(rows: Row[], results: Verdict[], meta: { startedAt: string; lo
     '',
     `One SKU of ${HOT_STOCK} units on the \`${LANE}\` lane, demand 1.5× that: first ${PRIMING_BUYS} buys through each other port (so, with allotments,`,
     `those replicas hold units of it), then ${TOTAL_CONNECTIONS} buyers, all on one replica's port, until the demand is spent. "Unsold while refused" is`,
-    'the stock less the acknowledged buys, counted when any buyer was told sold out (409); it must be 0. The tail is the time from the',
+    'what every port\'s Peek agrees is left at the end (it must lie within what the answers allow: unknown outcomes may have sold),',
+    'counted when any buyer was told sold out (409); it must be 0. The tail is the time from the',
     'first sold-out answer to the last 200, both as the buyers saw them. A sale\'s 200 waits for its group commit to MongoDB while a',
     'refusal is answered at once, so even one replica shows about one commit here: the standalone row is the floor to read the',
     'others against. Peek is how long after the last answer every port\'s Peek showed what the answers say is left (polled every 10 ms).',
     '',
-    '| system | buyers on | sold (200) | sold out (409) | 503/429 | unknown (5xx, no answer) | unsold while refused | first sold-out → last sale | sale took | Peek on every port showed it after |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| system | buyers on | sold (200) | sold out (409) | 503/429 | unknown (5xx, no answer) | not 200 or 409, by status and code | unsold while refused | first sold-out → last sale | sale took | Peek on every port showed it after |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const row of rows) {
     if (!row.available) {
-      lines.push(`| ${row.mode} | ${row.reason} | | | | | | | | |`);
+      lines.push(`| ${row.mode} | ${row.reason} | | | | | | | | | |`);
       continue;
     }
     const h = row.hot;
     if (!h) {
-      lines.push(`| ${row.mode} | not measured: ${row.hotError ?? 'no run'} | | | | | | | | |`);
+      lines.push(`| ${row.mode} | not measured: ${row.hotError ?? 'no run'} | | | | | | | | | |`);
       continue;
     }
-    lines.push(`| ${row.mode} | ${h.buyersOn} | ${h.acked} | ${h.soldOut} | ${h.unavailable} | ${h.unknown} | ${h.unsoldWhileRefused} | ${tailText(h)} | ${(h.saleMs / 1000).toFixed(1)} s | ${h.peekConvergedMs === null ? `not within ${PEEK_CONVERGENCE_LIMIT_MS / 1000} s (${h.peekRemaining.join(', ')})` : `${h.peekConvergedMs.toFixed(0)} ms`} |`);
+    lines.push(`| ${row.mode} | ${h.buyersOn} | ${h.acked} | ${h.soldOut} | ${h.unavailable} | ${h.unknown} | ${Object.entries(h.refusalCodes).map(([code, n]) => `${code}: ${n}`).join(', ') || '—'} | ${h.unsoldWhileRefused} | ${tailText(h)} | ${(h.saleMs / 1000).toFixed(1)} s | ${h.peekConvergedMs === null ? `not within ${PEEK_CONVERGENCE_LIMIT_MS / 1000} s (${h.peekRemaining.join(', ')})` : `${h.peekConvergedMs.toFixed(0)} ms`} |`);
   }
   lines.push('', '### Targets', '', '| target | goal | measured | |', '|---|---|---|---|');
   for (const v of results) lines.push(`| ${v.target} | ${v.goal} | ${v.measured} | ${v.met === null ? '' : v.met ? 'met' : 'missed'} |`);

@@ -24,6 +24,7 @@ interface HotSale {
   soldOut: number;
   unknown: number;
   unsoldWhileRefused: number;
+  soldWithinAnswers: boolean;
   firstSoldOutToLastSaleMs: number | null;
   peekConvergedMs: number | null;
 }
@@ -78,10 +79,13 @@ test('make bench-cluster (smoke): standalone and primary-mode rows with req/s an
     expect(fromMetric / row.median.cpuUsPerBuy).toBeGreaterThan(0.5);
     expect(fromMetric / row.median.cpuUsPerBuy).toBeLessThan(2);
     if (row.mode === 'primary') expect(row.replicas.filter((r) => r.role === 'primary')).toHaveLength(1);
-    // Demand 1.5× the stock: every unit sold, buyers refused only after that, Peek caught up everywhere.
+    // Demand 1.5× the stock: every unit sold (an unknown outcome, a 504 on a loaded machine, may
+    // be one of them: the store's level, by Peek, settles it), buyers refused, Peek agreed everywhere.
     expect(row.hotError).toBeNull();
     const hot = row.hot as HotSale;
-    expect({ mode: row.mode, acked: hot.acked, unsold: hot.unsoldWhileRefused, unknown: hot.unknown }).toEqual({ mode: row.mode, acked: hot.stock, unsold: 0, unknown: 0 });
+    expect({ mode: row.mode, unsold: hot.unsoldWhileRefused, soldWithinAnswers: hot.soldWithinAnswers }).toEqual({ mode: row.mode, unsold: 0, soldWithinAnswers: true });
+    expect(hot.acked + hot.unknown).toBeGreaterThanOrEqual(hot.stock);
+    expect(hot.acked).toBeLessThanOrEqual(hot.stock);
     expect(hot.soldOut).toBeGreaterThan(0);
     expect(hot.firstSoldOutToLastSaleMs).not.toBeNull();
     expect(hot.peekConvergedMs).not.toBeNull();
