@@ -636,7 +636,7 @@ function markdown(rows: Row[], results: Verdict[], meta: { startedAt: string; lo
     'counted when any buyer was told sold out (409); it must be 0. The tail is the time from the',
     'first sold-out answer to the last 200, both as the buyers saw them. A sale\'s 200 waits for its group commit to MongoDB while a',
     'refusal is answered at once, so even one replica shows about one commit here: the standalone row is the floor to read the',
-    'others against. Peek is how long after the last answer every port\'s Peek showed what the answers say is left (polled every 10 ms).',
+    'others against. Peek is how long after the last answer every port\'s Peek showed one level the answers allow (polled every 10 ms).',
     '',
     '| system | buyers on | sold (200) | sold out (409) | 503/429 | unknown (5xx, no answer) | not 200 or 409, by status and code | unsold while refused | first sold-out → last sale | sale took | Peek on every port showed it after |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
