@@ -11,7 +11,8 @@
  * the time, the resident memory and the bytes per SKU. Every target of the issue is checked on
  * req/s and on CPU and reported met or missed — never asserted.
  *
- * Writes bench/results/ (raw JSON, Markdown, SVG + PNG chart) and, on a full run, docs/benchmarks.md.
+ * Writes bench/results/ (raw JSON, Markdown, SVG + PNG chart) and, on a full run, docs/benchmarks.md
+ * (keeping the cluster section that `make bench-cluster` writes there; see bench/docs-section.ts).
  *
  * Environment: BENCH_QUICK=1 (64 connections, 3 s runs: a few minutes), BENCH_SMOKE=1 (seconds,
  * for the test suite), BENCH_DURATION (s, 5), BENCH_WARMUP (s, 2), BENCH_REPEATS (3),
