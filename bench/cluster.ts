@@ -140,6 +140,11 @@ interface HotSale {
   readonly soldWithinAnswers: boolean;
   /** From the first sold-out answer to the last 200, ms; ≤ 0 when nothing sold after the first refusal. */
   readonly firstSoldOutToLastSaleMs: number | null;
+  /**
+   * From the moment a replica took the pool's last units (its `allotment_pool_drained_timestamp_seconds`,
+   * exported by allotments mode) to the last 200, ms; null where no replica exports it.
+   */
+  readonly poolDrainedToLastSaleMs: number | null;
   readonly saleMs: number;
   /** From the last answer until every port's Peek showed one level the answers allow; null: not within the limit. */
   readonly peekConvergedMs: number | null;
@@ -250,6 +255,12 @@ async function exportedCpuSeconds(replica: Replica): Promise<number | null> {
   return match ? Number(match[1]) : null;
 }
 
+/** When the replica last took a pool's last units (ms since the epoch), where the build exports it. */
+async function poolDrainedAtMs(replica: Replica): Promise<number | null> {
+  const match = /^superstock_allotment_pool_drained_timestamp_seconds ([\d.e+-]+)$/m.exec(await metricsOf(replica).catch(() => ''));
+  return match && Number(match[1]) > 0 ? Number(match[1]) * 1000 : null;
+}
+
 async function roleOf(replica: Replica): Promise<string> {
   const text = await metricsOf(replica).catch(() => '');
   const match = /^superstock_role\{role="primary"\} (\d+)/m.exec(text);
@@ -296,7 +307,7 @@ function runWrk(url: string, connections: number, seconds: number): Promise<WrkR
     child.once('exit', (status) => {
       if (status !== 0) return fail(new Error(`wrk exited with ${status}: ${err}`));
       const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-      const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)$/m.exec(out);
+      const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)\s*$/m.exec(out);
       done({
         rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
         requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
@@ -331,7 +342,8 @@ async function drive(system: System, seconds: number, clock: DependencyClock): P
     acked,
     non2xx,
     errors: results.reduce((s, r) => s + r.errors, 0),
-    p99Ms: Math.max(...results.map((r) => r.p99Ms)),
+    // The worst p99 any of the three reported (a wrk that printed none is left out).
+    p99Ms: Math.max(...results.map((r) => r.p99Ms).filter((p) => !Number.isNaN(p))),
     cpuUsPerBuy: replicaCpuUsPerBuy.reduce((a, b) => a + b, 0),
     replicaCpuUsPerBuy,
     metricCpuUsPerBuy: exportedBefore.every((v) => v !== null) && exportedAfter.every((v) => v !== null)
@@ -438,8 +450,10 @@ async function hotSale(system: System): Promise<HotSale> {
     let issued = acked + soldOut + unavailable + unknown + otherAnswers;
     let firstSoldOutAt: number | null = null;
     let lastSaleAt: number | null = null;
+    let lastSaleWallMs = 0;
     let lastAnswerAt = 0;
     const startedAt = performance.now();
+    const saleStartedWallMs = Date.now();
     const deadline = Date.now() + 300_000;
     await Promise.all(Array.from({ length: TOTAL_CONNECTIONS }, async () => {
       while (issued < demand && Date.now() < deadline) {
@@ -449,7 +463,10 @@ async function hotSale(system: System): Promise<HotSale> {
         const at = performance.now();
         lastAnswerAt = at;
         tally(answer);
-        if (status === 200) lastSaleAt = at;
+        if (status === 200) {
+          lastSaleAt = at;
+          lastSaleWallMs = Date.now();
+        }
         if (status === 409 && firstSoldOutAt === null) firstSoldOutAt = at;
       }
     }));
@@ -474,6 +491,10 @@ async function hotSale(system: System): Promise<HotSale> {
     // The store's view when the ports agree on one level; the answers' otherwise.
     const agreed = peeks.length > 0 && peeks.every((n) => n !== null && n === peeks[0]) ? (peeks[0] as number) : null;
     const left = agreed ?? mostLeft;
+    // The pool's last chunk, where the mode exports when it went (a wall-clock gauge per replica:
+    // the latest one since this sale began is this SKU's — the bench SKU's pool never drains).
+    const drained = (await Promise.all(system.replicas.map(poolDrainedAtMs))).filter((t): t is number => t !== null && t >= saleStartedWallMs);
+    const poolDrainedAt = drained.length > 0 ? Math.max(...drained) : null;
     const first = firstSoldOutAt as number | null;
     const last = lastSaleAt as number | null;
     return {
@@ -489,6 +510,7 @@ async function hotSale(system: System): Promise<HotSale> {
       unsoldWhileRefused: soldOut > 0 ? left : 0,
       soldWithinAnswers: left >= leastLeft && left <= mostLeft,
       firstSoldOutToLastSaleMs: first !== null && last !== null ? last - first : null,
+      poolDrainedToLastSaleMs: poolDrainedAt !== null && last !== null ? lastSaleWallMs - poolDrainedAt : null,
       saleMs: (last ?? saleEndedAt) - startedAt,
       peekConvergedMs,
       peekRemaining: peeks.map((n) => n ?? NaN),
@@ -509,7 +531,7 @@ interface Verdict {
 }
 
 const ratioText = (x: number) => `${x.toFixed(2)}×`;
-const fixed = (x: number | null, digits = 1) => (x === null || Number.isNaN(x) ? '—' : x.toFixed(digits));
+const fixed = (x: number | null, digits = 1) => (x === null || !Number.isFinite(x) ? '—' : x.toFixed(digits));
 
 function verdicts(rows: Row[]): Verdict[] {
   const out: Verdict[] = [];
@@ -544,6 +566,7 @@ function verdicts(rows: Row[]): Verdict[] {
         : String(unsoldWhileRefused);
       out.push({ target: `${mode}: hot SKU, units left unsold while buyers were refused`, goal: '0', measured, met: soldOut > 0 && soldWithinAnswers && unsoldWhileRefused === 0 });
       out.push({ target: `${mode}: hot SKU, first sold-out answer → last unit sold`, goal: 'reported', measured: tailText(row.hot), met: null });
+      if (row.hot.poolDrainedToLastSaleMs !== null) out.push({ target: `${mode}: hot SKU, pool's last chunk → last unit sold`, goal: 'reported', measured: `${row.hot.poolDrainedToLastSaleMs.toFixed(0)} ms`, met: null });
     } else {
       out.push({ target: `${mode}: hot SKU, units left unsold while buyers were refused`, goal: '0', measured: `not measured: ${row.hotError ?? 'no run'}`, met: false });
     }
@@ -636,22 +659,24 @@ function markdown(rows: Row[], results: Verdict[], meta: { startedAt: string; lo
     'counted when any buyer was told sold out (409); it must be 0. The tail is the time from the',
     'first sold-out answer to the last 200, both as the buyers saw them. A sale\'s 200 waits for its group commit to MongoDB while a',
     'refusal is answered at once, so even one replica shows about one commit here: the standalone row is the floor to read the',
-    'others against. Peek is how long after the last answer every port\'s Peek showed one level the answers allow (polled every 10 ms).',
+    'others against. Where the mode has a pool, the time from the pool\'s last chunk (the replica that took it exports when,',
+    '`superstock_allotment_pool_drained_timestamp_seconds`, ms resolution, one clock on this machine) to the last 200 is shown too.',
+    'Peek is how long after the last answer every port\'s Peek showed one level the answers allow (polled every 10 ms).',
     '',
-    '| system | buyers on | sold (200) | sold out (409) | 503/429 | unknown (5xx, no answer) | not 200 or 409, by status and code | unsold while refused | first sold-out → last sale | sale took | Peek on every port showed it after |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| system | buyers on | sold (200) | sold out (409) | 503/429 | unknown (5xx, no answer) | not 200 or 409, by status and code | unsold while refused | first sold-out → last sale | pool\'s last chunk → last sale | sale took | Peek on every port showed it after |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const row of rows) {
     if (!row.available) {
-      lines.push(`| ${row.mode} | ${row.reason} | | | | | | | | | |`);
+      lines.push(`| ${row.mode} | ${row.reason} | | | | | | | | | | |`);
       continue;
     }
     const h = row.hot;
     if (!h) {
-      lines.push(`| ${row.mode} | not measured: ${row.hotError ?? 'no run'} | | | | | | | | | |`);
+      lines.push(`| ${row.mode} | not measured: ${row.hotError ?? 'no run'} | | | | | | | | | | |`);
       continue;
     }
-    lines.push(`| ${row.mode} | ${h.buyersOn} | ${h.acked} | ${h.soldOut} | ${h.unavailable} | ${h.unknown} | ${Object.entries(h.refusalCodes).map(([code, n]) => `${code}: ${n}`).join(', ') || '—'} | ${h.unsoldWhileRefused} | ${tailText(h)} | ${(h.saleMs / 1000).toFixed(1)} s | ${h.peekConvergedMs === null ? `not within ${PEEK_CONVERGENCE_LIMIT_MS / 1000} s (${h.peekRemaining.join(', ')})` : `${h.peekConvergedMs.toFixed(0)} ms`} |`);
+    lines.push(`| ${row.mode} | ${h.buyersOn} | ${h.acked} | ${h.soldOut} | ${h.unavailable} | ${h.unknown} | ${Object.entries(h.refusalCodes).map(([code, n]) => `${code}: ${n}`).join(', ') || '—'} | ${h.unsoldWhileRefused} | ${tailText(h)} | ${h.poolDrainedToLastSaleMs === null ? 'no pool in this mode' : `${h.poolDrainedToLastSaleMs.toFixed(0)} ms`} | ${(h.saleMs / 1000).toFixed(1)} s | ${h.peekConvergedMs === null ? `not within ${PEEK_CONVERGENCE_LIMIT_MS / 1000} s (${h.peekRemaining.join(', ')})` : `${h.peekConvergedMs.toFixed(0)} ms`} |`);
   }
   lines.push('', '### Targets', '', '| target | goal | measured | |', '|---|---|---|---|');
   for (const v of results) lines.push(`| ${v.target} | ${v.goal} | ${v.measured} | ${v.met === null ? '' : v.met ? 'met' : 'missed'} |`);
