@@ -1,8 +1,11 @@
 # Benchmarks (included by the Makefile).
-.PHONY: bench bench-quick bench-smoke bench-takeover siege
+.PHONY: bench bench-quick bench-smoke bench-cluster bench-takeover siege
 
-bench: setup-bench build ## every lane side by side with the no-op ceilings, req/s and server CPU per request, and a million SKUs loaded in bulk; writes bench/results/ and docs/benchmarks.md (~20 min)
-	@bash scripts/with-deps.sh node dist/bench/run.js
+bench: setup-bench build ## every lane side by side with the no-op ceilings, req/s and server CPU per request, a million SKUs loaded in bulk, then the cluster section (bench-cluster); writes bench/results/ and docs/benchmarks.md (~22 min)
+	@bash scripts/with-deps.sh bash -c 'node dist/bench/run.js && node dist/bench/cluster.js'
+
+bench-cluster: setup-bench build ## one replica beside three in primary and in allotments mode, 64 connections through every port: req/s, CPU per buy, a hot-SKU end of sale, a projection for N machines; writes the cluster section of docs/benchmarks.md (3–5 min)
+	@bash scripts/with-deps.sh node dist/bench/cluster.js
 
 bench-quick: setup-bench build ## the same at 64 connections with 3 s runs (a few minutes); BENCH_DOCS=1 also writes docs/benchmarks.md
 	@BENCH_QUICK=1 bash scripts/with-deps.sh node dist/bench/run.js

@@ -11,7 +11,8 @@
  * the time, the resident memory and the bytes per SKU. Every target of the issue is checked on
  * req/s and on CPU and reported met or missed — never asserted.
  *
- * Writes bench/results/ (raw JSON, Markdown, SVG + PNG chart) and, on a full run, docs/benchmarks.md.
+ * Writes bench/results/ (raw JSON, Markdown, SVG + PNG chart) and, on a full run, docs/benchmarks.md
+ * (keeping the cluster section that `make bench-cluster` writes there; see bench/docs-section.ts).
  *
  * Environment: BENCH_QUICK=1 (64 connections, 3 s runs: a few minutes), BENCH_SMOKE=1 (seconds,
  * for the test suite), BENCH_DURATION (s, 5), BENCH_WARMUP (s, 2), BENCH_REPEATS (3),
@@ -21,13 +22,13 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, createReadStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, createReadStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createServer } from 'node:net';
-import { Redis } from 'ioredis';
 import { MAX_STOCK } from '../src/config.js';
+import { DependencyClock, freePort, processCpuSeconds, until, type Dependency } from './measure.js';
+import { keepClusterSection } from './docs-section.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const SMOKE = process.env.BENCH_SMOKE === '1';
@@ -45,10 +46,8 @@ const TOKEN = randomBytes(16).toString('hex');
 // As much as a SKU may hold (MAX_STOCK): no run sells it out.
 const STOCK = MAX_STOCK;
 const WRK_DIR = join(ROOT, 'bench', 'wrk');
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 type ServerSpec = { readonly kind: 'noop'; readonly mode: 'http' | 'express' } | { readonly kind: 'service'; readonly env: Record<string, string> };
-type Dependency = 'redis' | 'mongo';
 
 interface Target {
   readonly name: string;
@@ -113,25 +112,6 @@ const SMOKE_TARGETS = ['express no-op', 'atomic'];
 const wanted = process.env.BENCH_TARGETS?.split(/,(?! )/) ?? (SMOKE ? SMOKE_TARGETS : ALL_TARGETS.map((t) => t.name));
 const TARGETS = ALL_TARGETS.filter((t) => wanted.includes(t.name));
 
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      s.close(() => done(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 interface Started {
   readonly base: string;
   readonly child: ChildProcess;
@@ -168,38 +148,6 @@ async function stopServer({ child }: Started): Promise<void> {
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
   await exited;
-}
-
-/** CPU seconds used so far by every thread of `pid` (utime + stime). */
-function processCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-
-/** Reads the CPU time Redis and the MongoDB wire server have used, where they can be read. */
-class DependencyClock {
-  private readonly redis: Redis;
-  private readonly mongoPid: number | null;
-
-  constructor(redisUrl: string) {
-    this.redis = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1 });
-    // `make bench` starts the wire server itself (scripts/deps.sh) and knows its pid; a MONGO_URL of your own is not measured.
-    const pidFile = join(ROOT, '.data', 'mongo.pid');
-    const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : NaN;
-    this.mongoPid = Number.isInteger(pid) && existsSync(`/proc/${pid}/stat`) ? pid : null;
-  }
-
-  async seconds(dependency: Dependency): Promise<number | null> {
-    if (dependency === 'mongo') return this.mongoPid === null ? null : processCpuSeconds(this.mongoPid);
-    const info = await this.redis.info('cpu');
-    const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
-    return field('used_cpu_sys') + field('used_cpu_user');
-  }
-
-  close(): void {
-    this.redis.disconnect();
-  }
 }
 
 const LATENCY_UNITS: Record<string, number> = { us: 0.001, ms: 1, s: 1000 };
@@ -479,7 +427,7 @@ async function main(): Promise<void> {
   const loadBefore = loadavg();
   const command = SMOKE ? 'make bench-smoke' : QUICK ? 'make bench-quick' : 'make bench';
   console.log(`bench: ${TARGETS.length} targets × ${CONNECTIONS.join('/')} connections, interleaved: ${WARMUP}s warm-up + ${REPEATS} rounds × ${DURATION}s, ${WORKERS} workers, wrk -t1`);
-  const clock = new DependencyClock(process.env.REDIS_URL);
+  const clock = new DependencyClock(process.env.REDIS_URL, ROOT);
   let cells: Cell[];
   let scaling: Array<{ target: string; connections: number; oneWorker: number; allWorkers: number; oneWorkerCpuUs: number; allWorkersCpuUs: number }>;
   try {
@@ -549,7 +497,7 @@ async function main(): Promise<void> {
   writeFileSync(join(OUT, 'bench.md'), markdown);
   if (WRITE_DOCS) {
     // The analysis is written by a person against a run; it travels with the latest table.
-    writeFileSync(join(ROOT, 'docs', 'benchmarks.md'), `${markdown}\n${readFileSync(join(ROOT, 'bench', 'ANALYSIS.md'), 'utf8')}`);
+    keepClusterSection(join(ROOT, 'docs', 'benchmarks.md'), `${markdown}\n${readFileSync(join(ROOT, 'bench', 'ANALYSIS.md'), 'utf8')}`);
     copyFileSync(join(OUT, 'bench.png'), join(ROOT, 'docs', 'benchmarks.png'));
   }
   console.log(`\n${markdown}\nwritten to ${OUT}`);

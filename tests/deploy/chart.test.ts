@@ -228,6 +228,19 @@ describe('the bundle as a kind user runs it', () => {
     for (const cpu of ['lots', '0', '0m']) expect(helm('template', 'shop', CHART, '--set-string', `resources.limits.cpu=${cpu}`).status).not.toBe(0);
   });
 
+  test('cluster.mode becomes CLUSTER_MODE on the replicas (primary by default, allotments when chosen); the schema refuses any other mode', () => {
+    expect(envOf(serviceContainer(render())).CLUSTER_MODE).toEqual({ name: 'CLUSTER_MODE', value: 'primary' });
+    expect(envOf(serviceContainer(render('--set', 'cluster.mode=allotments'))).CLUSTER_MODE).toEqual({ name: 'CLUSTER_MODE', value: 'allotments' });
+    expect(envOf(serviceContainer(render('--set', 'cluster.mode=primary'))).CLUSTER_MODE).toEqual({ name: 'CLUSTER_MODE', value: 'primary' });
+    for (const mode of ['both', 'Allotments', 'allotment', '']) {
+      const refused = helm('template', 'shop', CHART, '--set-string', `cluster.mode=${mode}`);
+      expect({ mode, status: refused.status }).toEqual({ mode, status: 1 });
+      expect(refused.stderr).toContain("at '/cluster/mode': value must be one of 'primary', 'allotments'");
+    }
+    // A typo beside the mode is refused too, rather than silently ignored.
+    expect(helm('template', 'shop', CHART, '--set', 'cluster.modes=allotments').status).not.toBe(0);
+  });
+
   test('a stopping replica keeps serving through a preStop sleep; the grace period covers the sleep and the drain, or the chart refuses', () => {
     const objects = render();
     const pod = workload(objects, 'StatefulSet', 'shop-superstock').spec.template.spec;

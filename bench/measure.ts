@@ -1,0 +1,67 @@
+/**
+ * What both benches (`bench/run.ts`, one replica lane by lane; `bench/cluster.ts`, one replica
+ * beside three-replica clusters) measure with: free ports for the servers they start, waiting on a
+ * condition, and CPU clocks — a process's own CPU time from /proc/<pid>/stat (every thread), and
+ * Redis's and the MongoDB wire server's, so a row can say what the stores spent beside the service.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+
+export type Dependency = 'redis' | 'mongo';
+
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+export function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const s = createServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const address = s.address();
+      s.close(() => done(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** CPU seconds used so far by every thread of `pid` (utime + stime). */
+export function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** Reads the CPU time Redis and the MongoDB wire server have used, where they can be read. */
+export class DependencyClock {
+  private readonly redis: Redis;
+  private readonly mongoPid: number | null;
+
+  /** @param root the repository, whose `.data/mongo.pid` names the wire server `make bench` started. */
+  constructor(redisUrl: string, root: string) {
+    this.redis = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1 });
+    // `make bench` starts the wire server itself (scripts/deps.sh) and knows its pid; a MONGO_URL of your own is not measured.
+    const pidFile = join(root, '.data', 'mongo.pid');
+    const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : NaN;
+    this.mongoPid = Number.isInteger(pid) && existsSync(`/proc/${pid}/stat`) ? pid : null;
+  }
+
+  async seconds(dependency: Dependency): Promise<number | null> {
+    if (dependency === 'mongo') return this.mongoPid === null ? null : processCpuSeconds(this.mongoPid);
+    const info = await this.redis.info('cpu');
+    const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
+    return field('used_cpu_sys') + field('used_cpu_user');
+  }
+
+  close(): void {
+    this.redis.disconnect();
+  }
+}
