@@ -6,10 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
-VENV=$PWD/.tools/schemathesis
+# The real path: a venv's scripts name their interpreter by the path it was made under, and
+# .tools may be a symlink (a worktree sharing another checkout's tools).
+VENV=$(realpath -m .tools)/schemathesis
 ST=$VENV/bin/st
 
-if [[ "$(cat "$VENV/.version" 2>/dev/null)" == "$SCHEMATHESIS_VERSION" && -x $ST ]]; then exit 0; fi
+# Installed means it runs: a venv whose interpreter path is gone is made again.
+if [[ "$(cat "$VENV/.version" 2>/dev/null)" == "$SCHEMATHESIS_VERSION" ]] && "$ST" --version >/dev/null 2>&1; then exit 0; fi
 
 PYTHON=${PYTHON:-python3}
 command -v "$PYTHON" >/dev/null || { echo "[fuzz-tools] python3 is needed for schemathesis" >&2; exit 1; }
