@@ -34,6 +34,7 @@ export interface LaneSet {
 /**
  * @param wrapMemory lets the caller put durability around the in-memory lanes (it gets the
  *   MongoDB handle, since the ledger lives there).
+ * @param onMongoRestart told when the MongoDB client had to be connected afresh (src/mongo.ts).
  */
 export function buildLanes(
   config: Config,
@@ -41,8 +42,9 @@ export function buildLanes(
   signal: SignalChannel,
   appName: string,
   wrapMemory?: (lane: MemoryLane, db: Db) => Lane,
+  onMongoRestart?: (reason: string) => void,
 ): LaneSet {
-  const mongo = config.mongoUrl ? new MongoConnection(createMongoClient(config.mongoUrl, config.dependencyTimeoutMs, appName, config.mongoWriteConcern)) : null;
+  const mongo = config.mongoUrl ? new MongoConnection(createMongoClient(config.mongoUrl, config.dependencyTimeoutMs, appName, config.mongoWriteConcern), onMongoRestart) : null;
   const mongoDb = mongo ? mongo.db(config.mongoDb) : null;
   const db = mongoDb ? new DbLane(mongoDb, config.dependencyTimeoutMs, config.dbLaneMode, config.queueLimit) : null;
   const redis = config.redisUrl ? new RedisLane({ url: config.redisUrl, timeoutMs: config.dependencyTimeoutMs, idempotencyTtlMs: config.idempotencyTtlMs }) : null;
