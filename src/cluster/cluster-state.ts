@@ -15,6 +15,8 @@ const EPOCH = 1;
 const WRITE_DEADLINE = 2;
 /** 1 while an admin change to the in-memory lanes is being made (see `DurableMemoryAdmin`). */
 const ADMIN_BARRIER = 3;
+/** Where the main thread is in leading (`LeadPhase`), for /readyz to say why it is not ready. */
+const LEAD_PHASE = 4;
 /**
  * In-memory sales decided but not yet settled in the ledger, one word per worker thread (from
  * here on), so the supervisor can clear a dead worker's count.
@@ -26,6 +28,15 @@ const MAX_DEADLINE = 2 ** 31 - 1;
 
 export const ROLE_SECONDARY = 0;
 export const ROLE_PRIMARY = 1;
+
+/**
+ * What the main thread is doing about leading, as /readyz reports it: nothing (following, or a
+ * primary that sells), taking over (an epoch, the seal and the ledger rebuild: MongoDB is needed
+ * and buys answer 503 until it is done), or fenced (this replica's epoch was taken by a newer one
+ * while it led: every in-memory buy is refused until it has stepped down).
+ */
+export const LEAD_PHASES = ['steady', 'taking_over', 'fenced'] as const;
+export type LeadPhase = (typeof LEAD_PHASES)[number];
 
 /** Milliseconds on the process-wide monotonic clock (the same in every thread). */
 export function monotonicMs(): number {
@@ -106,6 +117,14 @@ export class ClusterState {
 
   lowerAdminBarrier(): void {
     Atomics.store(this.words, ADMIN_BARRIER, 0);
+  }
+
+  get leadPhase(): LeadPhase {
+    return LEAD_PHASES[Atomics.load(this.words, LEAD_PHASE)] ?? 'steady';
+  }
+
+  setLeadPhase(phase: LeadPhase): void {
+    Atomics.store(this.words, LEAD_PHASE, LEAD_PHASES.indexOf(phase));
   }
 
   becomeSecondary(epoch: number): void {

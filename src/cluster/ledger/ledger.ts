@@ -84,6 +84,9 @@ const snapshotId = (lane: MemoryLaneName, at: LedgerPosition): string => `${lane
 
 const DUPLICATE_KEY = 11000;
 
+/** Reads of many documents (a replay page, a snapshot, a term's batch numbers) may take this many times the dependency timeout. */
+const LONG_READ_FACTOR = 30;
+
 /** This replica's epoch is no longer current: it must not acknowledge anything. */
 export class FencedError extends ServiceError {
   constructor(epoch: number) {
@@ -92,8 +95,10 @@ export class FencedError extends ServiceError {
   }
 }
 
+/** A duplicate `_id`, thrown by the driver or wrapped by `bounded`. */
 function isDuplicateKey(error: unknown): boolean {
-  return error instanceof MongoServerError && error.code === DUPLICATE_KEY;
+  const cause = error instanceof DependencyUnavailableError ? error.cause : error;
+  return cause instanceof MongoServerError && cause.code === DUPLICATE_KEY;
 }
 
 function unavailable(error: unknown): DependencyUnavailableError {
@@ -136,13 +141,18 @@ export class Fence implements EpochStore {
     return found;
   }
 
-  /** A new term: swap in epoch + 1, handing the old epoch's reservations over to be sealed. */
+  /**
+   * A new term: swap in epoch + 1, handing the old epoch's reservations over to be sealed. Every
+   * call is bounded, as are the takeover's other reads and writes (seal, snapshot, replay): a
+   * connection that goes silent mid-takeover fails the attempt, which is retried, instead of
+   * holding it for ever.
+   */
   async beginTerm(holder: string): Promise<number> {
     for (;;) {
-      const current = await this.fence.findOne({ _id: 'fence' });
+      const current = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: 'fence' }));
       if (!current) {
         try {
-          await this.fence.insertOne({ _id: 'fence', epoch: 1, seq: 0, holder, sealing: [] });
+          await bounded(this.timeoutMs, () => this.fence.insertOne({ _id: 'fence', epoch: 1, seq: 0, holder, sealing: [] }));
           return 1;
         } catch (error) {
           if (isDuplicateKey(error)) continue;
@@ -150,10 +160,10 @@ export class Fence implements EpochStore {
         }
       }
       const sealing = current.seq > 0 ? [...current.sealing, { epoch: current.epoch, seq: current.seq }] : current.sealing;
-      const swapped = await this.fence.updateOne(
+      const swapped = await bounded(this.timeoutMs, () => this.fence.updateOne(
         { _id: 'fence', epoch: current.epoch, seq: current.seq },
         { $set: { epoch: current.epoch + 1, seq: 0, holder, sealing } },
-      );
+      ));
       if (swapped.matchedCount === 1) return current.epoch + 1;
       // Lost a race with a reservation or another contender: read again.
     }
@@ -167,15 +177,15 @@ export class Fence implements EpochStore {
 
   /** Tombstone every reserved-but-missing batch of earlier epochs. Only the current epoch may. */
   async seal(epoch: number): Promise<void> {
-    const current = await this.fence.findOne({ _id: 'fence' });
+    const current = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: 'fence' }));
     if (!current || current.epoch !== epoch) throw new FencedError(epoch);
     for (const { epoch: old, seq: highest } of current.sealing) {
-      const present = new Set((await this.batches.find({ epoch: old }, { projection: { seq: 1 } }).toArray()).map((b) => b.seq));
+      const present = new Set((await bounded(this.timeoutMs * LONG_READ_FACTOR, () => this.batches.find({ epoch: old }, { projection: { seq: 1 } }).toArray())).map((b) => b.seq));
       for (let seq = 1; seq <= highest; seq++) {
         if (!present.has(seq)) await this.insertTombstone(old, seq);
       }
     }
-    await this.fence.updateOne({ _id: 'fence', epoch }, { $set: { sealing: [] } });
+    await bounded(this.timeoutMs, () => this.fence.updateOne({ _id: 'fence', epoch }, { $set: { sealing: [] } }));
   }
 
   /** Reserve the next batch number of `epoch`, or null when the epoch is fenced off. */
@@ -193,7 +203,7 @@ export class Fence implements EpochStore {
       await bounded(this.timeoutMs, () => this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, entries, at: new Date() }));
       return 'written';
     } catch (error) {
-      if (error instanceof DependencyUnavailableError && isDuplicateKey(error.cause)) return 'fenced';
+      if (isDuplicateKey(error)) return 'fenced';
       throw error;
     }
   }
@@ -210,11 +220,13 @@ export class Fence implements EpochStore {
   async *replay(from: LedgerPosition = LEDGER_START, pageSize = 500): AsyncGenerator<BatchDocument> {
     let after = from;
     for (;;) {
-      const page = await this.batches
-        .find({ $or: [{ epoch: after.epoch, seq: { $gt: after.seq } }, { epoch: { $gt: after.epoch } }] })
-        .sort({ epoch: 1, seq: 1 })
-        .limit(pageSize)
-        .toArray();
+      const page = await bounded(this.timeoutMs * LONG_READ_FACTOR, () =>
+        this.batches
+          .find({ $or: [{ epoch: after.epoch, seq: { $gt: after.seq } }, { epoch: { $gt: after.epoch } }] })
+          .sort({ epoch: 1, seq: 1 })
+          .limit(pageSize)
+          .toArray(),
+      );
       for (const batch of page) if (!batch.tombstone) yield batch;
       const last = page[page.length - 1];
       if (!last || page.length < pageSize) return;
@@ -224,11 +236,12 @@ export class Fence implements EpochStore {
 
   /** The latest snapshot's position and levels per lane, or null when none was taken yet. */
   async latestSnapshot(): Promise<{ position: LedgerPosition; lanes: Map<MemoryLaneName, SnapshotDocument['levels']> } | null> {
-    const head = await this.snapshots.findOne({ _id: SNAPSHOT_HEAD });
+    const head = await bounded(this.timeoutMs, () => this.snapshots.findOne({ _id: SNAPSHOT_HEAD }));
     if (!head) return null;
     const position = { epoch: head.epoch, seq: head.seq };
     const lanes = new Map<MemoryLaneName, SnapshotDocument['levels']>();
-    for (const doc of await this.snapshots.find({ _id: { $in: MEMORY_LANES.map((lane) => snapshotId(lane, position)) } }).toArray()) {
+    const docs = await bounded(this.timeoutMs * LONG_READ_FACTOR, () => this.snapshots.find({ _id: { $in: MEMORY_LANES.map((lane) => snapshotId(lane, position)) } }).toArray());
+    for (const doc of docs) {
       lanes.set(doc._id.slice(0, doc._id.indexOf('@')) as MemoryLaneName, doc.levels);
     }
     return { position, lanes };
@@ -274,7 +287,7 @@ export class Fence implements EpochStore {
 
   private async insertTombstone(epoch: number, seq: number): Promise<boolean> {
     try {
-      await this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, tombstone: true });
+      await bounded(this.timeoutMs, () => this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, tombstone: true }));
       return true;
     } catch (error) {
       if (isDuplicateKey(error)) return false;
