@@ -3,8 +3,10 @@
  * items left open at stop 8):
  *  - a primary by configuration (`ELECTION=none`, `ROLE=primary`) whose MongoDB starts late, or
  *    whose connection to it goes silent in the middle of its takeover, answers fast 503s and says
- *    `taking_over` (with the reasons) until MongoDB answers, then leads — the takeover's calls are
- *    bounded, so a call that will never be answered cannot hold it for ever;
+ *    `taking_over` (with the reasons) until MongoDB answers, then leads. (The silent connection
+ *    is also rescued by the driver: its monitor's heartbeat times out and interrupts the calls in
+ *    flight, so the takeover recovered before too — it only did not say why. The takeover's own
+ *    calls are now bounded as well, in case the monitor cannot: see src/mongo.ts.)
  *  - a leader whose epoch was taken by another (a contender that lost yet raised the fence) says
  *    `fenced` until it has stepped down, and its in-memory buys answer 503 meanwhile.
  * Real processes, the real MongoDB wire server, real Redis. Budget: ~40 s (about twice that on a

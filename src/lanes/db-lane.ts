@@ -23,7 +23,16 @@ export interface DbStockDocument {
   initial: number;
   /** The last IDEMPOTENCY_WINDOW keyed sales: key, quantity, remaining after the sale. */
   keys?: Array<{ k: string; q: number; r: number }>;
+  /** The keys of the last RESTOCK_KEY_WINDOW keyed restocks, recorded by the restock's own update. */
+  restocks?: string[];
 }
+
+/**
+ * Keyed restocks remembered per SKU. Restocks are admin calls, made by people and scripts, not by
+ * a crowd of buyers: a thousand restocks of one SKU within one key's retry window is far beyond
+ * any sane use, and the document stays small.
+ */
+export const RESTOCK_KEY_WINDOW = 1000;
 
 /**
  * Keyed sales remembered per SKU, inside the SKU's own document, so that the sale and the record
@@ -154,14 +163,17 @@ export class DbLane implements Lane {
     return result.upsertedCount === 1;
   }
 
-  async restock(sku: string, quantity: number): Promise<StockLevel | null> {
-    // Conditional, so the limit holds even against a concurrent restock.
-    const before = await this.write(() =>
-      this.stock.findOneAndUpdate({ _id: sku, initial: { $lte: MAX_STOCK - quantity } }, { $inc: { stock: quantity, initial: quantity } }, { returnDocument: 'before', projection: { keys: 0 } }),
-    );
+  async restock(sku: string, quantity: number, key: string | null = null): Promise<StockLevel | null> {
+    // Conditional, so the limit holds even against a concurrent restock; with a key, the key is
+    // pushed by the same update and a key already there matches nothing (applied once).
+    const filter = key === null ? { _id: sku, initial: { $lte: MAX_STOCK - quantity } } : { _id: sku, initial: { $lte: MAX_STOCK - quantity }, restocks: { $ne: key } };
+    const update =
+      key === null ? { $inc: { stock: quantity, initial: quantity } } : { $inc: { stock: quantity, initial: quantity }, $push: { restocks: { $each: [key], $slice: -RESTOCK_KEY_WINDOW } } };
+    const before = await this.write(() => this.stock.findOneAndUpdate(filter, update, { returnDocument: 'before', projection: { keys: 0, restocks: 0 } }));
     if (before) return { remaining: before.stock + quantity, sold: before.sold, initial: before.initial + quantity };
-    const current = await this.call(() => this.stock.findOne({ _id: sku }, { projection: { initial: 1 } }));
+    const current = await this.call(() => this.stock.findOne({ _id: sku }, { projection: { keys: 0 } }));
     if (!current) return null;
+    if (key !== null && current.restocks?.includes(key)) return { remaining: current.stock, sold: current.sold, initial: current.initial };
     throw new StockLimitError({ sku, lane: this.name, limit: MAX_STOCK, initial: current.initial, quantity, wouldBe: current.initial + quantity });
   }
 

@@ -118,9 +118,9 @@ class SeededGate implements Lane {
     await Promise.all(entries.map(([sku, stock]) => this.inner.put(sku, stock)));
   }
 
-  async restock(sku: string, quantity: number): Promise<StockLevel | null> {
+  async restock(sku: string, quantity: number, key: string | null = null): Promise<StockLevel | null> {
     this.check();
-    return this.inner.restock(sku, quantity);
+    return this.inner.restock(sku, quantity, key);
   }
 
   async resetAll(): Promise<void> {
