@@ -102,7 +102,7 @@ describe('a primary by configuration whose MongoDB is not there yet', () => {
       await expectFast503s(service.url, 3000, 2000);
       proxy.setLatency(0);
       proxy.heal();
-      // The black-holed call fails at its bound (a replay page: 30 × DEPENDENCY_TIMEOUT_MS at most), then a fresh attempt leads.
+      // The black-holed call fails (its bound, or the driver interrupting it when the monitor's heartbeat times out), then a fresh attempt leads.
       await expectSellsAgain(service.url, 30_000);
       expect(await epochOf(service)).toBeGreaterThan(1);
     } finally {

@@ -84,9 +84,6 @@ const snapshotId = (lane: MemoryLaneName, at: LedgerPosition): string => `${lane
 
 const DUPLICATE_KEY = 11000;
 
-/** Reads of many documents (a replay page, a snapshot, a term's batch numbers) may take this many times the dependency timeout. */
-const LONG_READ_FACTOR = 30;
-
 /** This replica's epoch is no longer current: it must not acknowledge anything. */
 export class FencedError extends ServiceError {
   constructor(epoch: number) {
@@ -143,9 +140,12 @@ export class Fence implements EpochStore {
 
   /**
    * A new term: swap in epoch + 1, handing the old epoch's reservations over to be sealed. Every
-   * call is bounded, as are the takeover's other reads and writes (seal, snapshot, replay): a
-   * connection that goes silent mid-takeover fails the attempt, which is retried, instead of
-   * holding it for ever.
+   * call is bounded, as are the takeover's other small calls (the seal's, the snapshot head): a
+   * connection that goes silent mid-takeover fails the attempt, which is retried. The long reads
+   * (a replay page, a snapshot, a term's batch numbers) are not: a fixed bound made a 3M-sale
+   * replay on a loaded machine give up and start over for minutes; a silent connection under
+   * them is interrupted by the driver once its monitor's heartbeat times out (src/mongo.ts keeps
+   * the monitor from wedging).
    */
   async beginTerm(holder: string): Promise<number> {
     for (;;) {
@@ -180,7 +180,7 @@ export class Fence implements EpochStore {
     const current = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: 'fence' }));
     if (!current || current.epoch !== epoch) throw new FencedError(epoch);
     for (const { epoch: old, seq: highest } of current.sealing) {
-      const present = new Set((await bounded(this.timeoutMs * LONG_READ_FACTOR, () => this.batches.find({ epoch: old }, { projection: { seq: 1 } }).toArray())).map((b) => b.seq));
+      const present = new Set((await this.batches.find({ epoch: old }, { projection: { seq: 1 } }).toArray()).map((b) => b.seq));
       for (let seq = 1; seq <= highest; seq++) {
         if (!present.has(seq)) await this.insertTombstone(old, seq);
       }
@@ -220,13 +220,11 @@ export class Fence implements EpochStore {
   async *replay(from: LedgerPosition = LEDGER_START, pageSize = 500): AsyncGenerator<BatchDocument> {
     let after = from;
     for (;;) {
-      const page = await bounded(this.timeoutMs * LONG_READ_FACTOR, () =>
-        this.batches
-          .find({ $or: [{ epoch: after.epoch, seq: { $gt: after.seq } }, { epoch: { $gt: after.epoch } }] })
-          .sort({ epoch: 1, seq: 1 })
-          .limit(pageSize)
-          .toArray(),
-      );
+      const page = await this.batches
+        .find({ $or: [{ epoch: after.epoch, seq: { $gt: after.seq } }, { epoch: { $gt: after.epoch } }] })
+        .sort({ epoch: 1, seq: 1 })
+        .limit(pageSize)
+        .toArray();
       for (const batch of page) if (!batch.tombstone) yield batch;
       const last = page[page.length - 1];
       if (!last || page.length < pageSize) return;
@@ -240,8 +238,7 @@ export class Fence implements EpochStore {
     if (!head) return null;
     const position = { epoch: head.epoch, seq: head.seq };
     const lanes = new Map<MemoryLaneName, SnapshotDocument['levels']>();
-    const docs = await bounded(this.timeoutMs * LONG_READ_FACTOR, () => this.snapshots.find({ _id: { $in: MEMORY_LANES.map((lane) => snapshotId(lane, position)) } }).toArray());
-    for (const doc of docs) {
+    for (const doc of await this.snapshots.find({ _id: { $in: MEMORY_LANES.map((lane) => snapshotId(lane, position)) } }).toArray()) {
       lanes.set(doc._id.slice(0, doc._id.indexOf('@')) as MemoryLaneName, doc.levels);
     }
     return { position, lanes };
