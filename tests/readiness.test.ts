@@ -8,9 +8,10 @@
  *    flight, so the takeover recovered before too — it only did not say why. The takeover's own
  *    calls are now bounded as well, in case the monitor cannot: see src/mongo.ts.)
  *  - a leader whose epoch was taken by another (a contender that lost yet raised the fence) says
- *    `fenced` until it has stepped down, and its in-memory buys answer 503 meanwhile.
- * Real processes, the real MongoDB wire server, real Redis. Budget: ~40 s (about twice that on a
- * machine as loaded as the one it was written on).
+ *    `fenced` until it has stepped down, and its in-memory buys answer 503 meanwhile; a primary
+ *    by configuration has nobody to hand over to and stays fenced, refusing every buy.
+ * Real processes, the real MongoDB wire server, real Redis. Budget: ~50 s measured at load 20-30
+ * (four service starts; less on a quiet machine).
  */
 import { randomUUID } from 'node:crypto';
 import { MongoClient } from 'mongodb';
@@ -175,5 +176,37 @@ describe('a leader fenced off by a newer epoch', () => {
     expect((await buy(url, 'atomic', 'FENCED', 1, randomUUID())).status).toBe(200);
     // Refused means nothing changed: only the first sale, the one the new term made, and any served at the end.
     expect((await peek(url, 'atomic', 'FENCED')).body.sold).toBe(2 + sold);
+  });
+});
+
+describe('a primary by configuration fenced off by another', () => {
+  let service: ServiceHandle | null = null;
+
+  afterEach(async () => {
+    await service?.stop();
+    service = null;
+  });
+
+  test('it has nobody to hand over to: it stays fenced (readyz says so) and refuses every buy', async () => {
+    const database = `fenced_static_${randomUUID().slice(0, 8)}`;
+    service = await startService({ ELECTION: 'none', ROLE: 'primary', MONGO_DB: database, REDIS_URL: '', ADMIN_TOKEN: TEST_ADMIN_TOKEN });
+    const url = service.url;
+    expect((await buy(url, 'atomic', 'NVDA', 1)).status).toBe(200);
+    const epoch = await epochOf(service);
+    // Another replica configured as primary too (or a restarted one) took the fence.
+    const client = new MongoClient(process.env.MONGO_URL as string);
+    try {
+      await client.db(database).collection<{ _id: string; epoch: number }>('fence').updateOne({ _id: 'fence' }, { $set: { epoch: epoch + 1, seq: 0, holder: 'other-primary', sealing: [] } });
+    } finally {
+      await client.close();
+    }
+    // Its own fence check (once per retry period) closes the gate; readyz says fenced before and after.
+    const until = Date.now() + 3000;
+    while (Date.now() < until) {
+      const ready = await readiness(url);
+      expect({ status: ready.status, primary: ready.body.checks.primary }).toEqual({ status: 503, primary: 'fenced' });
+      for (const lane of ['atomic', 'lock', 'signal']) expect({ lane, status: (await buy(url, lane, 'NVDA', 1, randomUUID())).status }).toEqual({ lane, status: 503 });
+    }
+    expect((await peek(url, 'atomic', 'NVDA')).body.sold).toBe(1);
   });
 });
