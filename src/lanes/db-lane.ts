@@ -125,14 +125,10 @@ export class DbLane implements Lane {
     let candidates = withoutRepeatedKeys(group);
     while (candidates.length > 0) {
       let keyed = candidates.filter((b): b is PendingBuy<BuyOutcome> & { key: string } => b.key !== null);
-      let version: number | null = null;
+      // Not read yet: assume no key ever moved; if one did, the update matches nothing, the read
+      // below learns the version, and the loop looks the keys up. So the first buy sends no read.
+      const version = this.versions.get(sku) ?? null;
       if (keyed.length > 0) {
-        const known = this.versions.has(sku) ? this.versions.get(sku) : await this.readVersion(sku);
-        if (known === undefined) {
-          for (const b of candidates) b.resolve(UNKNOWN_SKU);
-          return;
-        }
-        version = known;
         // Keys that moved out of the document: answered from the collection, never sold again.
         const answered = version === null ? null : await this.answerMovedKeys(sku, keyed);
         if (answered && answered.size > 0) {
@@ -191,15 +187,6 @@ export class DbLane implements Lane {
       }
       candidates = fitting;
     }
-  }
-
-  /** The SKU's `archived` version (null: keys never moved), or undefined for an unknown SKU. */
-  private async readVersion(sku: string): Promise<number | null | undefined> {
-    const doc = await this.call(() => this.stock.findOne({ _id: sku }, { projection: { archived: 1 } }));
-    if (!doc) return undefined;
-    const version = doc.archived ?? null;
-    this.versions.set(sku, version);
-    return version;
   }
 
   /** Answer the buys whose key moved to the collection (a replay, or 422 for another quantity); returns those answered. */
