@@ -282,13 +282,19 @@ export class Fence implements EpochStore {
     return result.deletedCount;
   }
 
+  /**
+   * True when a tombstone holds `_id` epoch:seq now (this insert's, or an earlier one's — a retry
+   * of a tombstone insert that timed out after it landed meets its own tombstone), false when the
+   * batch itself is there.
+   */
   private async insertTombstone(epoch: number, seq: number): Promise<boolean> {
     try {
       await bounded(this.timeoutMs, () => this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, tombstone: true }));
       return true;
     } catch (error) {
-      if (isDuplicateKey(error)) return false;
-      throw error;
+      if (!isDuplicateKey(error)) throw error;
+      const holder = await bounded(this.timeoutMs, () => this.batches.findOne({ _id: batchId(epoch, seq) }, { projection: { tombstone: 1 } }));
+      return holder?.tombstone === true;
     }
   }
 }
