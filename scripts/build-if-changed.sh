@@ -4,7 +4,7 @@
 # build script copies last (see package.json), so a build that failed half-way is redone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stamp=dist/src/commands/restock-1.lua
+stamp=dist/src/commands/restock-2.lua
 if [[ -f $stamp && -z $(find src bench package.json package-lock.json tsconfig.json tsconfig.build.json -newer "$stamp" -print -quit) ]]; then
   exit 0
 fi

@@ -11,10 +11,22 @@
  * backoff, from the start and whenever the topology closes without being asked to; meanwhile
  * every operation fails fast and is answered 503.
  *
+ * The driver's monitor can also wedge for good. Its heartbeat (a polling `isMaster`: the wire
+ * server and older servers give no topologyVersion for streaming) may be written on the monitor's
+ * connection in the instant after the peer closed it and before the driver saw the close: the
+ * write then waits for a `drain` event that a destroyed socket never emits (driver 6.22 and 7.9,
+ * `Connection.writeCommand`), the monitor stays "monitoring" and ignores every request for a
+ * check, and the server stays Unknown — every operation fails server selection with the last
+ * error ("connection 1 … closed") until the process restarts. A network partition that heals
+ * (connections cut at once) hit it about one time in three here. `MongoConnection` therefore
+ * watches the heartbeats: one that outlives every bound the driver puts on it (connectTimeoutMS,
+ * plus heartbeatFrequencyMS for an awaited one) means a wedged monitor, and the client is closed
+ * and connected afresh — the same recovery as after a failed first connection.
+ *
  * Writes are acknowledged at the configured write concern — by default a majority of the
  * replica set, journaled — so a 200 survives the loss of the node that took the write.
  */
-import { MongoClient, type Db, type MongoClientOptions, type WriteConcernSettings } from 'mongodb';
+import { MongoClient, type Db, type MongoClientOptions, type ServerHeartbeatStartedEvent, type WriteConcernSettings } from 'mongodb';
 import { DependencyUnavailableError } from './errors.js';
 
 export interface MongoWriteConcern {
@@ -39,14 +51,37 @@ export function createMongoClient(url: string, timeoutMs: number, appName: strin
   return new MongoClient(url, mongoClientOptions(timeoutMs, appName, writeConcern));
 }
 
-/** A MongoClient that keeps trying to connect until it is closed (see the module comment). */
+/** Past its driver bounds, a heartbeat gets this much more before it counts as wedged (a busy event loop is slow, not wedged). */
+const HEARTBEAT_SLACK_MS = 2000;
+
+/**
+ * A MongoClient that keeps trying to connect until it is closed, and starts afresh when the
+ * driver's monitor wedges (see the module comment).
+ *
+ * @param onRestart told why the client was closed and connected afresh (for the log).
+ */
 export class MongoConnection {
   private closing = false;
+  private restarting = false;
   private connecting: Promise<void> | null = null;
+  /** Heartbeats started and not yet answered, by server address: when, and whether awaited (streaming). */
+  private readonly heartbeats = new Map<string, { since: number; awaited: boolean }>();
+  private readonly watchdog: NodeJS.Timeout;
 
-  constructor(readonly client: MongoClient) {
+  constructor(
+    readonly client: MongoClient,
+    private readonly onRestart: (reason: string) => void = () => undefined,
+  ) {
     // A first connection that fails closes the topology; so does one an operation started.
-    this.client.on('topologyClosed', () => this.keepConnecting());
+    this.client.on('topologyClosed', () => {
+      if (!this.restarting) this.keepConnecting();
+    });
+    this.client.on('serverHeartbeatStarted', (event: ServerHeartbeatStartedEvent) => this.heartbeats.set(event.connectionId, { since: performance.now(), awaited: event.awaited }));
+    this.client.on('serverHeartbeatSucceeded', (event) => this.heartbeats.delete(event.connectionId));
+    this.client.on('serverHeartbeatFailed', (event) => this.heartbeats.delete(event.connectionId));
+    const { connectTimeoutMS, heartbeatFrequencyMS } = this.client.options;
+    this.watchdog = setInterval(() => this.restartIfWedged(connectTimeoutMS, heartbeatFrequencyMS), Math.max(250, connectTimeoutMS / 2));
+    this.watchdog.unref();
     this.keepConnecting();
   }
 
@@ -56,7 +91,30 @@ export class MongoConnection {
 
   async close(): Promise<void> {
     this.closing = true;
+    clearInterval(this.watchdog);
     await this.client.close();
+  }
+
+  /** A heartbeat past every bound the driver gives it will never end: close the client and connect again. */
+  private restartIfWedged(connectTimeoutMs: number, heartbeatFrequencyMs: number): void {
+    if (this.closing || this.restarting) return;
+    const now = performance.now();
+    for (const [address, { since, awaited }] of this.heartbeats) {
+      const bound = (awaited ? heartbeatFrequencyMs : 0) + connectTimeoutMs + HEARTBEAT_SLACK_MS;
+      if (now - since <= bound) continue;
+      this.restarting = true;
+      this.heartbeats.clear();
+      this.onRestart(`the driver's monitor of ${address} wedged (a heartbeat unanswered for ${Math.round(now - since)} ms, bound ${bound} ms)`);
+      // Closing emits topologyClosed, which connects again (keepConnecting).
+      void this.client
+        .close()
+        .catch(() => undefined)
+        .finally(() => {
+          this.restarting = false;
+          this.keepConnecting();
+        });
+      return;
+    }
   }
 
   private keepConnecting(): void {

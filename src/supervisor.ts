@@ -76,7 +76,9 @@ export class Supervisor {
     for (const sku of config.seedSkus) this.stock.ensure(sku, config.initialStock);
     if (config.seedFile !== null) this.loadSeedFile(config.seedFile);
     this.owner = new SignalOwner(this.stock);
-    this.laneSet = buildLanes(config, this.stock, this.owner.localChannel(), `superstock-${config.hostId}-main`);
+    this.laneSet = buildLanes(config, this.stock, this.owner.localChannel(), `superstock-${config.hostId}-main`, undefined, (reason) =>
+      this.log.warn({ reason }, 'MongoDB client connected afresh'),
+    );
     this.idempotency = new IdempotencyRegistry(config.idempotencyTtlMs, config.idempotencyMaxKeys);
     this.metrics = new SupervisorMetrics({ stock: this.stockSource(), metricsMaxSkus: config.metricsMaxSkus, workers: () => this.workers.size });
     this.cluster = new ClusterController({

@@ -15,11 +15,13 @@ const EPOCH = 1;
 const WRITE_DEADLINE = 2;
 /** 1 while an admin change to the in-memory lanes is being made (see `DurableMemoryAdmin`). */
 const ADMIN_BARRIER = 3;
+/** Where the main thread is in leading (`LeadPhase`), for /readyz to say why it is not ready. */
+const LEAD_PHASE = 4;
 /**
  * How many admin changes have been made (counted as each lowers the barrier): a group commit drops
  * batch numbers it reserved before the latest one (`GroupCommitOptions.adminChanges`).
  */
-const ADMIN_CHANGES = 4;
+const ADMIN_CHANGES = 5;
 /**
  * In-memory sales decided but not yet settled in the ledger, one word per worker thread (from
  * here on), so the supervisor can clear a dead worker's count.
@@ -31,6 +33,15 @@ const MAX_DEADLINE = 2 ** 31 - 1;
 
 export const ROLE_SECONDARY = 0;
 export const ROLE_PRIMARY = 1;
+
+/**
+ * What the main thread is doing about leading, as /readyz reports it: nothing (following, or a
+ * primary that sells), taking over (an epoch, the seal and the ledger rebuild: MongoDB is needed
+ * and buys answer 503 until it is done), or fenced (this replica's epoch was taken by a newer one
+ * while it led: every in-memory buy is refused until it has stepped down).
+ */
+export const LEAD_PHASES = ['steady', 'taking_over', 'fenced'] as const;
+export type LeadPhase = (typeof LEAD_PHASES)[number];
 
 /** Milliseconds on the process-wide monotonic clock (the same in every thread). */
 export function monotonicMs(): number {
@@ -118,6 +129,14 @@ export class ClusterState {
   /** Admin changes made so far (each one lowering the barrier). */
   adminChanges(): number {
     return Atomics.load(this.words, ADMIN_CHANGES);
+  }
+
+  get leadPhase(): LeadPhase {
+    return LEAD_PHASES[Atomics.load(this.words, LEAD_PHASE)] ?? 'steady';
+  }
+
+  setLeadPhase(phase: LeadPhase): void {
+    Atomics.store(this.words, LEAD_PHASE, LEAD_PHASES.indexOf(phase));
   }
 
   becomeSecondary(epoch: number): void {

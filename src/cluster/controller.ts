@@ -66,6 +66,8 @@ export class ClusterController {
     this.fence = o.db ? new Fence(o.db, o.config.dependencyTimeoutMs) : null;
     this.syncMetrics = new SyncMetrics(o.registry);
     const state = this.state;
+    // A primary by configuration is taking over from its first moment (workers answer before start() runs).
+    if (o.config.role === 'primary' || (o.config.election === 'none' && o.config.role !== 'secondary')) state.setLeadPhase('taking_over');
     new Gauge({
       name: `${PREFIX}role`,
       help: "This replica's role: 1 for the current one (primary means it may sell now).",
@@ -95,6 +97,8 @@ export class ClusterController {
       return;
     }
     if (config.role === 'primary' || config.election === 'none') {
+      // No lease to renew, but the fence is still read now and then: another primary may take it.
+      if (this.fence && config.durability === 'sync') this.keepalive = setInterval(() => this.keepGateOpen(), Math.max(10, config.retryPeriodMs / 2));
       void this.leadWithoutElection();
       return;
     }
@@ -124,12 +128,16 @@ export class ClusterController {
 
   /**
    * A primary by configuration takes its epoch and leads as soon as it can: MongoDB (for the
-   * fenced epoch and the ledger) may not be up yet, and until then buys answer 503. Without a
-   * ledger the epoch must still rise across restarts, or secondaries would drop the restarted
-   * primary's events as stale: it comes from the clock, and above the last one published.
+   * fenced epoch and the ledger) may not be up yet, and until then buys answer 503 and /readyz
+   * says it is taking over. Every MongoDB call of a takeover is bounded (a connection that went
+   * silent mid-call fails it instead of holding it for ever), so a failed attempt is retried
+   * with a fresh epoch. Without a ledger the epoch must still rise across restarts, or
+   * secondaries would drop the restarted primary's events as stale: it comes from the clock,
+   * and above the last one published.
    */
   private async leadWithoutElection(): Promise<void> {
     const { config } = this.o;
+    this.state.setLeadPhase('taking_over');
     for (let delay = 100; !this.stopped; delay = Math.min(delay * 2, 1000)) {
       try {
         const epoch = this.fence && config.durability === 'sync' ? await this.fence.beginTerm(config.hostId) : await this.unfencedEpoch();
@@ -177,6 +185,7 @@ export class ClusterController {
   /** Take over as primary under `epoch`; the gate opens for `windowMs` and is kept open by the keepalive. */
   private async lead(epoch: number, windowMs: number): Promise<void> {
     this.leadingEpoch = epoch;
+    this.state.setLeadPhase('taking_over');
     const started = monotonicMs();
     if (this.fence && this.o.config.durability === 'sync') {
       await this.fence.seal(epoch);
@@ -191,6 +200,7 @@ export class ClusterController {
     }
     if (this.leadingEpoch !== epoch || (this.elector && !this.elector.isLeader())) throw new Error('lost the lease while taking over');
     this.state.becomePrimary(epoch, monotonicMs() + windowMs);
+    this.state.setLeadPhase('steady');
     if (this.o.config.redisUrl) {
       // One connection serves every term this replica leads.
       this.publisherClient ??= this.track(createRedisClient(this.o.config.redisUrl, this.o.config.dependencyTimeoutMs));
@@ -222,6 +232,7 @@ export class ClusterController {
     this.compactor?.stop();
     this.compactor = null;
     this.state.becomeSecondary(epoch);
+    this.state.setLeadPhase('steady');
     this.publisher?.stop();
     this.publisher = null;
     this.o.log.warn({ epoch }, 'secondary: buys are forwarded to the primary');
@@ -231,9 +242,11 @@ export class ClusterController {
   }
 
   private keepGateOpen(): void {
-    if (this.leadingEpoch === null || !this.state.isPrimary() || !this.elector) return;
-    if (this.elector.isLeader()) this.state.extend(monotonicMs() + this.o.config.retryPeriodMs);
-    else this.follow();
+    if (this.leadingEpoch === null || !this.state.isPrimary()) return;
+    if (this.elector) {
+      if (!this.elector.isLeader()) return this.follow();
+      this.state.extend(monotonicMs() + this.o.config.retryPeriodMs);
+    }
     this.checkFence();
   }
 
@@ -242,7 +255,10 @@ export class ClusterController {
    * beginTerm and resumed after another replica won). This leader's reservations then all fail:
    * every buy would be a 503 for as long as it holds the lease. So once per retry period the
    * leader reads the fence; if its epoch is no longer the current one it steps down and hands the
-   * lease back, and whoever wins next takes a fresh, higher epoch.
+   * lease back, and whoever wins next takes a fresh, higher epoch. A primary by configuration
+   * (no election) has nobody to hand over to: another replica configured as primary took the
+   * fence, so it closes its gate and stays fenced (/readyz says so) until it is restarted.
+   * Until this check runs, /readyz finds the fence moved by itself (see worker-main.ts).
    */
   private checkFence(): void {
     const epoch = this.leadingEpoch;
@@ -253,6 +269,15 @@ export class ClusterController {
       .currentEpoch()
       .then((current) => {
         if (current > epoch && this.leadingEpoch === epoch) {
+          this.state.setLeadPhase('fenced');
+          if (!this.elector) {
+            this.o.log.error({ epoch, fence: current }, 'fenced off by a newer epoch: another replica is configured as primary too; refusing buys until restarted');
+            this.compactor?.stop();
+            this.publisher?.stop();
+            this.state.becomeSecondary(epoch);
+            this.setPrimaryUrl(null); // not forwarding to itself: buys answer 503
+            return;
+          }
           this.o.log.error({ epoch, fence: current }, 'fenced off by a newer epoch while holding the lease; stepping down');
           this.follow();
           void this.elector?.stop().then(() => this.elector?.start());

@@ -6,13 +6,13 @@
 import { readFileSync } from 'node:fs';
 import type { ClientContext, Redis, Result } from 'ioredis';
 
-const SCRIPTS = ['buy-2', 'put-1', 'restock-1', 'reset-1'] as const;
+const SCRIPTS = ['buy-2', 'put-1', 'restock-2', 'reset-1'] as const;
 
 declare module 'ioredis' {
   interface RedisCommander<Context extends ClientContext = { type: 'default' }> {
     stockBuy(skuKey: string, idempotencyKey: string, quantity: number, hasKey: '0' | '1', ttlSeconds: number): Result<[number, number], Context>;
     stockPut(key: string, stock: number, keepExisting: 0 | 1): Result<number, Context>;
-    stockRestock(key: string, quantity: number, limit: number): Result<[number, number, number, number], Context>;
+    stockRestock(skuKey: string, restockKey: string, quantity: number, limit: number, hasKey: '0' | '1', ttlSeconds: number): Result<[number, number, number, number], Context>;
     stockReset(key: string): Result<number, Context>;
   }
 }

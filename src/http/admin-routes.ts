@@ -24,13 +24,15 @@ import type { AppDeps } from './app-deps.js';
 import type { Operations } from './contract.js';
 import type { OperationRouter } from './operation-router.js';
 
+const isMemoryLane = (name: string): boolean => (MEMORY_LANES as readonly string[]).includes(name);
+
 export function adminRoutes(routes: OperationRouter, ops: Operations, deps: AppDeps, lock: AdminLock): void {
   const lanes = LANE_NAMES.map((name) => deps.lanes[name]);
   // Lanes whose store is configured: the others hold no stock and have nothing to check.
   const stocked = lanes.filter((lane) => !(lane instanceof UnconfiguredLane));
   const memoryAdmin = deps.memoryAdmin ?? null;
   // With a memory admin, the in-memory lanes change through it (once for all three), the others one by one.
-  const separately = LANE_NAMES.filter((name) => memoryAdmin === null || !(MEMORY_LANES as readonly string[]).includes(name));
+  const separately = LANE_NAMES.filter((name) => memoryAdmin === null || !isMemoryLane(name));
   const allReady = () => Promise.all(deps.dependencies.map((d) => d.check()));
 
   routes.add(ops.putSku, async ({ params: { sku }, body: { stock } }, _req, res) => {
@@ -76,12 +78,17 @@ export function adminRoutes(routes: OperationRouter, ops: Operations, deps: AppD
           }
         });
         const levels: Record<string, StockLevel | null> = {};
-        // The in-memory lanes first: their ledger batch records the key, so a retry after a
-        // failover finds the restock made and applies it nowhere again.
+        // Exactly once per key on every lane, each lane on its own record of the key: the durable
+        // in-memory lanes first (their ledger batch records it: the commit point), then the stores
+        // (db, redis: the key in the restock's own atomic update), and in-memory lanes without a
+        // ledger last, since nothing of theirs survives a failure to say it was done (they cannot
+        // fail once the limit was checked above). A retry after any cut-off applies what is
+        // missing and nothing twice.
         const inMemory = memoryAdmin ? await memoryAdmin.restock(sku, quantity, key) : null;
         if (inMemory) Object.assign(levels, inMemory.levels);
         const alreadyApplied = inMemory !== null && !inMemory.applied;
-        for (const name of separately) levels[name] = alreadyApplied ? await deps.lanes[name].peek(sku) : await deps.lanes[name].restock(sku, quantity);
+        const ordered = [...separately.filter((name) => !isMemoryLane(name)), ...separately.filter(isMemoryLane)];
+        for (const name of ordered) levels[name] = await deps.lanes[name].restock(sku, quantity, key);
         for (const name of LANE_NAMES) levels[name] ??= null;
         return { byLane: levels, replayed: alreadyApplied };
       }));

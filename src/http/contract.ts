@@ -10,6 +10,7 @@
 import { z } from 'zod';
 import { LANE_NAMES, MAX_STOCK, SKU_PATTERN, type Config } from '../config.js';
 import { ServiceError, type ErrorCode } from '../errors.js';
+import { READINESS_STATES } from '../lanes/dependency-check.js';
 
 export type HttpMethod = 'get' | 'post' | 'put';
 
@@ -95,7 +96,10 @@ const BulkPutResultSchema = z.object({ skus: z.int().min(0).describe('Entries in
 
 const ReadinessSchema = z.object({
   status: z.enum(['ready', 'not_ready']),
-  checks: z.record(z.string(), z.enum(['ok', 'unavailable', 'not_configured'])),
+  checks: z
+    .record(z.string(), z.enum(READINESS_STATES))
+    .describe('Per check (memory, mongo, redis, primary): `taking_over` while this replica becomes primary (it needs MongoDB), `fenced` while a primary whose epoch was taken by a newer one has not stepped down yet'),
+  reasons: z.record(z.string(), z.string()).optional().describe('When not ready: why each failing check fails'),
 });
 
 const OneStockPeekSchema = z.object({ id: z.literal('STOCK'), stock: count('Units left') });

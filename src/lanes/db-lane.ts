@@ -5,6 +5,16 @@
  * By default concurrent buys of one SKU are combined into one such update (DB_LANE_MODE).
  * A buyer's idempotency key is pushed into the same document by the same update, so a retry
  * after any failure finds the first answer instead of buying again.
+ *
+ * Keys stay findable for their whole TTL, however many keyed sales follow: a document is bounded,
+ * so the oldest keys move out of it into the `db_lane_keys` collection (one document per key,
+ * expiring after IDEMPOTENCY_TTL_MS). Without transactions the move cannot be atomic with a sale,
+ * so it is fenced by a version in the SKU's document: the mover writes the keys to the collection
+ * first, then pulls them from the document and bumps `archived` in one update; a keyed sale looks
+ * its keys up in the collection after learning `archived` and is conditioned on it being
+ * unchanged. Either the sale's look-up saw the moved keys, or the move happened after it and the
+ * sale's update matches nothing (and is retried with a fresh look-up). A SKU whose keys never
+ * moved costs no look-up at all.
  */
 import { MongoNetworkError, MongoServerError, MongoServerSelectionError, type Collection, type Db } from 'mongodb';
 import { MAX_STOCK } from '../config.js';
@@ -21,18 +31,46 @@ export interface DbStockDocument {
   stock: number;
   sold: number;
   initial: number;
-  /** The last IDEMPOTENCY_WINDOW keyed sales: key, quantity, remaining after the sale. */
+  /** Recent keyed sales (key, quantity, remaining after the sale); older ones are in `db_lane_keys`. */
   keys?: Array<{ k: string; q: number; r: number }>;
+  /** How many times keys were moved out to `db_lane_keys` (absent: never). */
+  archived?: number;
+  /** The keys of the last RESTOCK_KEY_WINDOW keyed restocks, recorded by the restock's own update. */
+  restocks?: string[];
 }
 
 /**
- * Keyed sales remembered per SKU, inside the SKU's own document, so that the sale and the record
- * of its key are one atomic update and a retry after any crash finds it. Bounded because a
- * document is; at thousands of keyed sales a second that still covers any sane retry.
+ * Keyed restocks remembered per SKU. Restocks are admin calls, made by people and scripts, not by
+ * a crowd of buyers: a thousand restocks of one SKU within one key's retry window is far beyond
+ * any sane use, and the document stays small.
+ */
+export const RESTOCK_KEY_WINDOW = 1000;
+
+/**
+ * The most keyed sales a SKU's document holds: a hard cap, so a document can never outgrow
+ * MongoDB's limit. Keys move out long before: once a lane pushed a tenth of it since its last
+ * move, all but the last twentieth go (a retry of a recent sale finds its key in the document,
+ * with no look-up). Only if moving failed for this many keyed sales in a row would the oldest be
+ * dropped.
  */
 export const IDEMPOTENCY_WINDOW = 10_000;
 
 export const DB_LANE_COLLECTION = 'db_lane_stock';
+export const DB_LANE_KEYS_COLLECTION = 'db_lane_keys';
+
+/** A moved key: one document each, expiring with the key's TTL. */
+export interface DbKeyDocument {
+  _id: string;
+  q: number;
+  r: number;
+  at: Date;
+}
+
+/** SKUs cannot contain '/', so this is unique per SKU and key. */
+const keyId = (sku: string, key: string): string => `${sku}/${key}`;
+
+/** The filter that holds while no keys of the SKU moved since `version` was read (null: never). */
+const unmovedSince = (version: number | null) => (version === null ? { archived: { $exists: false } } : { archived: version });
 
 /** A bulk write (putMany) may take this many times DEPENDENCY_TIMEOUT_MS before it counts as failed. */
 export const BULK_TIMEOUT_FACTOR = 10;
@@ -40,15 +78,33 @@ export const BULK_TIMEOUT_FACTOR = 10;
 export class DbLane implements Lane {
   readonly name = 'db' as const;
   private readonly stock: Collection<DbStockDocument>;
+  private readonly movedKeys: Collection<DbKeyDocument>;
   private readonly batcher: SkuBatcher<BuyOutcome> | null;
+  /** Per SKU, the `archived` version last seen (null: keys never moved); absent: not read yet. */
+  private readonly versions = new Map<string, number | null>();
+  /** Per SKU, keyed sales this lane pushed since it last moved keys out. */
+  private readonly pushed = new Map<string, number>();
+  private readonly moving = new Set<string>();
+  private ttlIndex: Promise<void> | null = null;
+  private readonly keysKept: number;
+  private readonly keysMovedAt: number;
 
+  /**
+   * @param idempotencyTtlMs how long a moved key is kept (a TTL index; MongoDB drops it after).
+   * @param keyWindow the cap on keys in a SKU's document (IDEMPOTENCY_WINDOW; smaller in tests).
+   */
   constructor(
     private readonly db: Db,
     private readonly timeoutMs: number,
     mode: DbLaneMode = 'combined',
     queueLimit = Number.POSITIVE_INFINITY,
+    private readonly idempotencyTtlMs = 24 * 3600_000,
+    private readonly keyWindow = IDEMPOTENCY_WINDOW,
   ) {
+    this.keysKept = Math.max(1, Math.floor(keyWindow / 20));
+    this.keysMovedAt = Math.max(1, Math.floor(keyWindow / 10));
     this.stock = db.collection<DbStockDocument>(DB_LANE_COLLECTION);
+    this.movedKeys = db.collection<DbKeyDocument>(DB_LANE_KEYS_COLLECTION);
     this.batcher = mode === 'combined' ? new SkuBatcher((sku, group) => this.applyGroup(sku, group), queueLimit) : null;
   }
 
@@ -68,19 +124,32 @@ export class DbLane implements Lane {
   private async applyGroup(sku: string, group: PendingBuy<BuyOutcome>[]): Promise<void> {
     let candidates = withoutRepeatedKeys(group);
     while (candidates.length > 0) {
+      let keyed = candidates.filter((b): b is PendingBuy<BuyOutcome> & { key: string } => b.key !== null);
+      // Not read yet: assume no key ever moved; if one did, the update matches nothing, the read
+      // below learns the version, and the loop looks the keys up. So the first buy sends no read.
+      const version = this.versions.get(sku) ?? null;
+      if (keyed.length > 0) {
+        // Keys that moved out of the document: answered from the collection, never sold again.
+        const answered = version === null ? null : await this.answerMovedKeys(sku, keyed);
+        if (answered && answered.size > 0) {
+          candidates = candidates.filter((b) => !answered.has(b));
+          continue;
+        }
+      }
+      keyed = candidates.filter((b): b is PendingBuy<BuyOutcome> & { key: string } => b.key !== null);
       const total = candidates.reduce((sum, b) => sum + b.quantity, 0);
-      const keyed = candidates.filter((b): b is PendingBuy<BuyOutcome> & { key: string } => b.key !== null);
       // The pre-image tells each buyer's remaining exactly (stock before − shares so far); some
       // wire servers read a post-image after other updates have landed (docs/mongo-wire-server.md).
       const before = await this.write(() =>
         this.stock.findOneAndUpdate(
-          keyed.length === 0 ? { _id: sku, stock: { $gte: total } } : { _id: sku, stock: { $gte: total }, 'keys.k': { $nin: keyed.map((b) => b.key) } },
+          keyed.length === 0 ? { _id: sku, stock: { $gte: total } } : { _id: sku, stock: { $gte: total }, 'keys.k': { $nin: keyed.map((b) => b.key) }, ...unmovedSince(version) },
           keyed.length === 0
             ? { $inc: { stock: -total, sold: total } }
-            : { $inc: { stock: -total, sold: total }, $push: { keys: { $each: keyed.map((b) => ({ k: b.key, q: b.quantity, r: -1 })), $slice: -IDEMPOTENCY_WINDOW } } },
+            : { $inc: { stock: -total, sold: total }, $push: { keys: { $each: keyed.map((b) => ({ k: b.key, q: b.quantity, r: -1 })), $slice: -this.keyWindow } } },
           { returnDocument: 'before', projection: { stock: 1 } },
         ),
       );
+      if (before && keyed.length > 0) this.notePushed(sku, keyed.length);
       if (before) {
         let running = before.stock;
         const answers = candidates.map((b) => (running -= b.quantity));
@@ -92,12 +161,16 @@ export class DbLane implements Lane {
         candidates.forEach((b, i) => b.resolve({ kind: 'sold', remaining: answers[i] as number }));
         return;
       }
-      // Refused: unknown SKU, replayed keys, or not enough for everyone. Read, answer, retry the rest.
+      // Refused: unknown SKU, replayed keys, keys moved meanwhile, or not enough for everyone.
+      // Read, answer, retry the rest.
       const doc = await this.call(() => this.stock.findOne({ _id: sku }));
       if (!doc) {
         for (const b of candidates) b.resolve(UNKNOWN_SKU);
         return;
       }
+      const current = doc.archived ?? null;
+      this.versions.set(sku, current);
+      if (keyed.length > 0 && current !== version) continue; // keys moved out: look them up again
       let available = doc.stock;
       const fitting: PendingBuy<BuyOutcome>[] = [];
       for (const b of candidates) {
@@ -113,6 +186,72 @@ export class DbLane implements Lane {
         }
       }
       candidates = fitting;
+    }
+  }
+
+  /** Answer the buys whose key moved to the collection (a replay, or 422 for another quantity); returns those answered. */
+  private async answerMovedKeys(sku: string, keyed: ReadonlyArray<PendingBuy<BuyOutcome> & { key: string }>): Promise<Set<PendingBuy<BuyOutcome>>> {
+    const answered = new Set<PendingBuy<BuyOutcome>>();
+    const moved = await this.call(() => this.movedKeys.find({ _id: { $in: keyed.map((b) => keyId(sku, b.key)) } }).toArray());
+    if (moved.length === 0) return answered;
+    const byId = new Map(moved.map((m) => [m._id, m]));
+    let stockNow: number | undefined;
+    for (const b of keyed) {
+      const earlier = byId.get(keyId(sku, b.key));
+      if (!earlier) continue;
+      answered.add(b);
+      if (earlier.q !== b.quantity) {
+        b.reject(new ServiceError('idempotency_key_reused'));
+        continue;
+      }
+      let remaining = earlier.r;
+      // A sale moved out before its remaining was recorded reports the count as it stands (as in the document).
+      if (remaining < 0) remaining = stockNow ??= (await this.call(() => this.stock.findOne({ _id: sku }, { projection: { stock: 1 } })))?.stock ?? 0;
+      b.resolve({ kind: 'sold', remaining });
+    }
+    return answered;
+  }
+
+  private notePushed(sku: string, count: number): void {
+    const pushed = (this.pushed.get(sku) ?? 0) + count;
+    this.pushed.set(sku, pushed);
+    if (pushed >= this.keysMovedAt && !this.moving.has(sku)) {
+      this.pushed.set(sku, 0);
+      void this.moveKeysOut(sku);
+    }
+  }
+
+  /**
+   * Move all but the last `keysKept` keys of `sku` into the keys collection: written there first,
+   * then pulled from the document with `archived` bumped in one update, conditioned on the version
+   * read (another mover's success makes this one a no-op). A failure leaves the keys where they
+   * are and is tried again after the next `keysMovedAt` keyed sales.
+   */
+  private async moveKeysOut(sku: string): Promise<void> {
+    this.moving.add(sku);
+    try {
+      this.ttlIndex ??= this.movedKeys
+        .createIndex({ at: 1 }, { expireAfterSeconds: Math.ceil(this.idempotencyTtlMs / 1000) })
+        .then(() => undefined)
+        .catch(() => {
+          this.ttlIndex = null; // created at the next move
+        });
+      const doc = await this.call(() => this.stock.findOne({ _id: sku }, { projection: { keys: 1, archived: 1 } }));
+      const keys = doc?.keys ?? [];
+      if (!doc || keys.length <= this.keysKept) return;
+      const moving = keys.slice(0, keys.length - this.keysKept);
+      const at = new Date();
+      await bounded(this.timeoutMs * BULK_TIMEOUT_FACTOR, () =>
+        this.movedKeys.bulkWrite(
+          moving.map((entry) => ({ updateOne: { filter: { _id: keyId(sku, entry.k) }, update: { $setOnInsert: { q: entry.q, r: entry.r, at } }, upsert: true } })),
+          { ordered: false },
+        ),
+      );
+      await this.call(() => this.stock.updateOne({ _id: sku, ...unmovedSince(doc.archived ?? null) }, { $pull: { keys: { k: { $in: moving.map((entry) => entry.k) } } }, $inc: { archived: 1 } }));
+    } catch {
+      // Left in the document; tried again later.
+    } finally {
+      this.moving.delete(sku);
     }
   }
 
@@ -154,14 +293,17 @@ export class DbLane implements Lane {
     return result.upsertedCount === 1;
   }
 
-  async restock(sku: string, quantity: number): Promise<StockLevel | null> {
-    // Conditional, so the limit holds even against a concurrent restock.
-    const before = await this.write(() =>
-      this.stock.findOneAndUpdate({ _id: sku, initial: { $lte: MAX_STOCK - quantity } }, { $inc: { stock: quantity, initial: quantity } }, { returnDocument: 'before', projection: { keys: 0 } }),
-    );
+  async restock(sku: string, quantity: number, key: string | null = null): Promise<StockLevel | null> {
+    // Conditional, so the limit holds even against a concurrent restock; with a key, the key is
+    // pushed by the same update and a key already there matches nothing (applied once).
+    const filter = key === null ? { _id: sku, initial: { $lte: MAX_STOCK - quantity } } : { _id: sku, initial: { $lte: MAX_STOCK - quantity }, restocks: { $ne: key } };
+    const update =
+      key === null ? { $inc: { stock: quantity, initial: quantity } } : { $inc: { stock: quantity, initial: quantity }, $push: { restocks: { $each: [key], $slice: -RESTOCK_KEY_WINDOW } } };
+    const before = await this.write(() => this.stock.findOneAndUpdate(filter, update, { returnDocument: 'before', projection: { keys: 0, restocks: 0 } }));
     if (before) return { remaining: before.stock + quantity, sold: before.sold, initial: before.initial + quantity };
-    const current = await this.call(() => this.stock.findOne({ _id: sku }, { projection: { initial: 1 } }));
+    const current = await this.call(() => this.stock.findOne({ _id: sku }, { projection: { keys: 0 } }));
     if (!current) return null;
+    if (key !== null && current.restocks?.includes(key)) return { remaining: current.stock, sold: current.sold, initial: current.initial };
     throw new StockLimitError({ sku, lane: this.name, limit: MAX_STOCK, initial: current.initial, quantity, wouldBe: current.initial + quantity });
   }
 

@@ -34,6 +34,7 @@ export interface LaneSet {
 /**
  * @param wrapMemory lets the caller put durability around the in-memory lanes (it gets the
  *   MongoDB handle, since the ledger lives there).
+ * @param onMongoRestart told when the MongoDB client had to be connected afresh (src/mongo.ts).
  */
 export function buildLanes(
   config: Config,
@@ -41,10 +42,11 @@ export function buildLanes(
   signal: SignalChannel,
   appName: string,
   wrapMemory?: (lane: MemoryLane, db: Db) => Lane,
+  onMongoRestart?: (reason: string) => void,
 ): LaneSet {
-  const mongo = config.mongoUrl ? new MongoConnection(createMongoClient(config.mongoUrl, config.dependencyTimeoutMs, appName, config.mongoWriteConcern)) : null;
+  const mongo = config.mongoUrl ? new MongoConnection(createMongoClient(config.mongoUrl, config.dependencyTimeoutMs, appName, config.mongoWriteConcern), onMongoRestart) : null;
   const mongoDb = mongo ? mongo.db(config.mongoDb) : null;
-  const db = mongoDb ? new DbLane(mongoDb, config.dependencyTimeoutMs, config.dbLaneMode, config.queueLimit) : null;
+  const db = mongoDb ? new DbLane(mongoDb, config.dependencyTimeoutMs, config.dbLaneMode, config.queueLimit, config.idempotencyTtlMs) : null;
   const redis = config.redisUrl ? new RedisLane({ url: config.redisUrl, timeoutMs: config.dependencyTimeoutMs, idempotencyTtlMs: config.idempotencyTtlMs }) : null;
   const dependencies: DependencyCheck[] = [];
   // A 503 like any missing dependency: admin routes check these before changing anything.
@@ -116,9 +118,9 @@ class SeededGate implements Lane {
     await Promise.all(entries.map(([sku, stock]) => this.inner.put(sku, stock)));
   }
 
-  async restock(sku: string, quantity: number): Promise<StockLevel | null> {
+  async restock(sku: string, quantity: number, key: string | null = null): Promise<StockLevel | null> {
     this.check();
-    return this.inner.restock(sku, quantity);
+    return this.inner.restock(sku, quantity, key);
   }
 
   async resetAll(): Promise<void> {

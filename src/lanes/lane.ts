@@ -35,8 +35,12 @@ export interface Lane {
    * those that do not exist yet (seeding). Lanes without it get one `put` per SKU.
    */
   putMany?(entries: ReadonlyArray<readonly [sku: string, stock: number]>, keepExisting: boolean): Promise<void>;
-  /** Add `quantity` to both remaining and initial; null for an unknown SKU. */
-  restock(sku: string, quantity: number): Promise<StockLevel | null>;
+  /**
+   * Add `quantity` to both remaining and initial; null for an unknown SKU. A lane with a durable
+   * store (db, redis) records `key` in the same atomic step and applies a restock under a key it
+   * has seen already nowhere again (answering the counts as they stand): exactly once per key.
+   */
+  restock(sku: string, quantity: number, key?: string | null): Promise<StockLevel | null>;
   /** Put every SKU back to remaining = initial, sold = 0. */
   resetAll(): Promise<void>;
   /** Throws DependencyUnavailableError when the lane cannot serve right now. */

@@ -14,6 +14,8 @@ import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane
 const KEY_PREFIX = 'superstock:redis-lane:sku:';
 const SKU_SET = 'superstock:redis-lane:skus';
 const IDEMPOTENCY_PREFIX = 'superstock:redis-lane:idempotency:';
+/** A keyed restock's record, kept as long as a buyer's key. */
+const RESTOCK_PREFIX = 'superstock:redis-lane:restock:';
 /** Commands per pipeline in a bulk put. */
 const REDIS_PIPELINE = 250;
 /** KEYS[2] of buy-2.lua for a request without a key: named, never written. */
@@ -116,10 +118,14 @@ export class RedisLane implements Lane {
     return this.store(sku, stock, 1);
   }
 
-  async restock(sku: string, quantity: number): Promise<StockLevel | null> {
-    const [code, remaining, sold, initial] = await this.write(() => this.redis.stockRestock(KEY_PREFIX + sku, quantity, MAX_STOCK));
+  /** With a key, at most once per key (recorded in the same script): a retry of a restock whose answer was lost adds nothing. */
+  async restock(sku: string, quantity: number, key: string | null = null): Promise<StockLevel | null> {
+    const restockKey = key === null ? NO_KEY : RESTOCK_PREFIX + key;
+    const [code, remaining, sold, initial] = await this.write(() =>
+      this.redis.stockRestock(KEY_PREFIX + sku, restockKey, quantity, MAX_STOCK, key === null ? '0' : '1', this.idempotencyTtlSeconds),
+    );
     if (code === -2) throw new StockLimitError({ sku, lane: this.name, limit: MAX_STOCK, initial, quantity, wouldBe: initial + quantity });
-    return code === 1 ? { remaining, sold, initial } : null;
+    return code === 1 || code === 2 ? { remaining, sold, initial } : null;
   }
 
   async resetAll(): Promise<void> {

@@ -14,6 +14,7 @@ import { Fence, GroupCommit, type LedgerEntry } from '../cluster/ledger/ledger.j
 import { SharedAdminLock } from '../memory/admin-lock.js';
 import { createApp } from '../http/app.js';
 import { soldBody, type IdempotencyStore } from '../idempotency.js';
+import { NotReadyError } from '../lanes/dependency-check.js';
 import { buildLanes } from '../lanes/index.js';
 import { PortSignalChannel } from '../lanes/signal-lane.js';
 import { createLogger } from '../logger.js';
@@ -91,8 +92,25 @@ const laneSet = buildLanes(
         };
       })()
     : undefined,
+  (reason) => log.warn({ reason }, 'MongoDB client connected afresh'),
 );
 
+
+/** /readyz on a primary reads the fence itself: a newer epoch there fences this one off before the main thread's next check. */
+const readinessFence = config.durability === 'sync' && laneSet.mongoDb ? new Fence(laneSet.mongoDb, config.dependencyTimeoutMs) : null;
+
+/** Whether a buy would reach a primary that can sell: this replica, or the one it forwards to. */
+async function checkPrimary(): Promise<void> {
+  const phase = cluster.leadPhase;
+  if (phase === 'fenced') throw new NotReadyError('fenced', `epoch ${cluster.epoch} was fenced off by a newer primary; in-memory buys are refused until this replica has stepped down`);
+  if (cluster.maySell()) {
+    const current = readinessFence ? await readinessFence.currentEpoch() : cluster.epoch;
+    if (current > cluster.epoch) throw new NotReadyError('fenced', `epoch ${cluster.epoch} was fenced off by epoch ${current}; in-memory buys are refused until this replica has stepped down`);
+    return;
+  }
+  if (phase === 'taking_over') throw new NotReadyError('taking_over', 'becoming primary: taking an epoch and rebuilding the in-memory lanes from the ledger, which needs MongoDB; buys answer 503 until then');
+  if (primaryUrl === null) throw new Error('no primary known: no replica holds the lease right now');
+}
 
 const app = createApp({
   config,
@@ -101,12 +119,7 @@ const app = createApp({
   metrics,
   dependencies: [
     ...laneSet.dependencies,
-    {
-      name: 'primary',
-      check: async () => {
-        if (!cluster.maySell() && primaryUrl === null) throw new Error('no primary known');
-      },
-    },
+    { name: 'primary', check: checkPrimary },
   ],
   onUnexpectedError: (error) => log.error({ err: error }, 'unexpected error while serving a request'),
   // An admin change touches every lane's store a few times: wait out a few of them, no more.

@@ -4,6 +4,10 @@
  * refused), so the client's own timeouts are what save it. Healing drops the silent connections
  * instead of delivering what they held — a partition loses packets, it does not delay them.
  *
+ * `blackhole()` is the harsher partition: open connections stay open but nothing they carry
+ * arrives any more, either way, and nothing tells either end — as with a connection a partition
+ * left half-open. Healing lets new connections through; the black-holed ones stay dead for good.
+ *
  * It can also make the link slow: with a latency set, every chunk is delivered that many
  * milliseconds after it arrived, in order, in both directions (a slow network or an overloaded
  * server, as a client sees it).
@@ -13,6 +17,8 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 export interface TcpProxy {
   readonly port: number;
   cut(): void;
+  /** Open connections go silent for good (not closed); new ones hear nothing until `heal()`. */
+  blackhole(): void;
   heal(): void;
   /** Delay every chunk, each way, by `ms` (0: none). */
   setLatency(ms: number): void;
@@ -22,6 +28,7 @@ export interface TcpProxy {
 export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const live = new Set<Socket>();
   const silent = new Set<Socket>();
+  const holed = new WeakSet<Socket>();
   let partitioned = false;
   let latencyMs = 0;
 
@@ -29,6 +36,7 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const relay = (from: Socket, to: Socket) => {
     let lastDue = 0;
     from.on('data', (chunk: Buffer) => {
+      if (holed.has(from)) return; // dropped: the peer never hears of it
       if (latencyMs === 0 && lastDue <= Date.now()) {
         if (!to.destroyed) to.write(chunk);
         return;
@@ -36,10 +44,14 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
       const due = Math.max(Date.now() + latencyMs, lastDue);
       lastDue = due;
       setTimeout(() => {
-        if (!to.destroyed) to.write(chunk);
+        if (!to.destroyed && !holed.has(from)) to.write(chunk);
       }, due - Date.now());
     });
-    from.on('end', () => setTimeout(() => to.end(), Math.max(0, lastDue - Date.now())));
+    from.on('end', () =>
+      setTimeout(() => {
+        if (!holed.has(from)) to.end();
+      }, Math.max(0, lastDue - Date.now())),
+    );
   };
 
   const server: Server = createServer((client) => {
@@ -70,6 +82,10 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     cut() {
       partitioned = true;
       for (const socket of live) socket.destroy();
+    },
+    blackhole() {
+      partitioned = true;
+      for (const socket of live) holed.add(socket);
     },
     heal() {
       partitioned = false;

@@ -52,6 +52,9 @@ export interface RunReport {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** How long a replica's stores may take to answer again once every fault is healed. */
+const STORES_ANSWER_AGAIN_MS = 15_000;
+
 interface Links {
   readonly mongo: TcpProxy[];
   readonly redis: TcpProxy[];
@@ -137,12 +140,15 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
     mark('unknowns resolved');
     const primary = await cluster.waitForSinglePrimary(20_000);
     const keys = skus.map((s) => s.sku);
-    // A replica just healed may need a moment before its stores answer again (its connections are
-    // being replaced: seen to take over 20 s on a loaded machine); one that never does within 60 s
-    // fails the run — it did not recover.
+    // A replica just healed may need a moment before its stores answer again: its MongoDB client
+    // may have to notice a wedged monitor and connect afresh (src/mongo.ts: about 3 s past the
+    // driver's connect timeout, then a reconnect). One that does not within 15 s did not recover
+    // and fails the run. (Before that fix it was seen to take over 20 s, and once for ever.)
+    let longestWaitMs = 0;
     const levelsOf = async (r: Replica) => {
       const levels = new Map<string, Level | null>();
-      const deadline = Date.now() + 60_000;
+      const started = Date.now();
+      const deadline = started + STORES_ANSWER_AGAIN_MS;
       for (const lane of ALL_LANES) {
         for (const sku of keys) {
           for (;;) {
@@ -156,6 +162,7 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
           }
         }
       }
+      longestWaitMs = Math.max(longestWaitMs, Date.now() - started);
       return levels;
     };
     const same = (a: Map<string, Level | null>, b: Map<string, Level | null>) => JSON.stringify([...a]) === JSON.stringify([...b]);
@@ -171,7 +178,7 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
     const replicas = new Map<string, Map<string, Level | null>>();
     for (const r of cluster.live()) replicas.set(r.id, await levelsOf(r));
     const ledgerKeys = await readLedgerKeys(mongo.url, cluster.database);
-    mark('final state read');
+    mark(`final state read (the slowest replica's levels took ${longestWaitMs} ms)`);
 
     // The ledger equals the final state: a successor rebuilds from it what the primary served.
     // (SIGTERM hands the lease over at once; nothing is in flight any more.)

@@ -92,8 +92,10 @@ export class FencedError extends ServiceError {
   }
 }
 
+/** A duplicate `_id`, thrown by the driver or wrapped by `bounded`. */
 function isDuplicateKey(error: unknown): boolean {
-  return error instanceof MongoServerError && error.code === DUPLICATE_KEY;
+  const cause = error instanceof DependencyUnavailableError ? error.cause : error;
+  return cause instanceof MongoServerError && cause.code === DUPLICATE_KEY;
 }
 
 function unavailable(error: unknown): DependencyUnavailableError {
@@ -136,13 +138,21 @@ export class Fence implements EpochStore {
     return found;
   }
 
-  /** A new term: swap in epoch + 1, handing the old epoch's reservations over to be sealed. */
+  /**
+   * A new term: swap in epoch + 1, handing the old epoch's reservations over to be sealed. Every
+   * call is bounded, as are the takeover's other small calls (the seal's, the snapshot head): a
+   * connection that goes silent mid-takeover fails the attempt, which is retried. The long reads
+   * (a replay page, a snapshot, a term's batch numbers) are not: a fixed bound made a 3M-sale
+   * replay on a loaded machine give up and start over for minutes; a silent connection under
+   * them is interrupted by the driver once its monitor's heartbeat times out (src/mongo.ts keeps
+   * the monitor from wedging).
+   */
   async beginTerm(holder: string): Promise<number> {
     for (;;) {
-      const current = await this.fence.findOne({ _id: 'fence' });
+      const current = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: 'fence' }));
       if (!current) {
         try {
-          await this.fence.insertOne({ _id: 'fence', epoch: 1, seq: 0, holder, sealing: [] });
+          await bounded(this.timeoutMs, () => this.fence.insertOne({ _id: 'fence', epoch: 1, seq: 0, holder, sealing: [] }));
           return 1;
         } catch (error) {
           if (isDuplicateKey(error)) continue;
@@ -150,10 +160,10 @@ export class Fence implements EpochStore {
         }
       }
       const sealing = current.seq > 0 ? [...current.sealing, { epoch: current.epoch, seq: current.seq }] : current.sealing;
-      const swapped = await this.fence.updateOne(
+      const swapped = await bounded(this.timeoutMs, () => this.fence.updateOne(
         { _id: 'fence', epoch: current.epoch, seq: current.seq },
         { $set: { epoch: current.epoch + 1, seq: 0, holder, sealing } },
-      );
+      ));
       if (swapped.matchedCount === 1) return current.epoch + 1;
       // Lost a race with a reservation or another contender: read again.
     }
@@ -167,7 +177,7 @@ export class Fence implements EpochStore {
 
   /** Tombstone every reserved-but-missing batch of earlier epochs. Only the current epoch may. */
   async seal(epoch: number): Promise<void> {
-    const current = await this.fence.findOne({ _id: 'fence' });
+    const current = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: 'fence' }));
     if (!current || current.epoch !== epoch) throw new FencedError(epoch);
     for (const { epoch: old, seq: highest } of current.sealing) {
       const present = new Set((await this.batches.find({ epoch: old }, { projection: { seq: 1 } }).toArray()).map((b) => b.seq));
@@ -175,7 +185,7 @@ export class Fence implements EpochStore {
         if (!present.has(seq)) await this.insertTombstone(old, seq);
       }
     }
-    await this.fence.updateOne({ _id: 'fence', epoch }, { $set: { sealing: [] } });
+    await bounded(this.timeoutMs, () => this.fence.updateOne({ _id: 'fence', epoch }, { $set: { sealing: [] } }));
   }
 
   /**
@@ -214,7 +224,7 @@ export class Fence implements EpochStore {
       await bounded(this.timeoutMs, () => this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, entries, at: new Date() }));
       return 'written';
     } catch (error) {
-      if (error instanceof DependencyUnavailableError && isDuplicateKey(error.cause)) return 'fenced';
+      if (isDuplicateKey(error)) return 'fenced';
       throw error;
     }
   }
@@ -245,7 +255,7 @@ export class Fence implements EpochStore {
 
   /** The latest snapshot's position and levels per lane, or null when none was taken yet. */
   async latestSnapshot(): Promise<{ position: LedgerPosition; lanes: Map<MemoryLaneName, SnapshotDocument['levels']> } | null> {
-    const head = await this.snapshots.findOne({ _id: SNAPSHOT_HEAD });
+    const head = await bounded(this.timeoutMs, () => this.snapshots.findOne({ _id: SNAPSHOT_HEAD }));
     if (!head) return null;
     const position = { epoch: head.epoch, seq: head.seq };
     const lanes = new Map<MemoryLaneName, SnapshotDocument['levels']>();
@@ -293,13 +303,19 @@ export class Fence implements EpochStore {
     return result.deletedCount;
   }
 
+  /**
+   * True when a tombstone holds `_id` epoch:seq now (this insert's, or an earlier one's — a retry
+   * of a tombstone insert that timed out after it landed meets its own tombstone), false when the
+   * batch itself is there.
+   */
   private async insertTombstone(epoch: number, seq: number): Promise<boolean> {
     try {
-      await this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, tombstone: true });
+      await bounded(this.timeoutMs, () => this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, tombstone: true }));
       return true;
     } catch (error) {
-      if (isDuplicateKey(error)) return false;
-      throw error;
+      if (!isDuplicateKey(error)) throw error;
+      const holder = await bounded(this.timeoutMs, () => this.batches.findOne({ _id: batchId(epoch, seq) }, { projection: { tombstone: 1 } }));
+      return holder?.tombstone === true;
     }
   }
 }
