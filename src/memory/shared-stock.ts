@@ -211,7 +211,11 @@ export class SharedStock {
 
   /** The slot of `sku`, or -1. Lock-free: runs on every buy. */
   slotOf(sku: string): number {
-    let i = hashSku(sku) & this.indexMask;
+    return this.slotWithHash(sku, hashSku(sku));
+  }
+
+  private slotWithHash(sku: string, hash: number): number {
+    let i = hash & this.indexMask;
     for (;;) {
       const entry = Atomics.load(this.index, i);
       if (entry === 0) return -1;
@@ -232,11 +236,13 @@ export class SharedStock {
    * whether it was created. Creation is serialised by the table mutex; lookups never wait for it.
    */
   ensure(sku: string, stock: number): { slot: number; created: boolean } {
-    const found = this.slotOf(sku);
+    // Hashed once: a bulk load of a million SKUs spends a good part of its time here.
+    const hash = hashSku(sku);
+    const found = this.slotWithHash(sku, hash);
     if (found >= 0) return { slot: found, created: false };
     lockWord(this.header, H_TABLE_MUTEX);
     try {
-      const again = this.slotOf(sku);
+      const again = this.slotWithHash(sku, hash);
       if (again >= 0) return { slot: again, created: false };
       const slot = Atomics.load(this.header, H_COUNT);
       if (slot >= this.capacity) throw new SkuTableFullError(this.capacity);
@@ -252,7 +258,7 @@ export class SharedStock {
         Atomics.store(w, base + INITIAL, stock);
         this.markDirty(lane, slot);
       }
-      let i = hashSku(sku) & this.indexMask;
+      let i = hash & this.indexMask;
       while (Atomics.load(this.index, i) !== 0) i = (i + 1) & this.indexMask;
       Atomics.store(this.header, H_COUNT, slot + 1);
       Atomics.store(this.index, i, slot + 1);

@@ -49,4 +49,10 @@ test('staging keeps every entry exactly, across blocks', () => {
   for (const i of [0, 1, 16_383, 16_384, 16_385, 32_767, 32_768, 39_999]) expect([staged.sku(i), staged.stock(i)]).toEqual(expected[i]);
   expect(staged.slice(16_380, 16_390)).toEqual(expected.slice(16_380, 16_390));
   expect(() => staged.sku(40_000)).toThrow(RangeError);
+  // Released: its memory goes back at once, and it holds nothing.
+  staged.release();
+  expect(staged.count).toBe(0);
+  expect(() => staged.sku(0)).toThrow(RangeError);
+  staged.add('AGAIN', 5);
+  expect([staged.sku(0), staged.stock(0)]).toEqual(['AGAIN', 5]);
 });
