@@ -33,7 +33,8 @@ export function bulkRoutes(routes: OperationRouter, ops: Operations, deps: AppDe
   routes.add(ops.putSkusInBulk, async (_input, req, res) => {
     const skus = new StagedSkus();
     try {
-      const parser = new SkuListParser(formatOf(req), deps.config.maxSkus, (sku, stock) => skus.add(sku, stock));
+      // Lines go straight into the compact staging, as bytes: no string or object per SKU.
+      const parser = new SkuListParser(formatOf(req), deps.config.maxSkus, skus);
       // Read as the parser goes: the async iterator pauses the request between chunks.
       for await (const chunk of req) parser.push(chunk as Buffer);
       const { errors, errorCount } = parser.end();

@@ -73,6 +73,7 @@ export class OperationRouter {
     const body = op.body;
     // The answer to "no body" is the same every time (defaults applied): computed once, on first use.
     let bodyOfNothing: unknown;
+    const params = op.params ? new ParsedParams(op.params) : null;
 
     /** Express 5's rule for a handler: a throw or a rejected promise goes to the error handler. */
     const invoke = (input: Input<O>, req: Request, res: Response, next: NextFunction): void => {
@@ -89,7 +90,7 @@ export class OperationRouter {
       let input: Input<O>;
       try {
         input = {
-          params: (op.params ? parseWith(op.params, req.params, 'invalid_request') : {}) as ParamsOf<O>,
+          params: (params ? params.parse(req.params) : {}) as ParamsOf<O>,
           // No body at all leaves req.body undefined; a JSON `null` is a body, and not an object.
           body: (body
             ? req.body === undefined && !body.required
@@ -160,6 +161,42 @@ export class OperationRouter {
     }
     known.operations.push(op);
     known.allow = known.operations.flatMap((o) => (o.method === 'get' ? ['GET', 'HEAD'] : [o.method.toUpperCase()])).join(', ');
+  }
+}
+
+/** Distinct valid parameter sets remembered per operation; past it, the memory starts afresh. */
+const PARSED_PARAMS_KEPT = 4096;
+
+/**
+ * An operation's path parameters, validated by its schema — and remembered once valid: a flash
+ * sale sends the same few (lane, SKU) pairs again and again, and a lookup costs a tenth of a zod
+ * parse. The schemas are pure (the same input always gives the same output), so a remembered
+ * answer is the parse's own; only valid sets are kept, so every refusal still comes from the
+ * schema. The key is collision-free: every value but the last is prefixed with its length.
+ */
+class ParsedParams<S extends z.ZodObject> {
+  private readonly names: readonly string[];
+  private readonly known = new Map<string, Readonly<z.output<S>>>();
+
+  constructor(private readonly schema: S) {
+    this.names = Object.keys(schema.shape);
+  }
+
+  parse(values: Readonly<Record<string, unknown>>): Readonly<z.output<S>> {
+    let key = '';
+    const last = this.names.length - 1;
+    for (let i = 0; i <= last; i++) {
+      const value = values[this.names[i] as string];
+      // Anything but a string (Express gives strings) is left to the schema alone.
+      if (typeof value !== 'string') return parseWith(this.schema, values, 'invalid_request');
+      key += i === last ? value : `${value.length}:${value}`;
+    }
+    const known = this.known.get(key);
+    if (known !== undefined) return known;
+    const parsed = Object.freeze(parseWith(this.schema, values, 'invalid_request'));
+    if (this.known.size >= PARSED_PARAMS_KEPT) this.known.clear();
+    this.known.set(key, parsed);
+    return parsed;
   }
 }
 
