@@ -94,7 +94,7 @@ export class OperationRouter {
           // No body at all leaves req.body undefined; a JSON `null` is a body, and not an object.
           body: (body
             ? req.body === undefined && !body.required
-              ? (bodyOfNothing ??= parseWith(body.schema, {}, 'invalid_request'))
+              ? (bodyOfNothing ??= Object.freeze(parseWith(body.schema, {}, 'invalid_request')))
               : parseWith(body.schema, req.body, 'invalid_request')
             : undefined) as BodyOf<O>,
           idempotencyKey: op.idempotencyKey ? parseIdempotencyKey(req.headers['idempotency-key'] as string | undefined) : null,
