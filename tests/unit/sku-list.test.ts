@@ -34,7 +34,7 @@ test('the usual line, read from its bytes, is decided exactly as the same line w
   /** What the list decides, through a function sink and through the staging (bytes) sink. */
   const verdict = (format: SkuListFormat, line: string) => {
     const viaFunction = parse(format, line, line.length + 1);
-    const staged = new StagedSkus();
+    const staged = new StagedSkus(16); // small blocks: this makes hundreds of stagings
     const parser = new SkuListParser(format, 1000, staged);
     parser.push(Buffer.from(line, 'latin1'));
     const end = parser.end();
