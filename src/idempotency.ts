@@ -36,7 +36,9 @@ export function buyFingerprint(lane: string, sku: string, quantity: number): str
 
 /** The body of a sold answer, shared by the route and by answers rebuilt from the ledger. */
 export function soldBody(lane: string, sku: string, quantity: number, remaining: number): string {
-  return JSON.stringify({ lane, sku, quantity, remaining });
+  // The same bytes as JSON.stringify({ lane, sku, quantity, remaining }), without building the
+  // object on every sale (the numbers are finite integers).
+  return `{"lane":${JSON.stringify(lane)},"sku":${JSON.stringify(sku)},"quantity":${quantity},"remaining":${remaining}}`;
 }
 
 /** Whether sales with this fingerprint are recorded in the ledger (the in-memory lanes). */
@@ -68,13 +70,30 @@ export interface IdempotencyStore {
 }
 
 interface Entry {
+  readonly key: string;
   readonly fingerprint: string;
   response: StoredResponse | null;
   expiresAt: number;
 }
 
+/**
+ * A claim in flight is never dropped to make room; past this many of them at the head of the
+ * queue, one claim gives up looking and the registry holds one key more than its bound (the next
+ * claims look further). Claims in flight are bounded by QUEUE_LIMIT, so this stays small.
+ */
+const MAX_REQUEUED_PER_CLAIM = 64;
+
 export class IdempotencyRegistry implements IdempotencyStore {
   private readonly entries = new Map<string, Entry>();
+  /**
+   * Every entry in the order it was made, for eviction from the oldest without walking the Map
+   * (whose iteration, once full, also walks the holes its deletions leave: the cost of a claim
+   * grew with the churn). A record whose entry has since been released, replaced or evicted is
+   * stale and skipped when it reaches the head, so each record is looked at O(1) times.
+   */
+  private order: Entry[] = [];
+  private head = 0;
+  private examined = 0;
   private durable: DurableAnswers | null = null;
 
   constructor(
@@ -82,6 +101,16 @@ export class IdempotencyRegistry implements IdempotencyStore {
     private readonly maxKeys: number,
     private readonly now: () => number = Date.now,
   ) {}
+
+  /** Records in the eviction queue, stale ones included (for tests: it stays O(maxKeys)). */
+  get queued(): number {
+    return this.order.length - this.head;
+  }
+
+  /** Queue records looked at by eviction so far (for tests: O(1) per claim, whatever the churn). */
+  get evictionSteps(): number {
+    return this.examined;
+  }
 
   get size(): number {
     return this.entries.size;
@@ -94,6 +123,8 @@ export class IdempotencyRegistry implements IdempotencyStore {
   useDurableAnswers(source: DurableAnswers | null): void {
     this.durable = source;
     this.entries.clear();
+    this.order = [];
+    this.head = 0;
   }
 
   async claim(key: string, fingerprint: string): Promise<IdempotencyClaim> {
@@ -106,8 +137,8 @@ export class IdempotencyRegistry implements IdempotencyStore {
     if (entry) this.entries.delete(key);
     this.evict(now);
     // Claimed before the lookup, so a concurrent duplicate is told the key is in flight.
-    const claimed: Entry = { fingerprint, response: null, expiresAt: now + this.ttlMs };
-    this.entries.set(key, claimed);
+    const claimed: Entry = { key, fingerprint, response: null, expiresAt: now + this.ttlMs };
+    this.remember(claimed);
     const durable = this.durable;
     if (durable === null || !durable.covers(fingerprint)) return { kind: 'new' };
     let found: DurableAnswer | null;
@@ -118,7 +149,7 @@ export class IdempotencyRegistry implements IdempotencyStore {
       return { kind: 'unavailable', reason: error instanceof Error ? error.message : String(error) };
     }
     if (found === null) return { kind: 'new' };
-    this.entries.set(key, { fingerprint: found.fingerprint, response: found.response, expiresAt: this.now() + this.ttlMs });
+    this.remember({ key, fingerprint: found.fingerprint, response: found.response, expiresAt: this.now() + this.ttlMs });
     return found.fingerprint === fingerprint ? { kind: 'replay', response: found.response } : { kind: 'mismatch' };
   }
 
@@ -134,11 +165,50 @@ export class IdempotencyRegistry implements IdempotencyStore {
     if (entry && entry.response === null) this.entries.delete(key);
   }
 
-  /** Drop expired entries and, past the bound, the oldest answered ones (Map keeps insertion order). */
+  private remember(entry: Entry): void {
+    this.entries.set(entry.key, entry);
+    this.order.push(entry);
+  }
+
+  /**
+   * Drop expired entries and, past the bound, the oldest answered ones, from the head of the
+   * queue. A claim in flight at the head goes to its back instead (it is never dropped for room).
+   */
   private evict(now: number): void {
-    for (const [key, entry] of this.entries) {
-      if (this.entries.size < this.maxKeys && entry.expiresAt > now) break;
-      if (entry.response !== null || entry.expiresAt <= now) this.entries.delete(key);
+    let requeued = 0;
+    while (this.head < this.order.length) {
+      const entry = this.order[this.head] as Entry;
+      this.examined++;
+      if (this.entries.get(entry.key) !== entry) {
+        this.head++;
+        continue;
+      }
+      const expired = entry.expiresAt <= now;
+      if (!expired && this.entries.size < this.maxKeys) break;
+      this.head++;
+      if (expired || entry.response !== null) {
+        this.entries.delete(entry.key);
+        continue;
+      }
+      this.order.push(entry);
+      if (++requeued >= MAX_REQUEUED_PER_CLAIM) break;
+    }
+    this.compact();
+  }
+
+  /**
+   * Keep the queue O(entries): drop the consumed head once it is most of the array, and the stale
+   * records (released claims, replaced entries) once they outnumber the live ones — each record is
+   * copied a bounded number of times before it is dropped, so this is amortized O(1) per claim.
+   */
+  private compact(): void {
+    if (this.head > 1024 && this.head * 2 > this.order.length) {
+      this.order = this.order.slice(this.head);
+      this.head = 0;
+    }
+    if (this.order.length - this.head > 2 * this.entries.size + 1024) {
+      this.order = this.order.slice(this.head).filter((entry) => this.entries.get(entry.key) === entry);
+      this.head = 0;
     }
   }
 }

@@ -34,12 +34,15 @@ export async function putSkus(lanes: Readonly<Record<LaneName, Lane>>, skus: Sta
     if (memoryAdmin) {
       work.push(memoryAdmin.putMany(entries).then((isNew) => (created += isNew)));
     } else if (shared) {
-      for (let i = from; i < to; i++) {
-        const sku = skus.sku(i);
-        const stock = skus.stock(i);
-        if (shared.createIfNew(sku, stock)) created++;
-        else work.push(...plain.map((lane) => lane.put(sku, stock)));
-      }
+      // Names go from the staging bytes into the table: a string only for a SKU that exists.
+      skus.each(from, to, (names, start, end, stock) => {
+        if (shared.createIfNewFromBytes(names, start, end, stock)) {
+          created++;
+          return;
+        }
+        const sku = String.fromCharCode(...names.subarray(start, end));
+        work.push(...plain.map((lane) => lane.put(sku, stock)));
+      });
     } else {
       const firstLane = entries.map(([sku, stock]) => Promise.all(memory.map((lane) => lane.put(sku, stock))).then(([isNew]) => isNew === true));
       work.push(...firstLane);

@@ -30,6 +30,15 @@ export interface SkuListError {
 /** Receives each valid entry, in list order, until the first bad line. */
 export type SkuSink = (sku: string, stock: number) => void;
 
+/**
+ * A sink that takes a name as bytes where they lie (`bytes[start..end)`, ASCII), so the usual
+ * line costs no string at all; lines of another shape still arrive through `add`.
+ */
+export interface SkuBytesSink {
+  add(sku: string, stock: number): void;
+  addBytes(bytes: Uint8Array, start: number, end: number, stock: number): void;
+}
+
 export interface SkuListVerdict {
   /** Valid entries seen. */
   readonly count: number;
@@ -39,17 +48,23 @@ export interface SkuListVerdict {
   readonly errorCount: number;
 }
 
-/** Entries per staging block. */
-const BLOCK_ENTRIES = 16_384;
-/** Room for every name of a block at the longest, so a block is only ever closed full. */
-const BLOCK_NAME_BYTES = BLOCK_ENTRIES * MAX_SKU_LENGTH;
+/**
+ * Entries per staging block: 2^20, so a block (32 MiB of name room and 8 MiB of numbers) is
+ * larger than any threshold below which the C allocator would carve it from a thread's heap.
+ * It is therefore mapped on its own: only the pages written become resident (names are short),
+ * and release() returns it to the system whole. Smaller pieces, once freed, stayed resident in
+ * the worker's heap (a million SKUs loaded left 20–35 MiB behind).
+ */
+const BLOCK_ENTRIES = 1 << 20;
 
 interface StagingBlock {
-  readonly names: Buffer;
+  /** The one allocation behind the three views, so it goes back to the system in one piece. */
+  readonly memory: ArrayBuffer;
+  readonly names: Buffer<ArrayBuffer>;
   namesUsed: number;
   /** Where each entry's name ends in `names`. */
-  readonly ends: Int32Array;
-  readonly stocks: Int32Array;
+  readonly ends: Int32Array<ArrayBuffer>;
+  readonly stocks: Int32Array<ArrayBuffer>;
   size: number;
 }
 
@@ -57,21 +72,67 @@ interface StagingBlock {
  * Valid entries, in list order, stored off the JS heap in fixed blocks that are filled and never
  * copied (a doubling array would leave its old copies behind as garbage at every growth).
  */
-export class StagedSkus {
+export class StagedSkus implements SkuBytesSink {
   private readonly blocks: StagingBlock[] = [];
   private size = 0;
+  private readonly nameBytes: number;
+
+  /** @param blockEntries entries per block (tests make it small to cross blocks). */
+  constructor(private readonly blockEntries = BLOCK_ENTRIES) {
+    this.nameBytes = blockEntries * MAX_SKU_LENGTH;
+  }
 
   get count(): number {
     return this.size;
   }
 
   add(sku: string, stock: number): void {
+    const block = this.blockWithRoom();
+    block.namesUsed += block.names.write(sku, block.namesUsed, 'latin1');
+    this.close(block, stock);
+  }
+
+  addBytes(bytes: Uint8Array, start: number, end: number, stock: number): void {
+    const block = this.blockWithRoom();
+    const { names } = block;
+    let at = block.namesUsed;
+    for (let i = start; i < end; i++) names[at++] = bytes[i] as number;
+    block.namesUsed = at;
+    this.close(block, stock);
+  }
+
+  /**
+   * Entries `from` to `to` (exclusive) handed to `visit` with each name's bytes where they lie
+   * (`names[start..end)`), so a store that can take bytes makes no string per entry.
+   */
+  each(from: number, to: number, visit: (names: Uint8Array, start: number, end: number, stock: number) => void): void {
+    for (let i = from; i < Math.min(to, this.size); i++) {
+      const block = this.blocks[Math.floor(i / this.blockEntries)] as StagingBlock;
+      const at = i % this.blockEntries;
+      visit(block.names, at === 0 ? 0 : (block.ends[at - 1] as number), block.ends[at] as number, block.stocks[at] as number);
+    }
+  }
+
+  private blockWithRoom(): StagingBlock {
     let block = this.blocks.at(-1);
-    if (!block || block.size === BLOCK_ENTRIES) {
-      block = { names: Buffer.allocUnsafe(BLOCK_NAME_BYTES), namesUsed: 0, ends: new Int32Array(BLOCK_ENTRIES), stocks: new Int32Array(BLOCK_ENTRIES), size: 0 };
+    if (!block || block.size === this.blockEntries) {
+      // One allocation per block, its own (not Node's pool): see BLOCK_ENTRIES.
+      const entries = this.blockEntries;
+      const memory = new ArrayBuffer(this.nameBytes + 2 * entries * 4);
+      block = {
+        memory,
+        names: Buffer.from(memory, 0, this.nameBytes),
+        namesUsed: 0,
+        ends: new Int32Array(memory, this.nameBytes, entries),
+        stocks: new Int32Array(memory, this.nameBytes + entries * 4, entries),
+        size: 0,
+      };
       this.blocks.push(block);
     }
-    block.namesUsed += block.names.write(sku, block.namesUsed, 'latin1');
+    return block;
+  }
+
+  private close(block: StagingBlock, stock: number): void {
     block.ends[block.size] = block.namesUsed;
     block.stocks[block.size] = stock;
     block.size++;
@@ -95,11 +156,22 @@ export class StagedSkus {
     return out;
   }
 
-  /** Every block but the last is full, so entry i is in block i / BLOCK_ENTRIES. */
+  /**
+   * Free the staged list now (it is empty afterwards). Its blocks are off-heap memory that the
+   * garbage collector would free only at its next full collection — which an idle replica may not
+   * run for a long time, keeping a list's worth of memory resident after it was applied.
+   */
+  release(): void {
+    for (const block of this.blocks) block.memory.transfer(0);
+    this.blocks.length = 0;
+    this.size = 0;
+  }
+
+  /** Every block but the last is full, so entry i is in block i / blockEntries. */
   private locate(i: number): { block: StagingBlock; at: number } {
-    const block = this.blocks[Math.floor(i / BLOCK_ENTRIES)];
+    const block = this.blocks[Math.floor(i / this.blockEntries)];
     if (!block || i < 0 || i >= this.size) throw new RangeError(`no staged entry ${i}`);
-    return { block, at: i % BLOCK_ENTRIES };
+    return { block, at: i % this.blockEntries };
   }
 }
 
@@ -113,26 +185,33 @@ export class SkuListParser {
   private pending: Buffer | null = null;
   /** The current line is already too long: skip to its end. */
   private skipping = false;
+  /** Where the fast path found the name: [start, end). */
+  private readonly name: [number, number] = [0, 0];
 
   constructor(
     private readonly format: SkuListFormat,
     private readonly maxSkus: number,
-    private readonly sink: SkuSink,
+    private readonly sink: SkuSink | SkuBytesSink,
   ) {}
 
   push(chunk: Buffer): void {
     let start = 0;
     for (let nl = chunk.indexOf(NEWLINE); nl !== -1; nl = chunk.indexOf(NEWLINE, start)) {
-      const piece = chunk.subarray(start, nl);
+      const from = start;
       start = nl + 1;
       if (this.skipping) {
         this.skipping = false;
         this.pending = null;
         continue;
       }
-      const whole = this.pending ? Buffer.concat([this.pending, piece]) : piece;
-      this.pending = null;
-      this.take(whole);
+      // A line inside the chunk is read where it lies (no view object per line).
+      if (this.pending) {
+        const whole = Buffer.concat([this.pending, chunk.subarray(from, nl)]);
+        this.pending = null;
+        this.take(whole, 0, whole.length);
+      } else {
+        this.take(chunk, from, nl);
+      }
     }
     if (start < chunk.length && !this.skipping) {
       const rest = chunk.subarray(start);
@@ -147,22 +226,38 @@ export class SkuListParser {
   }
 
   end(): SkuListVerdict {
-    if (this.pending && !this.skipping) this.take(this.pending);
+    if (this.pending && !this.skipping) this.take(this.pending, 0, this.pending.length);
     this.pending = null;
     return { count: this.count, errors: this.errors, errorCount: this.errorCount };
   }
 
-  private take(bytes: Buffer): void {
+  /** The line `bytes[from..to)` (without its newline). */
+  private take(bytes: Buffer, from: number, to: number): void {
     const line = ++this.line;
-    if (bytes.length > MAX_LINE_BYTES) return this.fail(line, `longer than ${MAX_LINE_BYTES} bytes`);
-    const text = bytes.toString('latin1').trim();
+    if (to - from > MAX_LINE_BYTES) return this.fail(line, `longer than ${MAX_LINE_BYTES} bytes`);
+    // The usual line, read from its bytes: no string, no match object. Any other line, valid or
+    // not, takes the general path below, which decides exactly as before.
+    const stock = this.format === 'ndjson' ? scanCompactJsonLine(bytes, from, to, this.name) : scanCsvLine(bytes, from, to, this.name);
+    if (stock >= 0) {
+      if (this.count >= this.maxSkus) return this.fail(line, `more than ${this.maxSkus} SKUs (MAX_SKUS)`);
+      this.count++;
+      if (this.errorCount > 0) return;
+      const start = this.name[0];
+      const end = this.name[1];
+      if (typeof this.sink === 'function') this.sink(bytes.toString('latin1', start, end), stock);
+      else this.sink.addBytes(bytes, start, end, stock);
+      return;
+    }
+    const text = bytes.toString('latin1', from, to).trim();
     if (text === '') return;
     if (this.format === 'csv' && line === 1 && text.replace(/\s/g, '').toLowerCase() === 'sku,stock') return;
     const entry = this.format === 'ndjson' ? parseJsonLine(text) : parseCsvLine(text);
     if (typeof entry === 'string') return this.fail(line, entry);
     if (this.count >= this.maxSkus) return this.fail(line, `more than ${this.maxSkus} SKUs (MAX_SKUS)`);
     this.count++;
-    if (this.errorCount === 0) this.sink(entry.sku, entry.stock);
+    if (this.errorCount > 0) return;
+    if (typeof this.sink === 'function') this.sink(entry.sku, entry.stock);
+    else this.sink.add(entry.sku, entry.stock);
   }
 
   private fail(line: number, message: string): void {
@@ -205,4 +300,78 @@ function parseCsvLine(text: string): { sku: string; stock: number } | string {
   const [sku = '', stock = ''] = fields.map((f) => f.trim());
   if (!CSV_STOCK.test(stock)) return `"stock" must be an integer from 0 to ${MAX_STOCK}`;
   return checked(sku, Number(stock));
+}
+
+// --- The fast path: the usual line, read from its bytes ---------------------------------------
+
+const QUOTE = 0x22;
+const COMMA = 0x2c;
+const CR = 0x0d;
+const DOT = 0x2e;
+const COMPACT_JSON_HEAD = Buffer.from('{"sku":"', 'latin1');
+const COMPACT_JSON_MIDDLE = Buffer.from('","stock":', 'latin1');
+const CLOSE_BRACE = 0x7d;
+
+/** A-Z a-z 0-9 . _ - (what SKU_PATTERN allows), by byte. */
+const SKU_BYTE = new Uint8Array(128);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-') SKU_BYTE[c.charCodeAt(0)] = 1;
+
+function startsWithAt(bytes: Uint8Array, at: number, to: number, expected: Uint8Array): boolean {
+  if (at + expected.length > to) return false;
+  for (let i = 0; i < expected.length; i++) if (bytes[at + i] !== expected[i]) return false;
+  return true;
+}
+
+/** A valid SKU name at bytes[start..]: its end, or -1. */
+function skuEnd(bytes: Uint8Array, start: number, limit: number): number {
+  let i = start;
+  while (i < limit && i - start < MAX_SKU_LENGTH && SKU_BYTE[bytes[i] as number] === 1) i++;
+  if (i === start || bytes[start] === DOT) return -1;
+  return i;
+}
+
+/** Digits at bytes[start..end) as a stock within MAX_STOCK, or -1. */
+function stockOf(bytes: Uint8Array, start: number, end: number): number {
+  if (end <= start || end - start > 10) return -1;
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const digit = (bytes[i] as number) - 0x30;
+    if (digit < 0 || digit > 9) return -1;
+    value = value * 10 + digit;
+  }
+  return value <= MAX_STOCK ? value : -1;
+}
+
+/** The end of the line `bytes[from..to)` without a trailing CR. */
+function contentEnd(bytes: Uint8Array, from: number, to: number): number {
+  return to > from && bytes[to - 1] === CR ? to - 1 : to;
+}
+
+/**
+ * `{"sku":"NAME","stock":DIGITS}` exactly (a CR at the end allowed): its stock, with the name's
+ * place in `name`; -1 for any other line (which the general path then reads).
+ */
+function scanCompactJsonLine(bytes: Uint8Array, from: number, to: number, name: [number, number]): number {
+  const end = contentEnd(bytes, from, to);
+  if (!startsWithAt(bytes, from, end, COMPACT_JSON_HEAD) || bytes[end - 1] !== CLOSE_BRACE) return -1;
+  const start = from + COMPACT_JSON_HEAD.length;
+  const nameEnd = skuEnd(bytes, start, end);
+  if (nameEnd < 0 || bytes[nameEnd] !== QUOTE || !startsWithAt(bytes, nameEnd, end, COMPACT_JSON_MIDDLE)) return -1;
+  const stock = stockOf(bytes, nameEnd + COMPACT_JSON_MIDDLE.length, end - 1);
+  if (stock < 0) return -1;
+  name[0] = start;
+  name[1] = nameEnd;
+  return stock;
+}
+
+/** `NAME,DIGITS` exactly (a CR at the end allowed): its stock, with the name's place; else -1. */
+function scanCsvLine(bytes: Uint8Array, from: number, to: number, name: [number, number]): number {
+  const end = contentEnd(bytes, from, to);
+  const nameEnd = skuEnd(bytes, from, end);
+  if (nameEnd < 0 || nameEnd >= end || bytes[nameEnd] !== COMMA) return -1;
+  const stock = stockOf(bytes, nameEnd + 1, end);
+  if (stock < 0) return -1;
+  name[0] = from;
+  name[1] = nameEnd;
+  return stock;
 }

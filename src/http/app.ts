@@ -29,13 +29,13 @@ export function createApp(deps: AppDeps): Express {
     next();
   });
   const ops = operations(deps.config);
-  // Routes go on the app itself, so a buy walks no nested router. The write gate runs inside each
-  // write's chain, after validation, so a bad request is refused on the replica it reached.
+  // Routes go on the app itself, so a buy walks no nested router and one layer (its route). The
+  // write gate runs inside each write's route, after validation, so a bad request is refused on
+  // the replica it reached. OPTIONS and 405s are answered after the routes.
   const routes = new OperationRouter(app, { adminToken: deps.config.adminToken, ...(deps.writeGate ? { writeGate: deps.writeGate } : {}) });
   // Built on first request, not at start: a worker listens sooner, and few ask for it.
   let document: string | null = null;
   const openApi = () => (document ??= JSON.stringify(openApiDocument(deps.config, ops)));
-  app.use(routes.answerOptions);
   const adminLock = deps.adminLock ?? new LocalAdminLock();
   // Hot routes first: Express tries each route in turn.
   v2Routes(routes, ops, deps, openApi);

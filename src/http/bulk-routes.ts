@@ -32,12 +32,18 @@ function formatOf(req: Request): SkuListFormat {
 export function bulkRoutes(routes: OperationRouter, ops: Operations, deps: AppDeps, lock: AdminLock): void {
   routes.add(ops.putSkusInBulk, async (_input, req, res) => {
     const skus = new StagedSkus();
-    const parser = new SkuListParser(formatOf(req), deps.config.maxSkus, (sku, stock) => skus.add(sku, stock));
-    for await (const chunk of req) parser.push(chunk as Buffer);
-    const { errors, errorCount } = parser.end();
-    if (errorCount > 0) throw new ServiceError('invalid_request', `${errorCount} bad line(s) in the SKU list; nothing was changed.`, { errors, errorCount });
-    await Promise.all(deps.dependencies.map((d) => d.check()));
-    const created = await lock.run(() => putSkus(deps.lanes, skus, deps.memoryAdmin ?? null));
-    res.status(200).json({ skus: skus.count, created });
+    try {
+      // Lines go straight into the compact staging, as bytes: no string or object per SKU.
+      const parser = new SkuListParser(formatOf(req), deps.config.maxSkus, skus);
+      // Read as the parser goes: the async iterator pauses the request between chunks.
+      for await (const chunk of req) parser.push(chunk as Buffer);
+      const { errors, errorCount } = parser.end();
+      if (errorCount > 0) throw new ServiceError('invalid_request', `${errorCount} bad line(s) in the SKU list; nothing was changed.`, { errors, errorCount });
+      await Promise.all(deps.dependencies.map((d) => d.check()));
+      const created = await lock.run(() => putSkus(deps.lanes, skus, deps.memoryAdmin ?? null));
+      res.status(200).json({ skus: skus.count, created });
+    } finally {
+      skus.release();
+    }
   });
 }

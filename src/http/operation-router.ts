@@ -8,7 +8,7 @@
  * answers 405 with `Allow`; OPTIONS answers 204 with it.
  */
 import { timingSafeEqual } from 'node:crypto';
-import express, { type IRouter, type Request, type RequestHandler, type Response } from 'express';
+import express, { type IRouter, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { z } from 'zod';
 import { ServiceError } from '../errors.js';
 import { parseIdempotencyKey, parseWith, type OperationSpec } from './contract.js';
@@ -39,7 +39,6 @@ interface KnownPath {
 }
 
 const OPERATION = 'operation';
-const INPUT = 'input';
 
 /** The operation a request was routed to (set before anything can fail), for the error handler. */
 export function operationOf(res: Response): OperationSpec | undefined {
@@ -48,44 +47,81 @@ export function operationOf(res: Response): OperationSpec | undefined {
 
 export class OperationRouter {
   private readonly paths: KnownPath[] = [];
-  private readonly requireAdmin: RequestHandler;
-  private readonly jsonBody = jsonBody(express.json({ limit: JSON_BODY_LIMIT, strict: false }));
+  private readonly adminRefusal: (req: Request) => ServiceError | null;
+  private readonly parseJson = express.json({ limit: JSON_BODY_LIMIT, strict: false });
 
   /**
    * @param target where the routes are registered: the app itself, so a buy walks no nested
-   *   router (mount `answerOptions` on it first, `methodNotAllowed` after the routes).
+   *   router (mount `methodNotAllowed` on it after the routes).
    */
   constructor(
     private readonly target: IRouter,
     private readonly options: OperationRouterOptions,
   ) {
-    this.requireAdmin = adminCheck(options.adminToken);
+    this.adminRefusal = adminCheck(options.adminToken);
   }
 
+  /**
+   * One Express route per operation, with one handler that runs the steps in order (token, body,
+   * validation, write gate, handler): a request walks one layer instead of a layer per step.
+   */
   add<O extends OperationSpec>(op: O, handler: Handler<O>): void {
-    const chain: RequestHandler[] = [
-      (_req, res, next) => {
-        res.locals[OPERATION] = op;
-        next();
-      },
-    ];
-    if (op.admin) chain.push(this.requireAdmin);
-    if (op.body) chain.push(this.jsonBody);
-    if (op.streamedBody) chain.push(streamedBodyCheck(Object.keys(op.streamedBody)));
-    chain.push((req, res, next) => {
-      const input: { readonly params: unknown; readonly body: unknown; readonly idempotencyKey: string | null } = {
-        params: op.params ? parseWith(op.params, req.params, 'invalid_request') : {},
-        // No body at all leaves req.body undefined; a JSON `null` is a body, and not an object.
-        body: op.body ? parseWith(op.body.schema, req.body === undefined && !op.body.required ? {} : req.body, 'invalid_request') : undefined,
-        idempotencyKey: op.idempotencyKey ? parseIdempotencyKey(req.headers['idempotency-key'] as string | undefined) : null,
-      };
-      res.locals[INPUT] = input;
-      next();
-    });
-    if (op.method !== 'get' && this.options.writeGate) chain.push(this.options.writeGate);
-    chain.push((req, res) => handler(res.locals[INPUT] as Input<O>, req, res));
+    const admin = op.admin ? this.adminRefusal : null;
+    const streamed = op.streamedBody ? streamedBodyRefusal(Object.keys(op.streamedBody)) : null;
+    const parseJson = op.body ? this.parseJson : null;
+    const gate = op.method !== 'get' ? (this.options.writeGate ?? null) : null;
+    const body = op.body;
+    // The answer to "no body" is the same every time (defaults applied): computed once, on first use.
+    let bodyOfNothing: unknown;
+    const params = op.params ? new ParsedParams(op.params) : null;
+
+    /** Express 5's rule for a handler: a throw or a rejected promise goes to the error handler. */
+    const invoke = (input: Input<O>, req: Request, res: Response, next: NextFunction): void => {
+      let result: void | Promise<void>;
+      try {
+        result = handler(input, req, res);
+      } catch (error) {
+        return next(error);
+      }
+      if (result instanceof Promise) result.then(undefined, (error: unknown) => next(error ?? new Error('Rejected promise')));
+    };
+
+    const validated = (req: Request, res: Response, next: NextFunction): void => {
+      let input: Input<O>;
+      try {
+        input = {
+          params: (params ? params.parse(req.params) : {}) as ParamsOf<O>,
+          // No body at all leaves req.body undefined; a JSON `null` is a body, and not an object.
+          body: (body
+            ? req.body === undefined && !body.required
+              ? (bodyOfNothing ??= Object.freeze(parseWith(body.schema, {}, 'invalid_request')))
+              : parseWith(body.schema, req.body, 'invalid_request')
+            : undefined) as BodyOf<O>,
+          idempotencyKey: op.idempotencyKey ? parseIdempotencyKey(req.headers['idempotency-key'] as string | undefined) : null,
+        };
+      } catch (error) {
+        return next(error);
+      }
+      // The write gate runs after validation, so a bad request is refused on the replica it reached.
+      if (gate === null) return invoke(input, req, res, next);
+      gate(req, res, (error?: unknown) => (error ? next(error) : invoke(input, req, res, next)));
+    };
+
+    const route: RequestHandler = (req, res, next) => {
+      res.locals[OPERATION] = op;
+      const refusal = admin?.(req) ?? streamed?.(req) ?? null;
+      if (refusal !== null) return next(refusal);
+      // A request without a body (the usual buy) skips the parser. A body in another format would
+      // be silently ignored by express.json: refuse it, and a repeated Content-Type (which one
+      // the client meant is anyone's guess).
+      if (parseJson !== null && hasBody(req)) {
+        if (!req.is('application/json') || repeated(req, 'content-type')) return next(new ServiceError('unsupported_media_type'));
+        return parseJson(req, res, (error?: unknown) => (error ? next(error) : validated(req, res, next)));
+      }
+      validated(req, res, next);
+    };
     // A literal `:` (as in `skus:bulk`) is escaped: Express would read it as a parameter.
-    this.target[op.method](op.path.replace(/:/g, '\\:').replace(/\{(\w+)\}/g, ':$1'), ...chain);
+    this.target[op.method](op.path.replace(/:/g, '\\:').replace(/\{(\w+)\}/g, ':$1'), route);
     this.remember(op);
   }
 
@@ -96,19 +132,19 @@ export class OperationRouter {
     return known?.operations.find((op) => op.method === wanted);
   }
 
-  /** OPTIONS on a known path: 204 with `Allow` (mounted before the routes, so Express's own answer never runs). */
-  readonly answerOptions: RequestHandler = (req, res, next) => {
-    if (req.method !== 'OPTIONS') return next();
-    const known = this.paths.find((p) => p.pattern.test(req.path));
-    if (!known) return next();
-    res.status(204).setHeader('Allow', known.allow);
-    res.end();
-  };
-
-  /** After the routes: a known path reached with another method is a 405 with `Allow`. */
+  /**
+   * After the routes: on a known path, OPTIONS answers 204 with `Allow` (no route declares
+   * OPTIONS, so every one reaches this layer, and Express's own answer never runs) and any other
+   * undeclared method is a 405 with `Allow`. Mounted after the routes rather than before them, so
+   * a buy does not walk one more layer to learn it is not an OPTIONS.
+   */
   readonly methodNotAllowed: RequestHandler = (req, res, next) => {
     const known = this.paths.find((p) => p.pattern.test(req.path));
     if (!known) return next(new ServiceError('not_found'));
+    if (req.method === 'OPTIONS') {
+      res.status(204).setHeader('Allow', known.allow);
+      return void res.end();
+    }
     res.setHeader('Allow', known.allow);
     next(new ServiceError('method_not_allowed', `${req.method} is not allowed here; use ${known.allow}.`, { allow: known.allow.split(', ') }));
   };
@@ -128,18 +164,54 @@ export class OperationRouter {
   }
 }
 
+/** Distinct valid parameter sets remembered per operation; past it, the memory starts afresh. */
+const PARSED_PARAMS_KEPT = 4096;
+
+/**
+ * An operation's path parameters, validated by its schema — and remembered once valid: a flash
+ * sale sends the same few (lane, SKU) pairs again and again, and a lookup costs a tenth of a zod
+ * parse. The schemas are pure (the same input always gives the same output), so a remembered
+ * answer is the parse's own; only valid sets are kept, so every refusal still comes from the
+ * schema. The key is collision-free: every value but the last is prefixed with its length.
+ */
+class ParsedParams<S extends z.ZodObject> {
+  private readonly names: readonly string[];
+  private readonly known = new Map<string, Readonly<z.output<S>>>();
+
+  constructor(private readonly schema: S) {
+    this.names = Object.keys(schema.shape);
+  }
+
+  parse(values: Readonly<Record<string, unknown>>): Readonly<z.output<S>> {
+    let key = '';
+    const last = this.names.length - 1;
+    for (let i = 0; i <= last; i++) {
+      const value = values[this.names[i] as string];
+      // Anything but a string (Express gives strings) is left to the schema alone.
+      if (typeof value !== 'string') return parseWith(this.schema, values, 'invalid_request');
+      key += i === last ? value : `${value.length}:${value}`;
+    }
+    const known = this.known.get(key);
+    if (known !== undefined) return known;
+    const parsed = Object.freeze(parseWith(this.schema, values, 'invalid_request'));
+    if (this.known.size >= PARSED_PARAMS_KEPT) this.known.clear();
+    this.known.set(key, parsed);
+    return parsed;
+  }
+}
+
 /**
  * `Authorization: Bearer $ADMIN_TOKEN`, compared in constant time. A repeated Authorization header
  * is refused outright: Node keeps only the first, a proxy in front might honour the other.
  */
-function adminCheck(token: string | null): RequestHandler {
+function adminCheck(token: string | null): (req: Request) => ServiceError | null {
   const expected = token === null ? null : Buffer.from(token);
-  return (req, _res, next) => {
-    if (expected === null) return next(new ServiceError('admin_disabled'));
+  return (req) => {
+    if (expected === null) return new ServiceError('admin_disabled');
     const header = req.headers.authorization ?? '';
     const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '');
-    if (given.length !== expected.length || !timingSafeEqual(given, expected) || repeated(req, 'authorization')) return next(new ServiceError('unauthorized'));
-    next();
+    if (given.length !== expected.length || !timingSafeEqual(given, expected) || repeated(req, 'authorization')) return new ServiceError('unauthorized');
+    return null;
   };
 }
 
@@ -160,24 +232,11 @@ function hasBody(req: Request): boolean {
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0' && Number(length) > 0);
 }
 
-/**
- * A body in any other format would be silently ignored by express.json; refuse it instead. So is
- * a repeated Content-Type: which one the client meant is anyone's guess. A request without a body
- * (the usual buy) skips the parser altogether.
- */
-function jsonBody(parse: RequestHandler): RequestHandler {
-  return (req, res, next) => {
-    if (!hasBody(req)) return next();
-    if (!req.is('application/json') || repeated(req, 'content-type')) return next(new ServiceError('unsupported_media_type'));
-    parse(req, res, next);
-  };
-}
-
 /** A streamed body the handler reads itself: it must be there, in one of the declared media types. */
-function streamedBodyCheck(types: readonly string[]): RequestHandler {
-  return (req, _res, next) => {
-    if (!req.is(types as string[]) || repeated(req, 'content-type')) return next(new ServiceError('unsupported_media_type', `Send the body as ${types.join(' or ')}.`));
-    if (!hasBody(req)) return next(new ServiceError('invalid_request', 'The request needs a body.'));
-    next();
+function streamedBodyRefusal(types: readonly string[]): (req: Request) => ServiceError | null {
+  return (req) => {
+    if (!req.is(types as string[]) || repeated(req, 'content-type')) return new ServiceError('unsupported_media_type', `Send the body as ${types.join(' or ')}.`);
+    if (!hasBody(req)) return new ServiceError('invalid_request', 'The request needs a body.');
+    return null;
   };
 }

@@ -55,6 +55,11 @@ export abstract class MemoryLane implements Lane {
     return this.stock.ensure(sku, stock).created;
   }
 
+  /** The same, for a name given as bytes (`bytes[start..end)`, a valid SKU): no string made. */
+  createIfNewFromBytes(bytes: Uint8Array, start: number, end: number, stock: number): boolean {
+    return this.stock.createFromBytes(bytes, start, end, stock);
+  }
+
   async restock(sku: string, quantity: number): Promise<StockLevel | null> {
     const slot = this.stock.slotOf(sku);
     if (slot < 0) return null;

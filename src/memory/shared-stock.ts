@@ -92,6 +92,16 @@ function hashSku(sku: string): number {
   return h >>> 0;
 }
 
+/** The same hash over a name's bytes (ASCII: byte = code unit). */
+function hashSkuBytes(bytes: Uint8Array, start: number, end: number): number {
+  let h = 0x811c9dc5;
+  for (let i = start; i < end; i++) {
+    h ^= bytes[i] as number;
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
 /**
  * A futex-style mutex on one Int32 word (Drepper's "Futexes Are Tricky", mutex 2):
  * 0 = free, 1 = taken, 2 = taken with sleepers. Worker threads sleep with Atomics.wait; the main
@@ -211,7 +221,11 @@ export class SharedStock {
 
   /** The slot of `sku`, or -1. Lock-free: runs on every buy. */
   slotOf(sku: string): number {
-    let i = hashSku(sku) & this.indexMask;
+    return this.slotWithHash(sku, hashSku(sku));
+  }
+
+  private slotWithHash(sku: string, hash: number): number {
+    let i = hash & this.indexMask;
     for (;;) {
       const entry = Atomics.load(this.index, i);
       if (entry === 0) return -1;
@@ -232,33 +246,79 @@ export class SharedStock {
    * whether it was created. Creation is serialised by the table mutex; lookups never wait for it.
    */
   ensure(sku: string, stock: number): { slot: number; created: boolean } {
-    const found = this.slotOf(sku);
+    // Hashed once: a bulk load of a million SKUs spends a good part of its time here.
+    const hash = hashSku(sku);
+    const found = this.slotWithHash(sku, hash);
     if (found >= 0) return { slot: found, created: false };
     lockWord(this.header, H_TABLE_MUTEX);
     try {
-      const again = this.slotOf(sku);
+      const again = this.slotWithHash(sku, hash);
       if (again >= 0) return { slot: again, created: false };
-      const slot = Atomics.load(this.header, H_COUNT);
-      if (slot >= this.capacity) throw new SkuTableFullError(this.capacity);
-      const start = Atomics.load(this.header, H_KEY_BYTES_USED);
-      for (let c = 0; c < sku.length; c++) this.keys[start + c] = sku.charCodeAt(c);
-      Atomics.store(this.header, H_KEY_BYTES_USED, start + sku.length);
-      this.keyAt[slot] = start;
-      this.keyLen[slot] = sku.length;
-      for (const lane of MEMORY_LANES) {
-        const w = this.laneWords[lane];
-        const base = slot * STRIDE;
-        Atomics.store(w, base + REMAINING, stock);
-        Atomics.store(w, base + INITIAL, stock);
-        this.markDirty(lane, slot);
-      }
-      let i = hashSku(sku) & this.indexMask;
-      while (Atomics.load(this.index, i) !== 0) i = (i + 1) & this.indexMask;
-      Atomics.store(this.header, H_COUNT, slot + 1);
-      Atomics.store(this.index, i, slot + 1);
-      return { slot, created: true };
+      return { slot: this.insertLocked(sku, 0, sku.length, hash, stock), created: true };
     } finally {
       unlockWord(this.header, H_TABLE_MUTEX);
+    }
+  }
+
+  /**
+   * Add a name known to be absent, under the table mutex: `name` as a string, or as bytes
+   * `name[start..end)`. Its key and counters are written first, its index entry last.
+   */
+  private insertLocked(name: string | Uint8Array, start: number, end: number, hash: number, stock: number): number {
+    const slot = Atomics.load(this.header, H_COUNT);
+    if (slot >= this.capacity) throw new SkuTableFullError(this.capacity);
+    const length = end - start;
+    const keyStart = Atomics.load(this.header, H_KEY_BYTES_USED);
+    if (typeof name === 'string') for (let c = 0; c < length; c++) this.keys[keyStart + c] = name.charCodeAt(start + c);
+    else for (let c = 0; c < length; c++) this.keys[keyStart + c] = name[start + c] as number;
+    Atomics.store(this.header, H_KEY_BYTES_USED, keyStart + length);
+    this.keyAt[slot] = keyStart;
+    this.keyLen[slot] = length;
+    for (const lane of MEMORY_LANES) {
+      const w = this.laneWords[lane];
+      const base = slot * STRIDE;
+      Atomics.store(w, base + REMAINING, stock);
+      Atomics.store(w, base + INITIAL, stock);
+      this.markDirty(lane, slot);
+    }
+    let i = hash & this.indexMask;
+    while (Atomics.load(this.index, i) !== 0) i = (i + 1) & this.indexMask;
+    Atomics.store(this.header, H_COUNT, slot + 1);
+    Atomics.store(this.index, i, slot + 1);
+    return slot;
+  }
+
+  /**
+   * `ensure` for a name given as bytes (`bytes[start..end)`, a valid SKU): whether it was created.
+   * A bulk load of a million SKUs makes no string for a name the table does not have yet.
+   */
+  createFromBytes(bytes: Uint8Array, start: number, end: number, stock: number): boolean {
+    const hash = hashSkuBytes(bytes, start, end);
+    if (this.slotOfBytes(bytes, start, end, hash) >= 0) return false;
+    lockWord(this.header, H_TABLE_MUTEX);
+    try {
+      if (this.slotOfBytes(bytes, start, end, hash) >= 0) return false;
+      this.insertLocked(bytes, start, end, hash, stock);
+      return true;
+    } finally {
+      unlockWord(this.header, H_TABLE_MUTEX);
+    }
+  }
+
+  private slotOfBytes(bytes: Uint8Array, start: number, end: number, hash: number): number {
+    const length = end - start;
+    let i = hash & this.indexMask;
+    for (;;) {
+      const entry = Atomics.load(this.index, i);
+      if (entry === 0) return -1;
+      const slot = entry - 1;
+      if (this.keyLen[slot] === length) {
+        const at = this.keyAt[slot] ?? 0;
+        let c = 0;
+        while (c < length && this.keys[at + c] === bytes[start + c]) c++;
+        if (c === length) return slot;
+      }
+      i = (i + 1) & this.indexMask;
     }
   }
 

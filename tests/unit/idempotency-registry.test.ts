@@ -65,4 +65,56 @@ describe('IdempotencyRegistry', () => {
     reachable = true;
     expect(await registry.claim('other', 'atomic/A/1')).toEqual({ kind: 'new' });
   });
+
+  test('a full registry evicts in O(1) per claim however long the churn, and an evicted key is still found in the durable record', async () => {
+    const maxKeys = 200;
+    const recorded = new Map<string, { fingerprint: string; response: typeof answer }>();
+    let lookups = 0;
+    const registry = new IdempotencyRegistry(60_000, maxKeys);
+    registry.useDurableAnswers({
+      covers: () => true,
+      find: async (key) => {
+        lookups++;
+        return recorded.get(key) ?? null;
+      },
+    });
+    // Slow buys: claims that stay in flight at the head of the queue the whole time.
+    for (let i = 0; i < 20; i++) await registry.claim(`slow-${i}`, 'x');
+    let made = 0;
+    let notNew = 0;
+    /** `count` keyed buys: claimed and answered, one in three failing and released instead. */
+    const churn = async (count: number): Promise<void> => {
+      for (let i = 0; i < count; i++, made++) {
+        const key = `k-${made}`;
+        if ((await registry.claim(key, 'x')).kind !== 'new') notNew++;
+        if (made % 3 === 2) {
+          await registry.release(key);
+        } else {
+          recorded.set(key, { fingerprint: 'x', response: answer });
+          await registry.complete(key, answer);
+        }
+      }
+    };
+    await churn(2 * maxKeys); // full from here on
+    const costOf = async (count: number): Promise<number> => {
+      const before = registry.evictionSteps;
+      await churn(count);
+      return (registry.evictionSteps - before) / count;
+    };
+    const early = await costOf(5 * maxKeys);
+    const late = await costOf(50 * maxKeys);
+    // Records looked at per claim: about one evicted and one where the walk stops, plus the stale
+    // records of released claims and the slow claims coming round once per lap — never the churn.
+    expect(notNew).toBe(0);
+    expect(early).toBeLessThan(4);
+    expect(late).toBeLessThan(4);
+    expect(registry.size).toBeLessThanOrEqual(maxKeys);
+    expect(registry.queued).toBeLessThanOrEqual(3 * maxKeys + 1024);
+    for (let i = 0; i < 20; i++) expect((await registry.claim(`slow-${i}`, 'x')).kind).toBe('in_progress');
+    // Memory dropped the first keys long ago; their sales are still answered from the record.
+    const before = lookups;
+    expect(await registry.claim('k-0', 'x')).toEqual({ kind: 'replay', response: answer });
+    expect(await registry.claim('k-2', 'x')).toEqual({ kind: 'new' }); // released: never sold
+    expect(lookups - before).toBe(2);
+  });
 });

@@ -28,6 +28,34 @@ test('every split into chunks gives the same entries and line numbers', () => {
   for (const chunk of [1, 5, 100]) expect(parse('csv', csv, chunk)).toMatchObject({ entries: [['A', 1], ['B', 2], ['C', 3]], errorCount: 0, count: 3 });
 });
 
+test('the usual line, read from its bytes, is decided exactly as the same line written otherwise', () => {
+  const names = ['A', 'a.b_c-9', '-x', '_', '.a', 'a.', 'X'.repeat(32), 'X'.repeat(33), 'a b', 'é', ''];
+  const stocks = ['0', '7', '007', String(MAX_STOCK), String(MAX_STOCK + 1), '12345678901', '', '-1', '1e3', '1.5'];
+  /** What the list decides, through a function sink and through the staging (bytes) sink. */
+  const verdict = (format: SkuListFormat, line: string) => {
+    const viaFunction = parse(format, line, line.length + 1);
+    const staged = new StagedSkus(16); // small blocks: this makes hundreds of stagings
+    const parser = new SkuListParser(format, 1000, staged);
+    parser.push(Buffer.from(line, 'latin1'));
+    const end = parser.end();
+    expect(staged.slice(0, staged.count)).toEqual(viaFunction.entries);
+    expect(end.errors).toEqual(viaFunction.errors);
+    return { entries: viaFunction.entries, errors: viaFunction.errors.map((e) => e.message) };
+  };
+  for (const name of names) {
+    for (const stock of stocks) {
+      // Compact (the fast path) and spaced (the general path) must agree, CRLF or not.
+      const compact = `{"sku":"${name}","stock":${stock}}`;
+      const spaced = `{ "sku" : "${name}" , "stock" : ${stock} }`;
+      expect(verdict('ndjson', compact)).toEqual(verdict('ndjson', spaced));
+      expect(verdict('ndjson', `${compact}\r`)).toEqual(verdict('ndjson', spaced));
+      expect(verdict('csv', `${name},${stock}`)).toEqual(verdict('csv', ` ${name} , ${stock} `));
+      expect(verdict('csv', `${name},${stock}\r`)).toEqual(verdict('csv', ` ${name} , ${stock} `));
+    }
+  }
+  expect(verdict('ndjson', '{"sku":"A","stock":7}')).toEqual({ entries: [['A', 7]], errors: [] });
+});
+
 test('entries stop reaching the sink after the first bad line, and at most 20 errors are described', () => {
   const lines = ['A,1', 'x', 'B,2', ...Array.from({ length: 30 }, () => 'bad')];
   const result = parse('csv', lines.join('\n'), 4);
@@ -38,7 +66,7 @@ test('entries stop reaching the sink after the first bad line, and at most 20 er
 });
 
 test('staging keeps every entry exactly, across blocks', () => {
-  const staged = new StagedSkus();
+  const staged = new StagedSkus(16_384);
   const expected: Array<[string, number]> = [];
   for (let i = 0; i < 40_000; i++) {
     const sku = `S${i}-${'x'.repeat(i % 25)}`.slice(0, 32);
@@ -49,4 +77,10 @@ test('staging keeps every entry exactly, across blocks', () => {
   for (const i of [0, 1, 16_383, 16_384, 16_385, 32_767, 32_768, 39_999]) expect([staged.sku(i), staged.stock(i)]).toEqual(expected[i]);
   expect(staged.slice(16_380, 16_390)).toEqual(expected.slice(16_380, 16_390));
   expect(() => staged.sku(40_000)).toThrow(RangeError);
+  // Released: its memory goes back at once, and it holds nothing.
+  staged.release();
+  expect(staged.count).toBe(0);
+  expect(() => staged.sku(0)).toThrow(RangeError);
+  staged.add('AGAIN', 5);
+  expect([staged.sku(0), staged.stock(0)]).toEqual(['AGAIN', 5]);
 });
