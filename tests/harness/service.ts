@@ -55,16 +55,20 @@ export async function startService(env: Record<string, string> = {}, options: { 
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = `http://127.0.0.1:${port}`;
 
+  // A service that exited will not become ready: stop waiting at once rather than at the timeout.
+  let exited = false;
+  void exit.then(() => (exited = true));
   try {
     await waitFor(
       async () => {
-        if (child.exitCode !== null) throw new Error(`service exited with ${child.exitCode}`);
+        if (exited || child.exitCode !== null) return true;
         const res = await fetch(`${url}/${options.until === 'alive' ? 'healthz' : 'readyz'}`);
         await res.arrayBuffer();
         return res.status === 200;
       },
       { timeoutMs: options.startTimeoutMs ?? 30_000, intervalMs: 50, message: `service on ${url} ${options.until === 'alive' ? 'alive' : 'ready'}` },
     );
+    if (exited || child.exitCode !== null) throw new Error(`service on ${url} exited with ${child.exitCode ?? child.signalCode} before it was ready`);
   } catch (error) {
     child.kill('SIGKILL');
     throw new Error(`${(error as Error).message}\n--- service output ---\n${output.slice(-4000)}`, { cause: error });
