@@ -60,6 +60,11 @@ interface Held {
   readonly slot: number;
   /** Units moved into memory in this epoch (granted − given back), as this replica knows it. */
   believed: number;
+  /**
+   * Units taken out of memory to give back whose update has not been confirmed: still published as
+   * this replica's, so no peer reads "0 here" before the pool shows them.
+   */
+  returning: number;
   lastChange: number;
   soldAtSample: number;
   sampledAt: number;
@@ -322,7 +327,7 @@ export class AllotmentController {
     let held = this.held.get(key);
     if (!held) {
       const { slot } = this.o.stock.ensure(sku, 0);
-      held = { lane, sku, slot, believed: 0, lastChange: monotonicMs(), soldAtSample: 0, sampledAt: monotonicMs(), rate: 0, doc: null };
+      held = { lane, sku, slot, believed: 0, returning: 0, lastChange: monotonicMs(), soldAtSample: 0, sampledAt: monotonicMs(), rate: 0, doc: null };
       this.held.set(key, held);
     }
     return held;
@@ -343,6 +348,7 @@ export class AllotmentController {
     } else if (surplus < 0) {
       this.o.log.error({ lane: held.lane, sku: held.sku, units: surplus }, 'allotments: memory holds more than the pool granted');
     }
+    held.returning = 0;
     this.uncertain.delete(levelKey(held.lane, held.sku));
   }
 
@@ -396,8 +402,10 @@ export class AllotmentController {
         const taken = await this.o.lanes[lane].release(sku, Number.MAX_SAFE_INTEGER);
         if (taken === 0) return;
         held.believed -= taken;
+        held.returning += taken;
         try {
           if (await this.store.giveBack(lane, sku, this.o.config.hostId, epoch, taken)) this.metrics.returned.labels(reason).inc(taken);
+          held.returning -= taken;
         } catch {
           // Landed or not: the next read of the document says, and the units come back if not.
           this.uncertain.add(levelKey(lane, sku));
@@ -423,6 +431,10 @@ export class AllotmentController {
     for (;;) {
       if (this.epoch === 0 || this.retaking) return errorAnswer(new ServiceError('dependency_unavailable', 'This replica is beginning a new allotment term; retry shortly.', { dependency: 'mongo' }));
       if (this.local(lane, sku).remaining >= quantity) return { kind: 'granted' };
+      // The peers' levels are read before the pool: a unit a peer handed back is either still in
+      // its level as read (it is published as its own until the pool has it) or in the pool as read after.
+      const heard = new Map<string, { remaining: number; epoch: number; ageMs: number } | null>();
+      for (const host of this.levels?.hosts() ?? []) heard.set(host, this.levels?.level(host, lane, sku) ?? null);
       const refilled = await this.refill(lane, sku, quantity - this.local(lane, sku).remaining);
       if (refilled === 'unknown_sku') return { kind: 'unknown_sku' };
       if (refilled !== 'empty') continue;
@@ -433,7 +445,7 @@ export class AllotmentController {
       for (const [field, allotment] of Object.entries(doc.allot)) {
         const host = hostOfField(field);
         if (host === this.o.config.hostId) continue;
-        const peer = this.levels?.level(host, lane, sku) ?? null;
+        const peer = heard.get(host) ?? null;
         if (!peer || peer.ageMs > FRESH_MS || peer.epoch !== allotment.epoch) othersKnown = false;
         else others += Math.min(peer.remaining, allotment.granted);
       }
@@ -467,14 +479,14 @@ export class AllotmentController {
           if (held) held.lastChange = now;
           if (!full) {
             const words = this.o.stock.words(lane);
-            updates.push([laneIndex, this.o.stock.skuAt(slot), Atomics.load(words, slot * STRIDE + REMAINING), Atomics.load(words, slot * STRIDE + INITIAL)]);
+            updates.push([laneIndex, this.o.stock.skuAt(slot), Atomics.load(words, slot * STRIDE + REMAINING) + (held?.returning ?? 0), Atomics.load(words, slot * STRIDE + INITIAL)]);
           }
         });
       });
       if (full) {
         for (const held of this.held.values()) {
           const { remaining, granted } = this.local(held.lane, held.sku);
-          updates.push([MEMORY_LANES.indexOf(held.lane), held.sku, remaining, granted]);
+          updates.push([MEMORY_LANES.indexOf(held.lane), held.sku, remaining + held.returning, granted]);
         }
       }
       if (updates.length > 0 || full) {

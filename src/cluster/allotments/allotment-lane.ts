@@ -53,7 +53,7 @@ export class AllotmentLane implements Lane {
         case 'unknown_sku':
           return UNKNOWN_SKU;
         case 'error':
-          raise(answer);
+          return raise(answer);
         default:
           throw new Error(`unexpected answer to replenish: ${answer.kind}`);
       }

@@ -86,6 +86,11 @@ export class PeerLevels {
     return { remaining: peer.levels.get(levelKey(lane, sku)) ?? 0, epoch: peer.epoch, ageMs };
   }
 
+  /** Every other replica ever heard from. */
+  hosts(): string[] {
+    return [...this.peers.keys()];
+  }
+
   /** How many other replicas were heard from within FRESH_MS. */
   liveCount(): number {
     const now = monotonicMs();
