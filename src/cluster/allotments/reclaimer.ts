@@ -99,7 +99,9 @@ export class Reclaimer {
         );
       }
     } catch {
-      // MongoDB unreachable: the next round tries again.
+      // MongoDB unreachable: the next round tries again. Silence is judged on a continuous watch
+      // only — a holder could not beat through the same outage — so the watch starts over.
+      this.observed.clear();
     } finally {
       this.watching = false;
     }
