@@ -517,6 +517,8 @@ export class AllotmentController {
       const sold = granted - remaining;
       const rate = Math.max(0, (sold - held.soldAtSample) / ((now - held.sampledAt) / 1000));
       held.rate = held.rate * 0.5 + rate * 0.5;
+      // A fading average never reaches zero by itself: below one unit a second the SKU is not selling.
+      if (held.rate < 1) held.rate = 0;
       held.soldAtSample = sold;
       held.sampledAt = now;
     }
@@ -524,8 +526,11 @@ export class AllotmentController {
       void this.giveBack(held.lane, held.sku, 'idle').catch(() => undefined);
       return;
     }
+    // Ahead of demand only while the SKU is selling now: a quiet SKU is refilled on demand, so
+    // units do not shuttle between the pool and an idle replica.
     const ahead = Math.ceil((held.rate * this.o.config.allotmentChunkMs) / 2000);
-    if (held.rate > 0 && remaining < ahead && (held.doc?.pool ?? 1) > 0 && !this.serialised.has(levelKey(held.lane, held.sku))) {
+    const selling = now - held.lastChange < 2 * this.o.config.allotmentChunkMs;
+    if (selling && held.rate > 0 && remaining < ahead && (held.doc?.pool ?? 1) > 0 && !this.serialised.has(levelKey(held.lane, held.sku))) {
       void this.refill(held.lane, held.sku, 1).catch(() => undefined);
     }
   }
@@ -537,6 +542,10 @@ export class AllotmentController {
    * others' from their last published level (or all they were granted, if they never said).
    */
   private async peek(lane: MemoryLaneName, sku: string): Promise<StockLevel | null> {
+    // Levels first, the pool after (as in `replenish`): a unit being handed back is in the level
+    // (published as the holder's own until the pool has it) or in the pool, never in neither.
+    const heard = new Map<string, { remaining: number; epoch: number; ageMs: number } | null>();
+    for (const host of this.levels?.hosts() ?? []) heard.set(host, this.levels?.level(host, lane, sku) ?? null);
     const doc = await this.store.read(lane, sku);
     if (!doc) return null;
     let remaining = doc.pool;
@@ -548,7 +557,7 @@ export class AllotmentController {
         remaining += this.local(lane, sku).remaining + Math.max(0, allotment.granted - believed);
         continue;
       }
-      const peer = this.levels?.level(host, lane, sku) ?? null;
+      const peer = heard.get(host) ?? null;
       if (peer && peer.epoch === allotment.epoch) {
         remaining += Math.min(peer.remaining, allotment.granted);
         oldestMs = Math.max(oldestMs, peer.ageMs);
