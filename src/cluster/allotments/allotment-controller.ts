@@ -29,7 +29,7 @@ import { Redis } from 'ioredis';
 import type { Db } from 'mongodb';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { MEMORY_LANES, type Config, type MemoryLaneName } from '../../config.js';
-import { ServiceError } from '../../errors.js';
+import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '../../errors.js';
 import type { IdempotencyRegistry } from '../../idempotency.js';
 import type { StockLevel } from '../../lanes/lane.js';
 import type { MemoryLane } from '../../lanes/memory-lane.js';
@@ -39,7 +39,7 @@ import { PREFIX } from '../../metrics.js';
 import { ClusterState, monotonicMs } from '../cluster-state.js';
 import { Fence, replicaStream } from '../ledger/ledger.js';
 import { GlobalKeyClaims } from './global-keys.js';
-import { FRESH_MS, FULL_EVERY_MS, PeerLevels, allotmentChannel, levelKey, type LevelUpdate } from './levels.js';
+import { FRESH_MS, FULL_EVERY_MS, PeerLevels, allotmentChannel, levelKey, type LevelUpdate, type PeerLevel } from './levels.js';
 import { hostField, hostOfField, type PoolDocument, PoolStore } from './pool-store.js';
 import type { AllotmentAnswer, AllotmentRequest } from './protocol.js';
 import { Reclaimer } from './reclaimer.js';
@@ -60,11 +60,6 @@ interface Held {
   readonly slot: number;
   /** Units moved into memory in this epoch (granted − given back), as this replica knows it. */
   believed: number;
-  /**
-   * Units taken out of memory to give back whose update has not been confirmed: still published as
-   * this replica's, so no peer reads "0 here" before the pool shows them.
-   */
-  returning: number;
   lastChange: number;
   soldAtSample: number;
   sampledAt: number;
@@ -116,6 +111,7 @@ export class AllotmentController {
     heldElsewhere: Counter<'lane'>;
     staleness: Gauge;
     terms: Counter;
+    drainedAt: Gauge;
   };
 
   constructor(private readonly o: AllotmentControllerOptions) {
@@ -169,6 +165,11 @@ export class AllotmentController {
       staleness: new Gauge({
         name: `${PREFIX}allotment_peek_staleness_seconds`,
         help: 'Age of the oldest peer level the last global Peek counted (0: every holder was this replica).',
+        registers,
+      }),
+      drainedAt: new Gauge({
+        name: `${PREFIX}allotment_pool_drained_timestamp_seconds`,
+        help: 'Unix time when this replica last took the last units of a pool (the last chunk of a sale): with the time of the last sale, how long the end of a sale took.',
         registers,
       }),
       terms: new Counter({ name: `${PREFIX}allotment_terms_total`, help: 'Terms this replica began on its ledger stream (start, and after being fenced).', registers }),
@@ -327,7 +328,7 @@ export class AllotmentController {
     let held = this.held.get(key);
     if (!held) {
       const { slot } = this.o.stock.ensure(sku, 0);
-      held = { lane, sku, slot, believed: 0, returning: 0, lastChange: monotonicMs(), soldAtSample: 0, sampledAt: monotonicMs(), rate: 0, doc: null };
+      held = { lane, sku, slot, believed: 0, lastChange: monotonicMs(), soldAtSample: 0, sampledAt: monotonicMs(), rate: 0, doc: null };
       this.held.set(key, held);
     }
     return held;
@@ -348,7 +349,6 @@ export class AllotmentController {
     } else if (surplus < 0) {
       this.o.log.error({ lane: held.lane, sku: held.sku, units: surplus }, 'allotments: memory holds more than the pool granted');
     }
-    held.returning = 0;
     this.uncertain.delete(levelKey(held.lane, held.sku));
   }
 
@@ -371,7 +371,9 @@ export class AllotmentController {
         try {
           taken = await this.store.take(lane, sku, this.o.config.hostId, epoch, (doc) => (held ? this.chunkFor(held, doc, quantity) : Math.max(quantity, Math.min(MIN_CHUNK, Math.ceil(doc.pool / 6)))));
         } catch (error) {
+          // The grant may have landed: the next read reconciles it. The buy itself changed nothing.
           this.uncertain.add(levelKey(lane, sku));
+          if (error instanceof OutcomeUnknownError) throw new DependencyUnavailableError('mongo', 'could not take units from the pool');
           throw error;
         }
         if (taken === null) return 'unknown_sku';
@@ -384,6 +386,7 @@ export class AllotmentController {
         mine.believed += taken.granted;
         mine.doc = { ...taken.doc, pool: taken.doc.pool - taken.granted };
         this.metrics.granted.labels(lane).inc(taken.granted);
+        if (taken.doc.pool === taken.granted) this.metrics.drainedAt.set(Date.now() / 1000);
         return 'granted';
       } finally {
         this.refillsInFlight--;
@@ -402,10 +405,8 @@ export class AllotmentController {
         const taken = await this.o.lanes[lane].release(sku, Number.MAX_SAFE_INTEGER);
         if (taken === 0) return;
         held.believed -= taken;
-        held.returning += taken;
         try {
           if (await this.store.giveBack(lane, sku, this.o.config.hostId, epoch, taken)) this.metrics.returned.labels(reason).inc(taken);
-          held.returning -= taken;
         } catch {
           // Landed or not: the next read of the document says, and the units come back if not.
           this.uncertain.add(levelKey(lane, sku));
@@ -431,9 +432,10 @@ export class AllotmentController {
     for (;;) {
       if (this.epoch === 0 || this.retaking) return errorAnswer(new ServiceError('dependency_unavailable', 'This replica is beginning a new allotment term; retry shortly.', { dependency: 'mongo' }));
       if (this.local(lane, sku).remaining >= quantity) return { kind: 'granted' };
-      // The peers' levels are read before the pool: a unit a peer handed back is either still in
-      // its level as read (it is published as its own until the pool has it) or in the pool as read after.
-      const heard = new Map<string, { remaining: number; epoch: number; ageMs: number } | null>();
+      // What each peer has sold is read before the document: a peer's unsold units are what the
+      // document says it holds less what it had sold by then (a lower bound on its sales, so never
+      // an undercount of what is left), whatever grants or give-backs landed in between.
+      const heard = new Map<string, PeerLevel | null>();
       for (const host of this.levels?.hosts() ?? []) heard.set(host, this.levels?.level(host, lane, sku) ?? null);
       const refilled = await this.refill(lane, sku, quantity - this.local(lane, sku).remaining);
       if (refilled === 'unknown_sku') return { kind: 'unknown_sku' };
@@ -447,7 +449,7 @@ export class AllotmentController {
         if (host === this.o.config.hostId) continue;
         const peer = heard.get(host) ?? null;
         if (!peer || peer.ageMs > FRESH_MS || peer.epoch !== allotment.epoch) othersKnown = false;
-        else others += Math.min(peer.remaining, allotment.granted);
+        else others += Math.max(0, allotment.granted - peer.sold);
       }
       const mine = this.local(lane, sku).remaining;
       if (othersKnown && others + mine + doc.pool < quantity) return { kind: 'sold_out', remaining: others + mine + doc.pool };
@@ -479,14 +481,14 @@ export class AllotmentController {
           if (held) held.lastChange = now;
           if (!full) {
             const words = this.o.stock.words(lane);
-            updates.push([laneIndex, this.o.stock.skuAt(slot), Atomics.load(words, slot * STRIDE + REMAINING) + (held?.returning ?? 0), Atomics.load(words, slot * STRIDE + INITIAL)]);
+            updates.push([laneIndex, this.o.stock.skuAt(slot), Atomics.load(words, slot * STRIDE + INITIAL) - Atomics.load(words, slot * STRIDE + REMAINING)]);
           }
         });
       });
       if (full) {
         for (const held of this.held.values()) {
           const { remaining, granted } = this.local(held.lane, held.sku);
-          updates.push([MEMORY_LANES.indexOf(held.lane), held.sku, remaining + held.returning, granted]);
+          updates.push([MEMORY_LANES.indexOf(held.lane), held.sku, granted - remaining]);
         }
       }
       if (updates.length > 0 || full) {
@@ -538,13 +540,15 @@ export class AllotmentController {
   // ---- reads and admin --------------------------------------------------------------------------
 
   /**
-   * The global view: the pool, plus what each holder has left — this replica's from memory, the
-   * others' from their last published level (or all they were granted, if they never said).
+   * The global view: the pool, plus what each holder has left — what the document says it was
+   * granted less what it has sold: this replica's sales from memory, the others' as they last
+   * published them (none, if they never said: all they hold counts as unsold).
    */
   private async peek(lane: MemoryLaneName, sku: string): Promise<StockLevel | null> {
-    // Levels first, the pool after (as in `replenish`): a unit being handed back is in the level
-    // (published as the holder's own until the pool has it) or in the pool, never in neither.
-    const heard = new Map<string, { remaining: number; epoch: number; ageMs: number } | null>();
+    // Sales first, the document after (as in `replenish`): grants and give-backs are all in the
+    // document, and a peer's sales only grow, so a quiet cluster reads exactly, and a selling one
+    // at worst counts a peer's sales since its last publication as still unsold.
+    const heard = new Map<string, PeerLevel | null>();
     for (const host of this.levels?.hosts() ?? []) heard.set(host, this.levels?.level(host, lane, sku) ?? null);
     const doc = await this.store.read(lane, sku);
     if (!doc) return null;
@@ -553,13 +557,13 @@ export class AllotmentController {
     for (const [field, allotment] of Object.entries(doc.allot)) {
       const host = hostOfField(field);
       if (host === this.o.config.hostId && allotment.epoch === this.epoch) {
-        const believed = this.held.get(levelKey(lane, sku))?.believed ?? 0;
-        remaining += this.local(lane, sku).remaining + Math.max(0, allotment.granted - believed);
+        const { remaining: left, granted } = this.local(lane, sku);
+        remaining += Math.max(0, allotment.granted - (granted - left));
         continue;
       }
       const peer = heard.get(host) ?? null;
       if (peer && peer.epoch === allotment.epoch) {
-        remaining += Math.min(peer.remaining, allotment.granted);
+        remaining += Math.max(0, allotment.granted - peer.sold);
         oldestMs = Math.max(oldestMs, peer.ageMs);
       } else remaining += allotment.granted;
     }

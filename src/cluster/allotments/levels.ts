@@ -1,6 +1,6 @@
 /**
  * What every replica holds, over Redis pub/sub: each replica publishes the levels of its own
- * allotments (units left and units granted, per lane and SKU) — what changed every
+ * allotments (units sold this term, per lane and SKU) — what changed every
  * SYNC_INTERVAL_MS, and everything every FULL_EVERY_MS, which doubles as its sign of life — and
  * hears everybody else's. The same channel carries release requests: a replica whose allotment
  * and the pool are empty asks the holders of a SKU to hand their spare units back to the pool.
@@ -18,15 +18,20 @@ export const FULL_EVERY_MS = 250;
 /** A peer not heard from for this long is unknown: what it holds may be more than it said. */
 export const FRESH_MS = 4 * FULL_EVERY_MS;
 
-/** [lane index, sku, remaining, granted] */
-export type LevelUpdate = [number, string, number, number];
+/**
+ * [lane index, sku, units sold] from the replica's allotment this term. Sold, not what is left:
+ * sales only grow, so what a holder has left is what the pool document says it holds less its
+ * sales as last heard — never less than the truth, whatever grants or give-backs landed since.
+ */
+export type LevelUpdate = [number, string, number];
 
 type Message =
   | { readonly t: 'levels'; readonly host: string; readonly epoch: number; readonly full: boolean; readonly levels: LevelUpdate[] }
   | { readonly t: 'release'; readonly host: string; readonly lane: MemoryLaneName; readonly sku: string };
 
 export interface PeerLevel {
-  readonly remaining: number;
+  /** Units the peer has sold from its allotment this term. */
+  readonly sold: number;
   readonly epoch: number;
   /** Milliseconds since this peer was last heard from. */
   readonly ageMs: number;
@@ -83,7 +88,7 @@ export class PeerLevels {
     const peer = this.peers.get(host);
     if (!peer) return null;
     const ageMs = monotonicMs() - peer.heardAt;
-    return { remaining: peer.levels.get(levelKey(lane, sku)) ?? 0, epoch: peer.epoch, ageMs };
+    return { sold: peer.levels.get(levelKey(lane, sku)) ?? 0, epoch: peer.epoch, ageMs };
   }
 
   /** Every other replica ever heard from. */
@@ -119,9 +124,9 @@ export class PeerLevels {
     }
     if (message.epoch < peer.epoch) return; // a late message of an earlier term
     peer.heardAt = monotonicMs();
-    for (const [laneIndex, sku, remaining] of message.levels) {
+    for (const [laneIndex, sku, sold] of message.levels) {
       const lane = MEMORY_LANES[laneIndex];
-      if (lane) peer.levels.set(levelKey(lane, sku), remaining);
+      if (lane) peer.levels.set(levelKey(lane, sku), sold);
     }
   }
 }

@@ -15,7 +15,7 @@
  */
 import { MongoServerError, type Collection, type Db } from 'mongodb';
 import { MAX_STOCK, type MemoryLaneName } from '../../config.js';
-import { StockLimitError } from '../../errors.js';
+import { OutcomeUnknownError, StockLimitError } from '../../errors.js';
 import { bounded } from '../../mongo.js';
 
 export interface Allotment {
@@ -97,7 +97,7 @@ export class PoolStore {
       const decided = change(doc);
       if (!('update' in decided) || doc === null) return decided.result;
       const update = { ...decided.update, $inc: { ...(decided.update.$inc ?? {}), v: 1 } };
-      const swapped = await bounded(this.timeoutMs, () => this.docs.updateOne({ _id: doc._id, v: doc.v }, update));
+      const swapped = await this.swap(() => this.docs.updateOne({ _id: doc._id, v: doc.v }, update));
       if (swapped.matchedCount === 1) return decided.result;
     }
     throw new ContendedError(poolId(lane, sku));
@@ -145,13 +145,24 @@ export class PoolStore {
         const held = doc?.allot[field];
         if (!doc || !held || held.epoch >= below) return 0;
         const sold = Math.min(await soldOf(held.epoch), held.granted);
-        const swapped = await bounded(this.timeoutMs, () =>
-          this.docs.updateOne({ _id: doc._id, v: doc.v }, { $unset: { [`allot.${field}`]: '' }, $inc: { pool: held.granted - sold, settled: sold, v: 1 } }),
-        );
+        const swapped = await this.swap(() => this.docs.updateOne({ _id: doc._id, v: doc.v }, { $unset: { [`allot.${field}`]: '' }, $inc: { pool: held.granted - sold, settled: sold, v: 1 } }));
         if (swapped.matchedCount === 1) return held.granted - sold;
       }
       throw new ContendedError(poolId(lane, sku));
     })();
+  }
+
+  /**
+   * One compare-and-swap. An update that failed after it was sent (a timeout, a connection lost)
+   * may have landed: that is an unknown outcome (504 to an admin call; the controller reconciles
+   * its own grants and give-backs), not "nothing changed".
+   */
+  private async swap(update: () => Promise<{ matchedCount: number }>): Promise<{ matchedCount: number }> {
+    try {
+      return await bounded(this.timeoutMs, update);
+    } catch (error) {
+      throw new OutcomeUnknownError('mongo', `an allotment update got no answer (${error instanceof Error ? error.message : String(error)})`, false);
+    }
   }
 
   /** Add `quantity` to the pool and to what is on sale; null for no such SKU. */
