@@ -11,14 +11,17 @@
  *   its stream is fenced and sealed, the others sell them; its old epoch's writes are refused; woken
  *   up it begins a new term, and every replica's Peek converges to the ledgers' truth.
  * - A replica holding units is killed: the same, and a restarted one closes its own old allotment.
+ * - PUT of an existing SKU and reset while every replica sells it: each closes the allotments
+ *   handed out before it (fencing their holders); the checker judges the history.
  *
- * Budget: ~40-70 s on a quiet two-core machine (three clusters of three replicas).
+ * Budget: ~60-90 s on a quiet two-core machine (four clusters of three replicas).
  */
 import { MongoClient } from 'mongodb';
 import { MEMORY_LANES } from '../src/config.js';
 import { Fence, replicaStream } from '../src/cluster/ledger/ledger.js';
 import { checkHistory, describeResult, stateKey } from './checker/checker.js';
 import { HistoryRecorder, readLevel, type Level, type Target } from './checker/history.js';
+import { Workload, seededRandom } from './checker/workload.js';
 import { startMongo, startRedis, stopAll, type Dependency } from './harness/deps.js';
 import { waitFor } from './harness/wait.js';
 import { TestCluster, metricsText, sampleOf, type Replica } from './support/cluster.js';
@@ -204,6 +207,52 @@ describe('allotments mode: every replica sells', () => {
       await convergeToLedger(cluster, 'PAUSE', STOCK);
       const buys = await ledgerBuys(cluster.database);
       for (const lane of LANES) expect(buys.filter((b) => b.lane === lane && b.sku === 'PAUSE').reduce((sum, b) => sum + b.q, 0)).toBe(STOCK);
+    } finally {
+      await cluster.stop();
+    }
+  }, 150_000);
+
+  test('PUT and reset while every replica sells: the history checks out and every replica agrees', async () => {
+    const cluster = await startAllotments();
+    try {
+      const recorder = new HistoryRecorder({ requestTimeoutMs: 5000, adminToken: TEST_ADMIN_TOKEN });
+      const first = cluster.replicas[0] as Replica;
+      expect((await recorder.put(targetOf(cluster, first), 'ADM', 80)).status).toBe(201);
+      const workload = new Workload({
+        recorder,
+        lanes: LANES,
+        skus: [{ sku: 'ADM', stock: 80 }],
+        buyersPerLane: 2,
+        keyedShare: 0.7,
+        adminIntervalMs: 400,
+        random: seededRandom(4242),
+        targets: () => cluster.live().map((r) => targetOf(cluster, r)),
+        backoffMs: 30,
+        resettingShare: 0.6,
+      });
+      const settingCalls = () => recorder.records.filter((r) => (r.type === 'put' || r.type === 'reset') && r.status !== null && r.status < 300).length;
+      const acked = () => recorder.records.filter((r) => r.type === 'buy' && r.status === 200).length;
+      workload.start();
+      try {
+        await waitFor(() => settingCalls() >= 5 && acked() >= 150, { timeoutMs: 60_000, intervalMs: 100, message: '5 PUTs or resets and 150 sales acknowledged' });
+      } finally {
+        await workload.stop();
+      }
+      const { left } = await workload.resolveUnknowns(20_000);
+      expect(left).toBe(0);
+      let replicas = new Map<string, Map<string, Level | null>>();
+      await waitFor(
+        async () => {
+          replicas = new Map();
+          for (const r of cluster.live()) replicas.set(r.id, await levelsOn(cluster, r, 'ADM'));
+          const views = [...replicas.values()].map((levels) => JSON.stringify([...levels]));
+          return views.every((view) => view === views[0]);
+        },
+        { timeoutMs: 15_000, intervalMs: 200, message: 'every replica shows the same levels' },
+      );
+      const result = checkHistory(recorder.records, { replicas, authority: first.id }, { lanes: LANES, skus: ['ADM'] });
+      if (!result.valid) console.log(describeResult(result));
+      expect(result.violations).toEqual([]);
     } finally {
       await cluster.stop();
     }
