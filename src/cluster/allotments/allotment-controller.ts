@@ -51,6 +51,8 @@ const RELEASE_WAIT_MS = 1500;
 /** How often a replica that waits repeats its request for units. */
 const RELEASE_ASK_EVERY_MS = 100;
 const RATE_SAMPLE_MS = 100;
+/** How long a stopping replica spends handing its unsold units back (the lease reclaims the rest). */
+const STOP_HANDBACK_MS = 1500;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -152,7 +154,7 @@ export class AllotmentController {
       granted: new Counter({ name: `${PREFIX}allotment_units_granted_total`, help: 'Units taken from the pool into this replica\'s allotments, by lane.', labelNames: ['lane'], registers }),
       returned: new Counter({
         name: `${PREFIX}allotment_units_returned_total`,
-        help: 'Unsold units this replica handed back to the pool: idle (unsold for ALLOTMENT_IDLE_MS), asked (a peer ran out).',
+        help: 'Unsold units this replica handed back to the pool: idle (unsold for ALLOTMENT_IDLE_MS), asked (a peer ran out), shutdown (SIGTERM).',
         labelNames: ['reason'],
         registers,
       }),
@@ -175,7 +177,7 @@ export class AllotmentController {
       terms: new Counter({ name: `${PREFIX}allotment_terms_total`, help: 'Terms this replica began on its ledger stream (start, and after being fenced).', registers }),
     };
     for (const lane of MEMORY_LANES) this.metrics.granted.labels(lane).inc(0);
-    for (const reason of ['idle', 'asked']) this.metrics.returned.labels(reason).inc(0);
+    for (const reason of ['idle', 'asked', 'shutdown']) this.metrics.returned.labels(reason).inc(0);
   }
 
   async start(): Promise<void> {
@@ -195,6 +197,15 @@ export class AllotmentController {
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     this.state.becomeSecondary(this.state.epoch);
+    // Hand back what is unsold, so the others need not wait for this replica's lease to expire.
+    // Best effort, once the sales in flight are settled (a sale given back after its units went
+    // would put them in memory twice); whatever is left is reclaimed after the lease anyway.
+    const deadline = monotonicMs() + STOP_HANDBACK_MS;
+    while (this.state.salesInFlight() > 0 && monotonicMs() < deadline) await sleep(5);
+    if (this.state.salesInFlight() === 0 && this.epoch !== 0) {
+      const handedBack = Promise.allSettled([...this.held.values()].map((held) => this.giveBack(held.lane, held.sku, 'shutdown')));
+      await Promise.race([handedBack, sleep(Math.max(0, deadline - monotonicMs()))]);
+    }
     for (const client of this.redisClients) client.disconnect();
   }
 
@@ -395,7 +406,7 @@ export class AllotmentController {
   }
 
   /** Hand every unsold unit of this replica's allotment of a SKU back to the pool. */
-  private giveBack(lane: MemoryLaneName, sku: string, reason: 'idle' | 'asked'): Promise<void> {
+  private giveBack(lane: MemoryLaneName, sku: string, reason: 'idle' | 'asked' | 'shutdown'): Promise<void> {
     return this.serial(levelKey(lane, sku), async () => {
       const epoch = this.epoch;
       const held = this.held.get(levelKey(lane, sku));
