@@ -2,8 +2,9 @@
  * The fault matrix: every fault × every lane at once (db, atomic, lock, signal, redis in one
  * cluster per fault), keyed and unkeyed buyers and admin calls mixed in, each run judged by the
  * history checker (tests/checker/checker.ts). A failure prints every violation and the per-lane
- * figures, and the seed to replay the workload. Budget: ~3-5 min (one cluster per fault, 15-70 s each
- * on a busy two-core machine).
+ * figures, and the seed to replay the workload. Every fault runs on both cluster modes (`primary`, and
+ * `allotments`, where every replica sells). Budget: ~5-9 min (one cluster per fault and mode,
+ * 15-70 s each on a busy two-core machine; the allotments half took 150 s at load ~25).
  */
 import { describeResult } from './checker/checker.js';
 import { startMongo, startRedis, stopAll, type Dependency } from './harness/deps.js';
