@@ -28,7 +28,9 @@ test(`random fault sequences for ${minutes} min (SOAK_SEED=${seed})`, async () =
     const roundSeed = Math.floor(random() * 2 ** 31);
     const faultMs = 1000 + Math.floor(random() * 5000);
     const lines: string[] = [];
-    const report = await runFaults({ faults, seed: roundSeed, faultMs, trafficBetween: 150, buyersPerLane: 3, resettingShare: 0.2, mode, log: (line) => lines.push(line) });
+    const report = await runFaults({ faults, seed: roundSeed, faultMs, trafficBetween: 150, buyersPerLane: 3, resettingShare: 0.2, mode, log: (line) => lines.push(line) }).catch((error: unknown) => {
+      throw new Error(`SOAK_SEED=${seed}, round ${round}: ${faults.join(' → ')} (fault ${faultMs} ms) failed: ${error instanceof Error ? error.message : String(error)}\n${lines.join('\n')}`);
+    });
     const summary = `round ${round}: ${faults.join(' → ')} (fault ${faultMs} ms): ${report.requests} requests, ${report.acknowledged} acknowledged, ${report.elapsedMs} ms`;
     console.log(report.result.valid ? summary : `${summary}\n${lines.join('\n')}\n${describeResult(report.result)}`);
     if (!report.result.valid) throw new Error(`SOAK_SEED=${seed}, ${summary}\n${describeResult(report.result)}`);

@@ -267,7 +267,12 @@ export class AllotmentController {
       await this.own.seal(epoch);
       // What this replica held under earlier epochs: sold units settled, the rest back to the pool.
       await this.reclaimer.closeAllotments(this.o.config.hostId, epoch);
-      this.o.idempotency.useDurableAnswers(new GlobalKeyClaims(this.o.db, this.o.config.hostId, () => this.epoch, this.o.config.dependencyTimeoutMs));
+      const claims = new GlobalKeyClaims(this.o.db, this.o.config.hostId, () => this.epoch, this.o.config.dependencyTimeoutMs);
+      this.o.idempotency.useDurableAnswers(claims);
+      // Off the critical path: they only make later reads cheaper (and old claims go).
+      void Promise.all([this.own.ensureIndexes(), claims.ensureIndexes(this.o.config.idempotencyTtlMs)]).catch((error: unknown) =>
+        this.o.log.warn({ err: error }, 'allotments: could not create the ledger and claim indexes; retried at the next term'),
+      );
       this.epoch = epoch;
       this.lastFull = 0;
       state.becomePrimary(epoch, monotonicMs() + this.o.config.renewDeadlineMs);

@@ -50,6 +50,14 @@ export class GlobalKeyClaims implements DurableAnswers {
     this.anyStream = new Fence(db, timeoutMs, { fenceId: 'unused', collection: ALLOTMENT_LEDGER_COLLECTION, host: null });
   }
 
+  /**
+   * Claims live as long as answers are kept (IDEMPOTENCY_TTL_MS): MongoDB's TTL monitor removes
+   * older ones (a wire server without one keeps them, which is safe, only larger).
+   */
+  async ensureIndexes(ttlMs: number): Promise<void> {
+    await this.claims.createIndex({ at: 1 }, { expireAfterSeconds: Math.ceil(ttlMs / 1000) });
+  }
+
   covers(fingerprint: string): boolean {
     return fingerprintIsLedgered(fingerprint);
   }

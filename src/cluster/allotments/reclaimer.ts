@@ -22,6 +22,11 @@ import { Fence, replicaStream } from '../ledger/ledger.js';
 import { hostField, type PoolStore } from './pool-store.js';
 
 const STREAM_PREFIX = 'stream:';
+/**
+ * A watch round that has not finished in this long is given up and the next one starts (a call on
+ * a connection that died without a word can wait forever; the steps of a reclaim can be repeated).
+ */
+const WATCH_ROUND_LIMIT_MS = 15_000;
 
 interface StreamFence {
   _id: string;
@@ -52,7 +57,8 @@ export class Reclaimer {
   private readonly observed = new Map<string, Observed>();
   /** Per host, the epoch below which its allotments are known closed. */
   private readonly closedBelow = new Map<string, number>();
-  private watching = false;
+  /** When the round in progress began (null: none); a round stuck on a call that never answers is given up. */
+  private watchingSince: number | null = null;
   private readonly reclaims: Counter;
   private readonly unitsReclaimed: Counter;
 
@@ -72,8 +78,9 @@ export class Reclaimer {
 
   /** One round: note every other stream's heartbeat, and reclaim those silent for a whole lease. */
   async watch(): Promise<void> {
-    if (this.watching) return;
-    this.watching = true;
+    const began = monotonicMs();
+    if (this.watchingSince !== null && began - this.watchingSince < WATCH_ROUND_LIMIT_MS) return;
+    this.watchingSince = began;
     try {
       const streams = await bounded(this.o.timeoutMs, () => this.fences.find({}).toArray());
       const now = monotonicMs();
@@ -103,7 +110,7 @@ export class Reclaimer {
       // only — a holder could not beat through the same outage — so the watch starts over.
       this.observed.clear();
     } finally {
-      this.watching = false;
+      if (this.watchingSince === began) this.watchingSince = null;
     }
   }
 

@@ -201,7 +201,7 @@ export class Fence implements EpochStore {
 
   /** The indexes a primary relies on: replay order, and keys for idempotency look-ups. Idempotent. */
   async ensureIndexes(): Promise<void> {
-    await this.batches.createIndex({ epoch: 1, seq: 1 });
+    await this.batches.createIndex(this.stream.host === null ? { epoch: 1, seq: 1 } : { stream: 1, epoch: 1, seq: 1 });
     await this.batches.createIndex({ 'entries.key': 1 });
   }
 
