@@ -21,7 +21,8 @@ import { Workload, seededRandom, type SkuPlan } from '../checker/workload.js';
 import { reserveMongo, reserveRedis, startMongo, startRedis, type Dependency } from '../harness/deps.js';
 import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.js';
 import { waitFor } from '../harness/wait.js';
-import { TestCluster, metricsText, roleOf, sampleOf, type Replica } from './cluster.js';
+import { hostField } from '../../src/cluster/allotments/pool-store.js';
+import { TestCluster, roleOf, type Replica } from './cluster.js';
 import { TEST_ADMIN_TOKEN } from './local-app.js';
 
 export const FAULTS = ['kill-primary', 'stop-primary', 'redis-restart', 'mongo-paused', 'mongo-slow', 'deps-late', 'partition-primary'] as const;
@@ -185,10 +186,9 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
     // (SIGTERM hands the lease over at once; nothing is in flight any more.)
     // In allotments mode: the others' Peek once the stopped replica's allotments were closed from its ledger.
     const served = primary.service;
-    const reclaimsBefore = await reclaimsOf(cluster.live().filter((r) => r !== primary));
     await served?.stop();
     primary.service = null;
-    if (mode === 'allotments') await reclaimed(cluster, reclaimsBefore, 'the stopped replica\'s allotments are closed');
+    if (mode === 'allotments') await reclaimed(mongo.url, cluster.database, primary.id, 'the stopped replica\'s allotments are closed');
     const successor = await sellerOf(cluster, mode, 20_000);
     const rebuilt = await levelsOf(successor);
     mark('rebuilt read');
@@ -225,15 +225,27 @@ function sellerOf(cluster: TestCluster, mode: ClusterMode, timeoutMs = 15_000): 
   return mode === 'allotments' ? cluster.waitForSellers(timeoutMs) : cluster.waitForSinglePrimary(timeoutMs);
 }
 
-/** Ledger streams the given replicas fenced and reclaimed (allotments mode), summed. */
-async function reclaimsOf(replicas: readonly Replica[]): Promise<number> {
-  let total = 0;
-  for (const r of replicas) total += sampleOf(await metricsText(r).catch(() => ''), 'superstock_allotment_reclaims_total') || 0;
-  return total;
-}
-
-async function reclaimed(cluster: TestCluster, before: number, message: string, victim?: Replica): Promise<void> {
-  await waitFor(async () => (await reclaimsOf(cluster.live().filter((r) => r !== victim))) > before, { timeoutMs: 20_000, intervalMs: 100, message });
+/**
+ * Allotments mode: `host`'s ledger stream is fenced (another holder) and sealed, and none of its
+ * allotments of an epoch below the stream's is left open — its unsold units are back in the pool.
+ * Read from MongoDB, the store of record, whoever did it.
+ */
+async function reclaimed(mongoUrl: string, database: string, host: string, message: string): Promise<void> {
+  const client = new MongoClient(mongoUrl, { serverSelectionTimeoutMS: 2000 });
+  try {
+    const db = client.db(database);
+    await waitFor(
+      async () => {
+        const stream = await db.collection<{ _id: string; epoch: number; holder: string; sealing: unknown[] }>('fence').findOne({ _id: `stream:${host}` });
+        if (!stream || stream.holder === host || stream.sealing.length > 0) return false;
+        const docs = await db.collection<{ _id: string; allot: Record<string, { epoch: number }> }>('allotments').find({}).toArray();
+        return docs.every((doc) => (doc.allot[hostField(host)]?.epoch ?? Number.POSITIVE_INFINITY) >= stream.epoch);
+      },
+      { timeoutMs: 20_000, intervalMs: 100, message },
+    );
+  } finally {
+    await client.close();
+  }
 }
 
 interface InjectContext {
@@ -250,21 +262,19 @@ async function inject(fault: Fault, c: InjectContext): Promise<void> {
   switch (fault) {
     case 'kill-primary': {
       const primary = await sellerOf(cluster, c.mode, 20_000);
-      const before = await reclaimsOf(cluster.live().filter((r) => r !== primary));
       primary.service?.kill();
       primary.service = null;
-      if (c.mode === 'allotments') await reclaimed(cluster, before, 'another replica reclaims the killed one\'s units');
+      if (c.mode === 'allotments') await reclaimed(c.mongo.url, cluster.database, primary.id, 'another replica reclaims the killed one\'s units');
       else await cluster.waitForSinglePrimary(20_000);
       await cluster.startReplica(primary);
       return;
     }
     case 'stop-primary': {
       const primary = await sellerOf(cluster, c.mode, 20_000);
-      const before = await reclaimsOf(cluster.live().filter((r) => r !== primary));
       const pid = primary.service?.pid as number;
       process.kill(pid, 'SIGSTOP');
       try {
-        if (c.mode === 'allotments') await reclaimed(cluster, before, 'another replica reclaims the stopped one\'s units', primary);
+        if (c.mode === 'allotments') await reclaimed(c.mongo.url, cluster.database, primary.id, 'another replica reclaims the stopped one\'s units');
         else await waitFor(async () => (await Promise.all(cluster.replicas.filter((r) => r !== primary).map(roleOf))).includes('primary'), {
           timeoutMs: 20_000,
           intervalMs: 100,
@@ -299,12 +309,11 @@ async function inject(fault: Fault, c: InjectContext): Promise<void> {
       return;
     case 'partition-primary': {
       const primary = await sellerOf(cluster, c.mode, 20_000);
-      const before = await reclaimsOf(cluster.live().filter((r) => r !== primary));
       const index = cluster.replicas.indexOf(primary);
       c.links.mongo[index]?.cut();
       c.links.redis[index]?.cut();
       try {
-        if (c.mode === 'allotments') await reclaimed(cluster, before, 'another replica reclaims the partitioned one\'s units', primary);
+        if (c.mode === 'allotments') await reclaimed(c.mongo.url, cluster.database, primary.id, 'another replica reclaims the partitioned one\'s units');
         else await waitFor(async () => (await Promise.all(cluster.replicas.filter((r) => r !== primary).map(roleOf))).includes('primary'), {
           timeoutMs: 20_000,
           intervalMs: 100,
