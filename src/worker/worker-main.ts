@@ -13,6 +13,7 @@ import { forwardUnlessPrimary } from '../cluster/forwarding/forwarder.js';
 import { Fence, GroupCommit, replicaStream, type LedgerEntry } from '../cluster/ledger/ledger.js';
 import { AllotmentLane } from '../cluster/allotments/allotment-lane.js';
 import { SharedAdminLock } from '../memory/admin-lock.js';
+import { ServiceError } from '../errors.js';
 import { createApp } from '../http/app.js';
 import { soldBody, type IdempotencyStore } from '../idempotency.js';
 import type { Db } from 'mongodb';
@@ -123,7 +124,8 @@ const app = createApp({
       ? {
           name: 'allotments',
           check: async () => {
-            if (!cluster.maySell()) throw new Error('this replica holds no allotment term yet');
+            // A 503 wherever it surfaces (/readyz, or an admin call checking its dependencies first).
+            if (!cluster.maySell()) throw new ServiceError('dependency_unavailable', 'This replica holds no allotment term right now (starting, or fenced and beginning a new one); retry shortly.', { dependency: 'allotments' });
           },
         }
       : {

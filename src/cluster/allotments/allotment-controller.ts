@@ -383,7 +383,7 @@ export class AllotmentController {
       this.refillsInFlight++;
       try {
         const held = this.held.get(levelKey(lane, sku)) ?? null;
-        let taken: { granted: number; doc: PoolDocument } | null;
+        let taken: { granted: number; doc: PoolDocument } | 'closed' | null;
         try {
           taken = await this.store.take(lane, sku, this.o.config.hostId, epoch, (doc) => (held ? this.chunkFor(held, doc, quantity) : Math.max(quantity, Math.min(MIN_CHUNK, Math.ceil(doc.pool / 6)))));
         } catch (error) {
@@ -393,6 +393,11 @@ export class AllotmentController {
           throw error;
         }
         if (taken === null) return 'unknown_sku';
+        if (taken === 'closed') {
+          // This epoch was fenced and its allotment closed: this replica must begin a new term.
+          if (this.epoch === epoch) void this.retake();
+          return 'retry';
+        }
         if (epoch !== this.epoch) return 'retry'; // granted to an epoch now gone: closed with it
         const mine = this.heldOf(lane, sku);
         await this.reconcile(mine, taken.doc);

@@ -3,7 +3,7 @@
  * the unallocated pool and one allotment per replica that holds units of it.
  *
  *   { _id: "atomic/NVDA", lane, sku, pool, initial, settled, v,
- *     allot: { "<host>": { epoch, granted } } }
+ *     allot: { "<host>": { epoch, granted } }, closed: { "<host>": epoch } }
  *
  * `initial` is what PUT and restock put on sale; `granted` is what a replica's allotment (under
  * one epoch of its ledger stream) has been handed, sold units included; `settled` is what closed
@@ -32,6 +32,12 @@ export interface PoolDocument {
   settled: number;
   v: number;
   allot: Record<string, Allotment>;
+  /**
+   * Per host, the highest epoch whose allotment was closed. A replica fenced off may still try to
+   * take a chunk under that epoch before it notices; refusing it here keeps a closed allotment
+   * from being opened again (its sales would be settled twice).
+   */
+  closed?: Record<string, number>;
 }
 
 const DUPLICATE_KEY = 11000;
@@ -108,10 +114,11 @@ export class PoolStore {
    * the pool runs low). Resolves with the units granted (0: the pool is empty, or an allotment of
    * an earlier epoch is still to be closed) and the document as it was read; null for no such SKU.
    */
-  take(lane: MemoryLaneName, sku: string, host: string, epoch: number, want: (doc: PoolDocument) => number): Promise<{ granted: number; doc: PoolDocument } | null> {
+  take(lane: MemoryLaneName, sku: string, host: string, epoch: number, want: (doc: PoolDocument) => number): Promise<{ granted: number; doc: PoolDocument } | 'closed' | null> {
     const field = hostField(host);
-    return this.change(lane, sku, (doc) => {
+    return this.change<{ granted: number; doc: PoolDocument } | 'closed' | null>(lane, sku, (doc) => {
       if (doc === null) return { result: null };
+      if ((doc.closed?.[field] ?? 0) >= epoch) return { result: 'closed' as const };
       const mine = doc.allot[field];
       const units = Math.min(want(doc), doc.pool);
       if (units <= 0 || (mine !== undefined && mine.epoch !== epoch)) return { result: { granted: 0, doc } };
@@ -145,7 +152,10 @@ export class PoolStore {
         const held = doc?.allot[field];
         if (!doc || !held || held.epoch >= below) return 0;
         const sold = Math.min(await soldOf(held.epoch), held.granted);
-        const swapped = await this.swap(() => this.docs.updateOne({ _id: doc._id, v: doc.v }, { $unset: { [`allot.${field}`]: '' }, $inc: { pool: held.granted - sold, settled: sold, v: 1 } }));
+        const closedEpoch = Math.max(held.epoch, doc.closed?.[field] ?? 0);
+        const swapped = await this.swap(() =>
+          this.docs.updateOne({ _id: doc._id, v: doc.v }, { $unset: { [`allot.${field}`]: '' }, $set: { [`closed.${field}`]: closedEpoch }, $inc: { pool: held.granted - sold, settled: sold, v: 1 } }),
+        );
         if (swapped.matchedCount === 1) return held.granted - sold;
       }
       throw new ContendedError(poolId(lane, sku));
