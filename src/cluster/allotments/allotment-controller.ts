@@ -53,6 +53,8 @@ const RELEASE_ASK_EVERY_MS = 100;
 const RATE_SAMPLE_MS = 100;
 /** How long a stopping replica spends handing its unsold units back (the lease reclaims the rest). */
 const STOP_HANDBACK_MS = 1500;
+/** How long one attempt at a new term may take before it is given up and tried again. */
+const TERM_ATTEMPT_MS = 10_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -96,6 +98,7 @@ export class AllotmentController {
   private readonly redisClients: Redis[] = [];
   private epoch = 0;
   private retaking: Promise<void> | null = null;
+  private termAttempt = 0;
   private refillsInFlight = 0;
   private readonly held = new Map<string, Held>();
   private readonly serialised = new Map<string, Promise<unknown>>();
@@ -234,53 +237,80 @@ export class AllotmentController {
 
   // ---- the term -------------------------------------------------------------------------------
 
-  /** Begin a (new) term; concurrent callers share one. Retries until it succeeds or the replica stops. */
+  /**
+   * Begin a (new) term; concurrent callers share one. Retries until it succeeds or the replica
+   * stops. The gate stays closed and the barrier up throughout; an attempt that has not finished
+   * in TERM_ATTEMPT_MS (a call on a connection that died without a word can wait forever) is given
+   * up, and whatever it does later is refused by its attempt number.
+   */
   private retake(): Promise<void> {
     this.retaking ??= (async () => {
-      for (let delay = 100; !this.stopped; delay = Math.min(delay * 2, 1000)) {
-        try {
-          await this.beginTerm();
-          return;
-        } catch (error) {
-          this.o.log.warn({ reason: error instanceof Error ? error.message : String(error) }, 'cannot begin an allotment term yet; retrying');
-          await sleep(delay);
+      const { state } = this;
+      state.becomeSecondary(this.epoch);
+      this.epoch = 0;
+      while (!state.raiseAdminBarrier()) await sleep(1);
+      try {
+        for (let delay = 100; !this.stopped; delay = Math.min(delay * 2, 1000)) {
+          const attempt = ++this.termAttempt;
+          let timer: NodeJS.Timeout | undefined;
+          try {
+            const givenUp = new Promise<never>((_, reject) => {
+              timer = setTimeout(() => reject(new Error(`no term within ${TERM_ATTEMPT_MS} ms`)), TERM_ATTEMPT_MS);
+            });
+            const begun = this.beginTerm(attempt);
+            begun.catch(() => undefined);
+            await Promise.race([begun, givenUp]);
+            return;
+          } catch (error) {
+            this.o.log.warn({ reason: error instanceof Error ? error.message : String(error) }, 'cannot begin an allotment term yet; retrying');
+            await sleep(delay);
+          } finally {
+            clearTimeout(timer);
+          }
         }
+      } finally {
+        state.lowerAdminBarrier();
       }
     })().finally(() => (this.retaking = null));
     return this.retaking;
   }
 
-  private async beginTerm(): Promise<void> {
+  /** One attempt at a new term (the caller holds the barrier); throws once a later attempt has begun. */
+  private async beginTerm(attempt: number): Promise<void> {
     const { state } = this;
-    state.becomeSecondary(this.epoch);
-    this.epoch = 0;
-    while (!state.raiseAdminBarrier()) await sleep(1);
-    try {
-      // Sales of the old epoch settle (or are given back) into the old counts before they go.
-      // Waited for without a bound: a sale of unknown outcome settles once MongoDB answers, and
-      // nothing here can go on without MongoDB anyway.
-      while (state.salesInFlight() > 0 || this.refillsInFlight > 0) await sleep(1);
-      await this.zeroAllotments();
-      if (!this.seeded) await this.seed();
-      const epoch = await this.own.beginTerm(this.o.config.hostId);
-      await this.own.beat(epoch);
-      await this.own.seal(epoch);
-      // What this replica held under earlier epochs: sold units settled, the rest back to the pool.
-      await this.reclaimer.closeAllotments(this.o.config.hostId, epoch);
-      const claims = new GlobalKeyClaims(this.o.db, this.o.config.hostId, () => this.epoch, this.o.config.dependencyTimeoutMs);
-      this.o.idempotency.useDurableAnswers(claims);
-      // Off the critical path: they only make later reads cheaper (and old claims go).
-      void Promise.all([this.own.ensureIndexes(), claims.ensureIndexes(this.o.config.idempotencyTtlMs)]).catch((error: unknown) =>
-        this.o.log.warn({ err: error }, 'allotments: could not create the ledger and claim indexes; retried at the next term'),
-      );
-      this.epoch = epoch;
-      this.lastFull = 0;
-      state.becomePrimary(epoch, monotonicMs() + this.o.config.renewDeadlineMs);
-      this.metrics.terms.inc();
-      this.o.log.info({ epoch }, 'allotments: selling from this replica\'s allotments');
-    } finally {
-      state.lowerAdminBarrier();
+    const current = () => {
+      if (attempt !== this.termAttempt || this.stopped) throw new Error('a later attempt took over');
+    };
+    // Sales of the old epoch settle (or are given back) into the old counts before they go.
+    // A sale of unknown outcome settles once MongoDB answers; nothing here goes on without it.
+    while (state.salesInFlight() > 0 || this.refillsInFlight > 0) {
+      current();
+      await sleep(1);
     }
+    await this.zeroAllotments();
+    current();
+    if (!this.seeded) await this.seed();
+    current();
+    const epoch = await this.own.beginTerm(this.o.config.hostId);
+    current();
+    await this.own.beat(epoch);
+    current();
+    await this.own.seal(epoch);
+    current();
+    // What this replica held under earlier epochs: sold units settled, the rest back to the pool.
+    await this.reclaimer.closeAllotments(this.o.config.hostId, epoch);
+    current();
+    const claims = new GlobalKeyClaims(this.o.db, this.o.config.hostId, () => this.epoch, this.o.config.dependencyTimeoutMs);
+    this.o.idempotency.useDurableAnswers(claims);
+    // Off the critical path: they only make later reads cheaper (and old claims go).
+    void Promise.all([this.own.ensureIndexes(), claims.ensureIndexes(this.o.config.idempotencyTtlMs)]).catch((error: unknown) =>
+      this.o.log.warn({ err: error }, 'allotments: could not create the ledger and claim indexes; retried at the next term'),
+    );
+    this.epoch = epoch;
+    this.lastFull = 0;
+    state.becomePrimary(epoch, monotonicMs() + this.o.config.renewDeadlineMs);
+    this.metrics.terms.inc();
+    this.o.log.info({ epoch }, 'allotments: selling from this replica\'s allotments');
   }
 
   /** The seed SKUs exist in the pool (created with INITIAL_STOCK if missing; counts never touched). */

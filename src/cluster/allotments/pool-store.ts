@@ -76,7 +76,12 @@ export class PoolStore {
     return bounded(this.timeoutMs, () => this.docs.findOne({ _id: poolId(lane, sku) }));
   }
 
-  /** Every document of `lane` (admin reset), or every document (reclaims). */
+  /** The documents in which `host` holds an allotment (reclaims). */
+  heldBy(host: string): Promise<PoolDocument[]> {
+    return bounded(this.timeoutMs, () => this.docs.find({ [`allot.${hostField(host)}`]: { $exists: true } }).toArray());
+  }
+
+  /** Every document of `lane` (admin reset), or every document. */
   list(lane?: MemoryLaneName): Promise<PoolDocument[]> {
     return bounded(this.timeoutMs, () => this.docs.find(lane ? { lane } : {}).toArray());
   }

@@ -162,7 +162,7 @@ export class Reclaimer {
     };
     let units = 0;
     const field = hostField(host);
-    for (const doc of await this.o.store.list()) {
+    for (const doc of await this.o.store.heldBy(host)) {
       const held = doc.allot[field];
       if (!held || held.epoch >= below) continue;
       units += await this.o.store.close(doc.lane, doc.sku, host, below, async (epoch) => (await soldIn(epoch)).get(`${doc.lane}/${doc.sku}`) ?? 0);
