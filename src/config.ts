@@ -32,6 +32,12 @@ export const ELECTIONS = ['mongo', 'kubernetes', 'none'] as const;
 export type Election = (typeof ELECTIONS)[number];
 export type StaticRole = 'primary' | 'secondary';
 export type Durability = 'sync' | 'none';
+/**
+ * `primary`: one elected replica sells, the others forward to it (the original's design).
+ * `allotments`: every replica sells from its own allotment of the stock (src/cluster/allotments/).
+ */
+export const CLUSTER_MODES = ['primary', 'allotments'] as const;
+export type ClusterMode = (typeof CLUSTER_MODES)[number];
 
 export interface Config {
   readonly port: number;
@@ -59,6 +65,12 @@ export interface Config {
   readonly logLevel: string;
   /** `combined`: concurrent buys of one SKU share one MongoDB update; `single`: one update each. */
   readonly dbLaneMode: 'combined' | 'single';
+  /** Who sells: one elected primary, or every replica from its allotment. */
+  readonly clusterMode: ClusterMode;
+  /** Allotments mode: how many milliseconds of this replica's sales one chunk from the pool should last. */
+  readonly allotmentChunkMs: number;
+  /** Allotments mode: units unsold for this long go back to the pool by themselves. */
+  readonly allotmentIdleMs: number;
   /** How the primary is chosen; `none` with no ROLE means a standalone primary. */
   readonly election: Election;
   /** Explicit override: this replica is always primary / secondary (no election). */
@@ -202,6 +214,15 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (renewDeadlineMs <= 1.2 * retryPeriodMs) throw new ConfigError('RENEW_DEADLINE_MS', 'must exceed 1.2 × RETRY_PERIOD_MS');
   const hostId = text(env, 'STOCK_HOST_ID') ?? hostname();
+  const clusterMode = oneOf(env, 'CLUSTER_MODE', CLUSTER_MODES, 'primary');
+  if (clusterMode === 'allotments') {
+    // The pool and each replica's ledger live in MongoDB, the levels travel over Redis, and a
+    // replica's sales must be durable before the 200: without any of these, allotments cannot be safe.
+    if (!mongoUrl) throw new ConfigError('CLUSTER_MODE', 'allotments needs MONGO_URL (the pool and every replica\'s ledger are kept there)');
+    if (!redisUrl) throw new ConfigError('CLUSTER_MODE', 'allotments needs REDIS_URL (replicas publish their levels over Redis pub/sub)');
+    if (durability !== 'sync') throw new ConfigError('CLUSTER_MODE', 'allotments needs DURABILITY=sync (each sale is in the replica\'s ledger before its 200)');
+    if (role !== null) throw new ConfigError('CLUSTER_MODE', 'allotments has no primary: leave ROLE unset');
+  }
   const primaryUrl = url(env, 'PRIMARY_URL', ['http:']);
   if (role === 'secondary' && !primaryUrl) throw new ConfigError('PRIMARY_URL', 'ROLE=secondary needs the primary\'s URL');
 
@@ -228,6 +249,9 @@ export function loadConfig(env: Env = process.env): Config {
     idempotencyMaxKeys: integer(env, 'IDEMPOTENCY_MAX_KEYS', 100_000, 1, 10_000_000),
     logLevel,
     dbLaneMode: oneOf(env, 'DB_LANE_MODE', ['combined', 'single'] as const, 'combined'),
+    clusterMode,
+    allotmentChunkMs: integer(env, 'ALLOTMENT_CHUNK_MS', 150, 1, 60_000),
+    allotmentIdleMs: integer(env, 'ALLOTMENT_IDLE_MS', 1000, 10, 600_000),
     election,
     role,
     durability,

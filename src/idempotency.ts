@@ -57,8 +57,21 @@ export interface DurableAnswer {
 export interface DurableAnswers {
   /** Whether sales with this fingerprint are recorded there at all. */
   covers(fingerprint: string): boolean;
-  /** The answer recorded for `key`, or null; throws when the record cannot be read. */
+  /**
+   * The answer recorded for `key`, or null; throws when the record cannot be read, and
+   * `KeyInProgressElsewhereError` when another replica is deciding it now (allotments mode).
+   */
   find(key: string): Promise<DurableAnswer | null>;
+  /** The request under `key` ended without a durable answer (allotments mode drops its global claim). */
+  forget?(key: string): Promise<void>;
+}
+
+/** Another replica holds the key's claim and its request is not decided yet (allotments mode): 409, retry. */
+export class KeyInProgressElsewhereError extends Error {
+  constructor(key: string) {
+    super(`another replica is deciding the request with Idempotency-Key ${key}`);
+    this.name = 'KeyInProgressElsewhereError';
+  }
 }
 
 export interface IdempotencyStore {
@@ -146,6 +159,7 @@ export class IdempotencyRegistry implements IdempotencyStore {
       found = await durable.find(key);
     } catch (error) {
       if (this.entries.get(key) === claimed) this.entries.delete(key);
+      if (error instanceof KeyInProgressElsewhereError) return { kind: 'in_progress' };
       return { kind: 'unavailable', reason: error instanceof Error ? error.message : String(error) };
     }
     if (found === null) return { kind: 'new' };
@@ -156,13 +170,18 @@ export class IdempotencyRegistry implements IdempotencyStore {
   async complete(key: string, response: StoredResponse): Promise<void> {
     const entry = this.entries.get(key);
     if (!entry) return;
+    // Only a sale is durable; any other answer leaves the key free for a retry on any replica.
+    if (response.status !== 200 && this.durable?.covers(entry.fingerprint)) await this.durable.forget?.(key);
     entry.response = response;
     entry.expiresAt = this.now() + this.ttlMs;
   }
 
   async release(key: string): Promise<void> {
     const entry = this.entries.get(key);
-    if (entry && entry.response === null) this.entries.delete(key);
+    if (entry && entry.response === null) {
+      this.entries.delete(key);
+      if (this.durable?.covers(entry.fingerprint)) await this.durable.forget?.(key);
+    }
   }
 
   private remember(entry: Entry): void {

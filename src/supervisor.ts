@@ -8,6 +8,8 @@
 import { createServer, type Server } from 'node:http';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { ClusterController } from './cluster/controller.js';
+import { AllotmentController } from './cluster/allotments/allotment-controller.js';
+import type { AllotmentAnswer, AllotmentRequest } from './cluster/allotments/protocol.js';
 import { MEMORY_LANES, type Config, type LaneName } from './config.js';
 import { readSeedFile, readSeedFileInChunks } from './bulk/seed-file.js';
 import { IdempotencyRegistry } from './idempotency.js';
@@ -71,7 +73,7 @@ export class Supervisor {
   private readonly laneSet: LaneSet;
   private readonly idempotency: IdempotencyRegistry;
   private readonly metrics: SupervisorMetrics;
-  private readonly cluster: ClusterController;
+  private readonly cluster: ClusterController | AllotmentController;
   private primaryUrl: string | null = null;
   private readonly workers = new Map<number, WorkerHandle>();
   private metricsServer: Server | null = null;
@@ -88,7 +90,10 @@ export class Supervisor {
     );
     this.idempotency = new IdempotencyRegistry(config.idempotencyTtlMs, config.idempotencyMaxKeys);
     this.metrics = new SupervisorMetrics({ stock: this.stockSource(), metricsMaxSkus: config.metricsMaxSkus, workers: () => this.workers.size });
-    this.cluster = new ClusterController({
+    const mongoDb = this.laneSet.mongoDb;
+    this.cluster = config.clusterMode === 'allotments' && mongoDb
+      ? new AllotmentController({ config, stock: this.stock, lanes: this.laneSet.memory, db: mongoDb, idempotency: this.idempotency, registry: this.metrics.registry, log: this.log })
+      : new ClusterController({
       config,
       stock: this.stock,
       db: this.laneSet.mongoDb,
@@ -161,6 +166,8 @@ export class Supervisor {
           resolve();
         },
         idempotencyBatch: (asks: IdempotencyAsk[]) => answerAsks(this.idempotency, asks),
+        allotment: (request: AllotmentRequest): Promise<AllotmentAnswer> =>
+          this.cluster instanceof AllotmentController ? this.cluster.handle(request) : Promise.resolve({ kind: 'error', code: 'internal', message: 'not in allotments mode' }),
         cannotListen: (_index: number, code: string) => {
           cannotListen = true;
           reject(code === 'EADDRINUSE' ? new PortInUseError(this.config.port, 'PORT') : new Error(`worker ${index} cannot listen on port ${this.config.port}: ${code}`));

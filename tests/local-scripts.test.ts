@@ -210,17 +210,19 @@ describe('make run: Ctrl-C and SIGTERM stop everything it started', () => {
 
 describe('make cluster: Ctrl-C and SIGTERM stop everything it started', () => {
   test.each([
-    ['Ctrl-C (SIGINT to the process group)', 'SIGINT'],
-    ['SIGTERM to make alone', 'SIGTERM'],
-  ] as const)('%s: three replicas, Redis and the wire server are gone, make exits by that signal', async (_how, signal) => {
+    ['Ctrl-C (SIGINT to the process group)', 'SIGINT', 'primary'],
+    ['SIGTERM to make alone', 'SIGTERM', 'primary'],
+    // Every replica sells from its own allotment: each one's buys answer 200 without forwarding.
+    ['SIGTERM to make alone, CLUSTER_MODE=allotments', 'SIGTERM', 'allotments'],
+  ] as const)('%s: three replicas, Redis and the wire server are gone, make exits by that signal', async (_how, signal, mode) => {
     const ports = await freePorts(8);
     const [replicaPorts, metricsPorts] = [ports.slice(0, 3), ports.slice(3, 6)];
-    const run = started(make('cluster', { CLUSTER_PORTS: replicaPorts.join(' '), CLUSTER_METRICS_PORTS: metricsPorts.join(' '), REDIS_PORT: String(ports[6]), MONGO_PORT: String(ports[7]) }));
+    const run = started(make('cluster', { CLUSTER_MODE: mode, CLUSTER_PORTS: replicaPorts.join(' '), CLUSTER_METRICS_PORTS: metricsPorts.join(' '), REDIS_PORT: String(ports[6]), MONGO_PORT: String(ports[7]) }));
 
     await waitFor(
       async () => {
         if (run.child.exitCode !== null) throw new Error(`make cluster exited: ${run.output()}`);
-        if (!run.output().includes('PRIMARY')) return false;
+        if (mode === 'allotments' ? (run.output().match(/SELLING/g) ?? []).length < 3 : !run.output().includes('PRIMARY')) return false;
         const statuses = await Promise.all(replicaPorts.map((p) => answers(`http://127.0.0.1:${p}/api/v1/OneStock/Cache/Atomic/Buy`, 'POST')));
         return statuses.every((s) => s === 200);
       },

@@ -16,7 +16,7 @@
  * commit point, and the db and redis lanes follow it.
  */
 import { LANE_NAMES, MAX_STOCK, MEMORY_LANES } from '../config.js';
-import { DependencyUnavailableError, ServiceError, StockLimitError } from '../errors.js';
+import { DependencyUnavailableError, OutcomeUnknownError, ServiceError, StockLimitError } from '../errors.js';
 import type { StockLevel } from '../lanes/lane.js';
 import { UnconfiguredLane } from '../lanes/unconfigured-lane.js';
 import type { AdminLock } from '../memory/admin-lock.js';
@@ -25,6 +25,24 @@ import type { Operations } from './contract.js';
 import type { OperationRouter } from './operation-router.js';
 
 const isMemoryLane = (name: string): boolean => (MEMORY_LANES as readonly string[]).includes(name);
+
+/**
+ * A change to several lanes is not one atomic write (each store changes on its own): once one lane
+ * has changed, a failure of another leaves the call half applied, and its answer must not claim
+ * "nothing changed" (503): it is an unknown outcome (504).
+ */
+function halfApplied(error: unknown): never {
+  const dependency = error instanceof DependencyUnavailableError || error instanceof OutcomeUnknownError ? error.dependency : 'mongo';
+  throw new OutcomeUnknownError(dependency, `part of the change was applied before another lane failed (${error instanceof Error ? error.message : String(error)})`, false);
+}
+
+async function allOrUnknown<T>(changes: ReadonlyArray<Promise<T>>, alreadyChanged: boolean): Promise<T[]> {
+  const settled = await Promise.allSettled(changes);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (!failed) return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
+  if (alreadyChanged || settled.some((s) => s.status === 'fulfilled')) halfApplied(failed.reason);
+  throw failed.reason;
+}
 
 export function adminRoutes(routes: OperationRouter, ops: Operations, deps: AppDeps, lock: AdminLock): void {
   const lanes = LANE_NAMES.map((name) => deps.lanes[name]);
@@ -39,7 +57,7 @@ export function adminRoutes(routes: OperationRouter, ops: Operations, deps: AppD
     await allReady();
     const created = await lock.run(async () => {
       const createdInMemory = memoryAdmin ? await memoryAdmin.put(sku, stock) : false;
-      const createdElsewhere = await Promise.all(separately.map((name) => deps.lanes[name].put(sku, stock)));
+      const createdElsewhere = await allOrUnknown(separately.map((name) => deps.lanes[name].put(sku, stock)), memoryAdmin !== null);
       return createdInMemory || createdElsewhere.some(Boolean);
     });
     res.status(created ? 201 : 200).json({ sku, stock });
@@ -87,8 +105,17 @@ export function adminRoutes(routes: OperationRouter, ops: Operations, deps: AppD
         const inMemory = memoryAdmin ? await memoryAdmin.restock(sku, quantity, key) : null;
         if (inMemory) Object.assign(levels, inMemory.levels);
         const alreadyApplied = inMemory !== null && !inMemory.applied;
+        let changedSome = inMemory !== null && inMemory.applied;
         const ordered = [...separately.filter((name) => !isMemoryLane(name)), ...separately.filter(isMemoryLane)];
-        for (const name of ordered) levels[name] = await deps.lanes[name].restock(sku, quantity, key);
+        for (const name of ordered) {
+          try {
+            levels[name] = await deps.lanes[name].restock(sku, quantity, key);
+          } catch (error) {
+            if (changedSome) halfApplied(error);
+            throw error;
+          }
+          changedSome = true;
+        }
         for (const name of LANE_NAMES) levels[name] ??= null;
         return { byLane: levels, replayed: alreadyApplied };
       }));
@@ -106,7 +133,7 @@ export function adminRoutes(routes: OperationRouter, ops: Operations, deps: AppD
     await allReady();
     await lock.run(async () => {
       if (memoryAdmin) await memoryAdmin.resetAll();
-      await Promise.all(separately.map((name) => deps.lanes[name].resetAll()));
+      await allOrUnknown(separately.map((name) => deps.lanes[name].resetAll()), memoryAdmin !== null);
     });
     res.status(204).end();
   });

@@ -5,8 +5,11 @@
  * `NotReadyError` names a state more precise than `unavailable`.
  */
 export interface DependencyCheck {
-  /** `primary`: this replica sells, or knows which replica does. */
-  readonly name: 'mongo' | 'redis' | 'primary';
+  /**
+   * `primary`: this replica sells, or knows which replica does. `allotments` (CLUSTER_MODE=allotments):
+   * this replica holds a live term on its own ledger stream, so it may sell its allotments.
+   */
+  readonly name: 'mongo' | 'redis' | 'primary' | 'allotments';
   check(): Promise<void>;
 }
 

@@ -8,7 +8,7 @@ import { MAX_STOCK, type MemoryLaneName } from '../config.js';
 import { StockLimitError } from '../errors.js';
 import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../memory/shared-stock.js';
 import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
-import { OP_RESET, OP_RESTOCK, OP_SET, OP_UNDO, STOCK_LIMIT_REFUSED, type StockOp } from './stock-ops.js';
+import { OP_RELEASE, OP_RESET, OP_RESTOCK, OP_SET, OP_UNDO, STOCK_LIMIT_REFUSED, type StockOp } from './stock-ops.js';
 
 export abstract class MemoryLane implements Lane {
   protected readonly words: Int32Array;
@@ -74,6 +74,12 @@ export abstract class MemoryLane implements Lane {
   async undo(sku: string, quantity: number): Promise<void> {
     const slot = this.stock.slotOf(sku);
     if (slot >= 0) await this.exclusive(slot, OP_UNDO, quantity);
+  }
+
+  /** Allotments mode: take up to `quantity` unsold units out of this replica's allotment; resolves with how many. */
+  async release(sku: string, quantity: number): Promise<number> {
+    const slot = this.stock.slotOf(sku);
+    return slot < 0 ? 0 : this.exclusive(slot, OP_RELEASE, quantity);
   }
 
   async resetAll(): Promise<void> {

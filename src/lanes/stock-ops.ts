@@ -16,7 +16,14 @@ export const OP_RESTOCK = 2;
 export const OP_RESET = 3;
 /** Give back a sale that could not be made durable. */
 export const OP_UNDO = 4;
-export type StockOp = typeof OP_BUY | typeof OP_SET | typeof OP_RESTOCK | typeof OP_RESET | typeof OP_UNDO;
+/**
+ * Allotments mode: take up to `arg` unsold units out of this replica's allotment (to hand them back
+ * to the pool); returns how many were taken. A compare-and-swap on `remaining`, so it is one
+ * atomic step beside the atomic lane's lock-free buyers too; `initial` (units granted) drops by
+ * the same amount, so sold = initial − remaining is unchanged.
+ */
+export const OP_RELEASE = 5;
+export type StockOp = typeof OP_BUY | typeof OP_SET | typeof OP_RESTOCK | typeof OP_RESET | typeof OP_UNDO | typeof OP_RELEASE;
 
 /**
  * SET or RESTOCK refused because the counts would pass MAX_STOCK (and could wrap the Int32 words).
@@ -46,6 +53,19 @@ export function applyStockOp(w: Int32Array, base: number, op: StockOp, arg: numb
       return Atomics.add(w, base + REMAINING, arg) + arg;
     case OP_UNDO:
       return Atomics.add(w, base + REMAINING, arg) + arg;
+    case OP_RELEASE: {
+      let current = remaining;
+      for (;;) {
+        const take = Math.min(current, arg);
+        if (take <= 0) return 0;
+        const seen = Atomics.compareExchange(w, base + REMAINING, current, current - take);
+        if (seen === current) {
+          Atomics.sub(w, base + INITIAL, take);
+          return take;
+        }
+        current = seen;
+      }
+    }
     case OP_RESET: {
       const initial = Atomics.load(w, base + INITIAL);
       Atomics.store(w, base + REMAINING, initial);

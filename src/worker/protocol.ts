@@ -5,6 +5,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { Config } from '../config.js';
+import type { AllotmentAnswer, AllotmentRequest } from '../cluster/allotments/protocol.js';
 import type { IdempotencyAnswer, IdempotencyAsk } from './idempotency-batch.js';
 
 export interface WorkerData {
@@ -29,6 +30,8 @@ export interface SupervisorApi {
    * message, applied in order (idempotency-batch.ts).
    */
   idempotencyBatch(asks: IdempotencyAsk[]): Promise<IdempotencyAnswer[]>;
+  /** Allotments mode: replenish an allotment, Peek the global view, or an admin change (allotments/protocol.ts). */
+  allotment(request: AllotmentRequest): Promise<AllotmentAnswer>;
 }
 
 /** Served by each worker, called by the supervisor. */

@@ -10,12 +10,16 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ClusterState } from '../cluster/cluster-state.js';
 import { DurableMemoryAdmin, DurableMemoryLane } from '../cluster/ledger/durable-lane.js';
 import { forwardUnlessPrimary } from '../cluster/forwarding/forwarder.js';
-import { Fence, GroupCommit, type LedgerEntry } from '../cluster/ledger/ledger.js';
+import { Fence, GroupCommit, replicaStream, type LedgerEntry } from '../cluster/ledger/ledger.js';
+import { AllotmentLane } from '../cluster/allotments/allotment-lane.js';
 import { SharedAdminLock } from '../memory/admin-lock.js';
+import { ServiceError } from '../errors.js';
 import { createApp } from '../http/app.js';
 import { soldBody, type IdempotencyStore } from '../idempotency.js';
+import type { Db } from 'mongodb';
 import { NotReadyError } from '../lanes/dependency-check.js';
 import { buildLanes } from '../lanes/index.js';
+import type { MemoryLane } from '../lanes/memory-lane.js';
 import { PortSignalChannel } from '../lanes/signal-lane.js';
 import { createLogger } from '../logger.js';
 import { SharedStock } from '../memory/shared-stock.js';
@@ -68,13 +72,28 @@ function settled(entries: readonly LedgerEntry[], written: Promise<boolean>, sal
 }
 
 let memoryAdmin: DurableMemoryAdmin | null = null;
+const allotments = config.clusterMode === 'allotments';
+
+/**
+ * Allotments mode: each in-memory lane sells this replica's allotment and commits to this
+ * replica's own ledger stream; the pool, Peek and admin calls are the main thread's.
+ */
+const allotmentLanes = (() => {
+  let commit: GroupCommit | null = null;
+  return (lane: MemoryLane, db: Db) => {
+    commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, replicaStream(config.hostId)), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges() });
+    return new AllotmentLane(lane, commit, cluster, (request) => supervisor.call('allotment', request), index);
+  };
+})();
 
 const laneSet = buildLanes(
   config,
   stock,
   new PortSignalChannel(signalPort, config.queueLimit),
   `superstock-${config.hostId}-w${index}`,
-  config.durability === 'sync'
+  allotments
+    ? allotmentLanes
+    : config.durability === 'sync'
     ? (() => {
         let commit: GroupCommit | null = null;
         return (lane, db) => {
@@ -119,20 +138,29 @@ const app = createApp({
   metrics,
   dependencies: [
     ...laneSet.dependencies,
-    { name: 'primary', check: checkPrimary },
+    allotments
+      ? {
+          name: 'allotments',
+          check: async () => {
+            // A 503 wherever it surfaces (/readyz, or an admin call checking its dependencies first).
+            if (!cluster.maySell()) throw new ServiceError('dependency_unavailable', 'This replica holds no allotment term right now (starting, or fenced and beginning a new one); retry shortly.', { dependency: 'allotments' });
+          },
+        }
+      : { name: 'primary', check: checkPrimary },
   ],
   onUnexpectedError: (error) => log.error({ err: error }, 'unexpected error while serving a request'),
   // An admin change touches every lane's store a few times: wait out a few of them, no more.
   adminLock: new SharedAdminLock(stock, index + 1, 4 * config.dependencyTimeoutMs),
   memoryAdmin,
-  writeGate: forwardUnlessPrimary({
+  // Allotments mode: every replica sells on every lane itself (db and redis are shared stores already).
+  ...(allotments ? {} : { writeGate: forwardUnlessPrimary({
     state: cluster,
     hostId: config.hostId,
     timeoutMs: config.forwardTimeoutMs,
     queueLimit: config.queueLimit,
     primaryUrl: () => primaryUrl,
     onForward: (outcome) => metrics.recordForward(outcome),
-  }),
+  }) }),
 });
 server.on('request', app);
 // Redis commands fail at once until the connection is up (no offline queue): give it a moment.

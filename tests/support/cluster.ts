@@ -101,6 +101,14 @@ export class TestCluster {
     return found;
   }
 
+  /** Allotments mode: every live replica says it may sell; resolves with the first of them. */
+  async waitForSellers(timeoutMs = 15_000): Promise<Replica> {
+    await waitFor(async () => (await Promise.all(this.live().map(roleOf))).every((role) => role === 'primary'), { timeoutMs, intervalMs: 50, message: 'every live replica selling' });
+    const first = this.live()[0];
+    if (!first) throw new Error('no live replica');
+    return first;
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.live().map(async (r) => {
       await r.service?.stop().catch(() => undefined);

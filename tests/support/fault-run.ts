@@ -7,15 +7,21 @@
  * ledger. The whole history and the final state go to the checker; the caller asserts on it.
  * `make test` runs every fault once (tests/fault-matrix.test.ts); `make soak` runs random
  * sequences of them for longer (tests/soak/soak.soak.ts).
+ *
+ * Both cluster modes run the same matrix. In `allotments` mode every replica sells, so "the
+ * primary" of a fault is a replica holding units (the first live one), "another takes over" means
+ * another replica fenced its ledger stream and reclaimed its units, and the final check stops a
+ * replica and reads the global view once its allotments were closed from its ledger.
  */
 import { MongoClient } from 'mongodb';
-import { MEMORY_LANES } from '../../src/config.js';
+import { MEMORY_LANES, type ClusterMode } from '../../src/config.js';
 import { checkHistory, classify, stateKey, type CheckResult } from '../checker/checker.js';
 import { HistoryRecorder, readLevel, type Level, type Target } from '../checker/history.js';
 import { Workload, seededRandom, type SkuPlan } from '../checker/workload.js';
 import { reserveMongo, reserveRedis, startMongo, startRedis, type Dependency } from '../harness/deps.js';
 import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.js';
 import { waitFor } from '../harness/wait.js';
+import { hostField } from '../../src/cluster/allotments/pool-store.js';
 import { TestCluster, roleOf, type Replica } from './cluster.js';
 import { TEST_ADMIN_TOKEN } from './local-app.js';
 
@@ -40,6 +46,8 @@ export interface RunOptions {
    * starting a MongoDB per run. Each run has its own database; Redis is flushed first.
    */
   readonly shared?: { readonly mongo: Dependency; readonly redis: Dependency };
+  /** CLUSTER_MODE of the replicas (default primary). */
+  readonly mode?: ClusterMode;
 }
 
 export interface RunReport {
@@ -80,9 +88,10 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
   const stopOwn = async () => {
     if (own) await Promise.all([mongo.stop(), redis.stop()]);
   };
+  const mode = options.mode ?? 'primary';
   const cluster = await TestCluster.start(
     3,
-    { DEPENDENCY_TIMEOUT_MS: '1000', FORWARD_TIMEOUT_MS: '3000' },
+    { DEPENDENCY_TIMEOUT_MS: '1000', FORWARD_TIMEOUT_MS: '3000', CLUSTER_MODE: mode },
     (i) => ({ MONGO_URL: `mongodb://127.0.0.1:${links.mongo[i]?.port}/`, REDIS_URL: `redis://127.0.0.1:${links.redis[i]?.port}` }),
     late ? 'alive' : 'ready',
     60_000,
@@ -102,7 +111,7 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
   ];
   try {
     if (!late) {
-      const primary = targetOf(await cluster.waitForSinglePrimary());
+      const primary = targetOf(await sellerOf(cluster, mode));
       for (const { sku, stock, createdMidRun } of skus) if (!createdMidRun) requireAcknowledged(await recorder.put(primary, sku, stock), `PUT ${sku}`);
     }
     const workload = new Workload({
@@ -127,8 +136,8 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
       for (const fault of options.faults) {
         if (fault !== 'deps-late') await trafficFlows(`before ${fault}`);
         mark(`fault ${fault}`);
-        await inject(fault, { cluster, mongo, redis, links, faultMs: options.faultMs });
-        await cluster.waitForSinglePrimary(30_000);
+        await inject(fault, { cluster, mongo, redis, links, faultMs: options.faultMs, mode });
+        await sellerOf(cluster, mode, 30_000);
         mark('healed');
         await trafficFlows(`after ${fault}`);
       }
@@ -138,7 +147,7 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
     mark('load stopped');
     const { left } = await workload.resolveUnknowns(20_000);
     mark('unknowns resolved');
-    const primary = await cluster.waitForSinglePrimary(20_000);
+    const primary = await sellerOf(cluster, mode, 20_000);
     const keys = skus.map((s) => s.sku);
     // A replica just healed may need a moment before its stores answer again: its MongoDB client
     // may have to notice a wedged monitor and connect afresh (src/mongo.ts: about 3 s past the
@@ -177,15 +186,17 @@ export async function runFaults(options: RunOptions): Promise<RunReport> {
     ).catch((error: unknown) => log(String(error)));
     const replicas = new Map<string, Map<string, Level | null>>();
     for (const r of cluster.live()) replicas.set(r.id, await levelsOf(r));
-    const ledgerKeys = await readLedgerKeys(mongo.url, cluster.database);
+    const ledgerKeys = await readLedgerKeys(mongo.url, cluster.database, mode === 'allotments' ? 'allotment_ledger' : 'ledger');
     mark(`final state read (the slowest replica's levels took ${longestWaitMs} ms)`);
 
     // The ledger equals the final state: a successor rebuilds from it what the primary served.
     // (SIGTERM hands the lease over at once; nothing is in flight any more.)
+    // In allotments mode: the others' Peek once the stopped replica's allotments were closed from its ledger.
     const served = primary.service;
     await served?.stop();
     primary.service = null;
-    const successor = await cluster.waitForSinglePrimary(20_000);
+    if (mode === 'allotments') await reclaimed(mongo.url, cluster.database, primary.id, 'the stopped replica\'s allotments are closed');
+    const successor = await sellerOf(cluster, mode, 20_000);
     const rebuilt = await levelsOf(successor);
     mark('rebuilt read');
 
@@ -216,7 +227,36 @@ function requireAcknowledged(record: { status: number | null; body: unknown }, w
   if (classify(record.status, record.body) !== 'ok') throw new Error(`${what}: ${record.status} ${JSON.stringify(record.body)}`);
 }
 
+/** The replica to act on: the primary, or in allotments mode the first live replica once all sell. */
+function sellerOf(cluster: TestCluster, mode: ClusterMode, timeoutMs = 15_000): Promise<Replica> {
+  return mode === 'allotments' ? cluster.waitForSellers(timeoutMs) : cluster.waitForSinglePrimary(timeoutMs);
+}
+
+/**
+ * Allotments mode: `host`'s ledger stream is fenced (another holder) and sealed, and none of its
+ * allotments of an epoch below the stream's is left open — its unsold units are back in the pool.
+ * Read from MongoDB, the store of record, whoever did it.
+ */
+async function reclaimed(mongoUrl: string, database: string, host: string, message: string): Promise<void> {
+  const client = new MongoClient(mongoUrl, { serverSelectionTimeoutMS: 2000 });
+  try {
+    const db = client.db(database);
+    await waitFor(
+      async () => {
+        const stream = await db.collection<{ _id: string; epoch: number; holder: string; sealing: unknown[] }>('fence').findOne({ _id: `stream:${host}` });
+        if (!stream || stream.holder === host || stream.sealing.length > 0) return false;
+        const docs = await db.collection<{ _id: string; allot: Record<string, { epoch: number }> }>('allotments').find({}).toArray();
+        return docs.every((doc) => (doc.allot[hostField(host)]?.epoch ?? Number.POSITIVE_INFINITY) >= stream.epoch);
+      },
+      { timeoutMs: 20_000, intervalMs: 100, message },
+    );
+  } finally {
+    await client.close();
+  }
+}
+
 interface InjectContext {
+  readonly mode: ClusterMode;
   readonly cluster: TestCluster;
   readonly mongo: Dependency;
   readonly redis: Dependency;
@@ -228,19 +268,21 @@ async function inject(fault: Fault, c: InjectContext): Promise<void> {
   const { cluster } = c;
   switch (fault) {
     case 'kill-primary': {
-      const primary = await cluster.waitForSinglePrimary(20_000);
+      const primary = await sellerOf(cluster, c.mode, 20_000);
       primary.service?.kill();
       primary.service = null;
-      await cluster.waitForSinglePrimary(20_000);
+      if (c.mode === 'allotments') await reclaimed(c.mongo.url, cluster.database, primary.id, 'another replica reclaims the killed one\'s units');
+      else await cluster.waitForSinglePrimary(20_000);
       await cluster.startReplica(primary);
       return;
     }
     case 'stop-primary': {
-      const primary = await cluster.waitForSinglePrimary(20_000);
+      const primary = await sellerOf(cluster, c.mode, 20_000);
       const pid = primary.service?.pid as number;
       process.kill(pid, 'SIGSTOP');
       try {
-        await waitFor(async () => (await Promise.all(cluster.replicas.filter((r) => r !== primary).map(roleOf))).includes('primary'), {
+        if (c.mode === 'allotments') await reclaimed(c.mongo.url, cluster.database, primary.id, 'another replica reclaims the stopped one\'s units');
+        else await waitFor(async () => (await Promise.all(cluster.replicas.filter((r) => r !== primary).map(roleOf))).includes('primary'), {
           timeoutMs: 20_000,
           intervalMs: 100,
           message: 'another replica takes over from the stopped primary',
@@ -273,12 +315,13 @@ async function inject(fault: Fault, c: InjectContext): Promise<void> {
       await c.redis.start();
       return;
     case 'partition-primary': {
-      const primary = await cluster.waitForSinglePrimary(20_000);
+      const primary = await sellerOf(cluster, c.mode, 20_000);
       const index = cluster.replicas.indexOf(primary);
       c.links.mongo[index]?.cut();
       c.links.redis[index]?.cut();
       try {
-        await waitFor(async () => (await Promise.all(cluster.replicas.filter((r) => r !== primary).map(roleOf))).includes('primary'), {
+        if (c.mode === 'allotments') await reclaimed(c.mongo.url, cluster.database, primary.id, 'another replica reclaims the partitioned one\'s units');
+        else await waitFor(async () => (await Promise.all(cluster.replicas.filter((r) => r !== primary).map(roleOf))).includes('primary'), {
           timeoutMs: 20_000,
           intervalMs: 100,
           message: 'another replica takes over from the partitioned primary',
@@ -298,11 +341,11 @@ interface LedgerBatch {
 }
 
 /** Every key of every buy in the ledger, per memory lane (tombstones left out). */
-async function readLedgerKeys(url: string, database: string): Promise<Map<string, string[]>> {
+async function readLedgerKeys(url: string, database: string, collection: string): Promise<Map<string, string[]>> {
   const client = new MongoClient(url, { serverSelectionTimeoutMS: 5000 });
   try {
     const keys = new Map<string, string[]>(MEMORY_LANES.map((lane) => [lane, []]));
-    const batches = await client.db(database).collection<LedgerBatch>('ledger').find({ tombstone: { $exists: false } }).toArray();
+    const batches = await client.db(database).collection<LedgerBatch>(collection).find({ tombstone: { $exists: false } }).toArray();
     for (const batch of batches) for (const entry of batch.entries ?? []) if (entry.op === 'buy' && entry.key !== undefined) keys.get(entry.lane)?.push(entry.key);
     return keys;
   } finally {

@@ -34,6 +34,23 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ [variable]: value })).toThrow(new RegExp(`^${variable}: `));
   });
 
+  test('CLUSTER_MODE: primary by default; allotments needs MongoDB, Redis and durability, and no ROLE; errors name CLUSTER_MODE', () => {
+    const stores = { MONGO_URL: 'mongodb://db:27017/', REDIS_URL: 'redis://cache:6379' };
+    expect(loadConfig({}).clusterMode).toBe('primary');
+    expect(loadConfig({ ...stores, CLUSTER_MODE: 'allotments' })).toMatchObject({ clusterMode: 'allotments', allotmentChunkMs: 150, allotmentIdleMs: 1000 });
+    expect(loadConfig({ ...stores, CLUSTER_MODE: 'allotments', ALLOTMENT_CHUNK_MS: '200', ALLOTMENT_IDLE_MS: '5000' })).toMatchObject({ allotmentChunkMs: 200, allotmentIdleMs: 5000 });
+    for (const env of [
+      { CLUSTER_MODE: 'sharded' },
+      { CLUSTER_MODE: 'allotments' },
+      { CLUSTER_MODE: 'allotments', MONGO_URL: stores.MONGO_URL, ELECTION: 'none' },
+      { ...stores, CLUSTER_MODE: 'allotments', DURABILITY: 'none' },
+      { ...stores, CLUSTER_MODE: 'allotments', ROLE: 'primary' },
+    ]) {
+      expect(() => loadConfig(env)).toThrow(/^CLUSTER_MODE: /);
+    }
+    expect(() => loadConfig({ ...stores, CLUSTER_MODE: 'allotments', ALLOTMENT_CHUNK_MS: '0' })).toThrow(/^ALLOTMENT_CHUNK_MS: /);
+  });
+
   test('inside a pod the Kubernetes Lease elects by default; outside, the MongoDB lease', () => {
     const pod = { MONGO_URL: 'mongodb://db:27017/', REDIS_URL: 'redis://cache:6379', KUBERNETES_SERVICE_HOST: '10.96.0.1', POD_NAME: 'shop-superstock-0', POD_NAMESPACE: 'sales' };
     expect(loadConfig(pod)).toMatchObject({ election: 'kubernetes', podName: 'shop-superstock-0', podNamespace: 'sales', podSelector: '' });

@@ -45,16 +45,21 @@ export type LedgerEntry =
   | { readonly op: 'reset'; readonly lane: MemoryLaneName };
 
 interface FenceDocument {
-  _id: 'fence';
+  /** 'fence' for the primary's ledger; `stream:<host>` for one replica's stream (allotments mode). */
+  _id: string;
   epoch: number;
   seq: number;
   holder: string;
   /** Reservations of earlier epochs not yet sealed: [{epoch, seq}] with seq the highest reserved. */
   sealing: Array<{ epoch: number; seq: number }>;
+  /** Allotments mode: raised by the stream's holder every retry period (its lease, observed by the others). */
+  beat?: number;
 }
 
 export interface BatchDocument {
   _id: string;
+  /** Allotments mode: the replica whose stream the batch belongs to. */
+  stream?: string;
   epoch: number;
   seq: number;
   tombstone?: true;
@@ -104,24 +109,101 @@ function unavailable(error: unknown): DependencyUnavailableError {
 
 export const batchId = (epoch: number, seq: number): string => `${epoch}:${seq}`;
 
+/**
+ * Which log a Fence guards. The primary's (`PRIMARY_LEDGER`) is the one `fence` document and the
+ * `ledger` collection, as it always was. In allotments mode each replica has a stream of its own
+ * (`replicaStream(host)`): a fence document `stream:<host>` with its own epoch, and batches in
+ * `allotment_ledger` named `<host>/<epoch>:<seq>` — the same reserve / insert / seal technique,
+ * one fence per replica, so fencing one replica's epoch touches no other's.
+ */
+export interface LedgerStream {
+  readonly fenceId: string;
+  readonly collection: string;
+  /** null: the primary's ledger (batch ids and queries exactly as before streams existed). */
+  readonly host: string | null;
+}
+
+export const PRIMARY_LEDGER: LedgerStream = { fenceId: 'fence', collection: 'ledger', host: null };
+export const ALLOTMENT_LEDGER_COLLECTION = 'allotment_ledger';
+export const replicaStream = (host: string): LedgerStream => ({ fenceId: `stream:${host}`, collection: ALLOTMENT_LEDGER_COLLECTION, host });
+
 export class Fence implements EpochStore {
   private readonly fence: Collection<FenceDocument>;
   private readonly batches: Collection<BatchDocument>;
   private readonly snapshots: Collection<SnapshotDocument>;
 
+  private readonly fenceId: string;
+  /** Added to every batch query: empty for the primary's ledger, `{stream}` for a replica's. */
+  private readonly mine: { stream?: string };
+
   /** @param timeoutMs bound on the hot-path calls (reserve, write), after which they count as failed. */
   constructor(
     db: Db,
     private readonly timeoutMs: number,
+    private readonly stream: LedgerStream = PRIMARY_LEDGER,
   ) {
     this.fence = db.collection<FenceDocument>('fence');
-    this.batches = db.collection<BatchDocument>('ledger');
+    this.batches = db.collection<BatchDocument>(stream.collection);
     this.snapshots = db.collection<SnapshotDocument>('ledger_snapshots');
+    this.fenceId = stream.fenceId;
+    this.mine = stream.host === null ? {} : { stream: stream.host };
+  }
+
+  private batchId(epoch: number, seq: number): string {
+    return this.stream.host === null ? batchId(epoch, seq) : `${this.stream.host}/${batchId(epoch, seq)}`;
+  }
+
+  /**
+   * Allotments mode: the holder's heartbeat (its lease). False when `epoch` is no longer the
+   * stream's: another replica fenced it off, and this replica must stop and start a new term.
+   */
+  async beat(epoch: number): Promise<boolean> {
+    const result = await bounded(this.timeoutMs, () => this.fence.updateOne({ _id: this.fenceId, epoch }, { $inc: { beat: 1 } }));
+    return result.matchedCount === 1;
+  }
+
+  /**
+   * The stream's fence as it stands: epoch, heartbeat, holder, and the earlier epochs not yet
+   * sealed (null before its first term).
+   */
+  async state(): Promise<{ epoch: number; beat: number; holder: string; unsealed: number[] } | null> {
+    const doc = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: this.fenceId }));
+    return doc && { epoch: doc.epoch, beat: doc.beat ?? 0, holder: doc.holder, unsealed: doc.sealing.map((s) => s.epoch) };
+  }
+
+  /**
+   * Fence another replica's stream: raise its epoch from `epoch` — only if it still stands there
+   * and, when `beat` is given, its holder has not beaten since (it is alive after all). Resolves
+   * with the new epoch, or null when the stream moved on. The caller then seals it (`seal`).
+   */
+  async takeOver(epoch: number, beat: number | null, holder: string): Promise<number | null> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const current = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: this.fenceId }));
+      if (!current || current.epoch !== epoch || (beat !== null && (current.beat ?? 0) !== beat)) return null;
+      const sealing = current.seq > 0 ? [...current.sealing, { epoch: current.epoch, seq: current.seq }] : current.sealing;
+      const swapped = await bounded(this.timeoutMs, () =>
+        this.fence.updateOne({ _id: this.fenceId, epoch, seq: current.seq, ...(current.beat === undefined ? { beat: { $exists: false } } : { beat: current.beat }) }, { $set: { epoch: epoch + 1, seq: 0, holder, sealing, beat: current.beat ?? 0 } }),
+      );
+      if (swapped.matchedCount === 1) return epoch + 1;
+      // A reservation of the old epoch raced the swap: read again.
+    }
+    return null;
+  }
+
+  /** The buys recorded in this stream under `epoch` (after `seal`, final), summed per lane and SKU. */
+  async soldIn(epoch: number): Promise<Map<string, number>> {
+    const sold = new Map<string, number>();
+    for (const batch of await this.batches.find({ ...this.mine, epoch, tombstone: { $exists: false } }, { projection: { entries: 1 } }).toArray()) {
+      for (const entry of batch.entries ?? []) {
+        if (entry.op === 'buy') sold.set(`${entry.lane}/${entry.sku}`, (sold.get(`${entry.lane}/${entry.sku}`) ?? 0) + entry.q);
+      }
+    }
+    return sold;
   }
 
   /** The indexes a primary relies on: replay order, and keys for idempotency look-ups. Idempotent. */
   async ensureIndexes(): Promise<void> {
-    await this.batches.createIndex({ epoch: 1, seq: 1 });
+    await this.batches.createIndex(this.stream.host === null ? { epoch: 1, seq: 1 } : { stream: 1, epoch: 1, seq: 1 });
     await this.batches.createIndex({ 'entries.key': 1 });
   }
 
@@ -149,10 +231,10 @@ export class Fence implements EpochStore {
    */
   async beginTerm(holder: string): Promise<number> {
     for (;;) {
-      const current = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: 'fence' }));
+      const current = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: this.fenceId }));
       if (!current) {
         try {
-          await bounded(this.timeoutMs, () => this.fence.insertOne({ _id: 'fence', epoch: 1, seq: 0, holder, sealing: [] }));
+          await bounded(this.timeoutMs, () => this.fence.insertOne({ _id: this.fenceId, epoch: 1, seq: 0, holder, sealing: [] }));
           return 1;
         } catch (error) {
           if (isDuplicateKey(error)) continue;
@@ -161,7 +243,7 @@ export class Fence implements EpochStore {
       }
       const sealing = current.seq > 0 ? [...current.sealing, { epoch: current.epoch, seq: current.seq }] : current.sealing;
       const swapped = await bounded(this.timeoutMs, () => this.fence.updateOne(
-        { _id: 'fence', epoch: current.epoch, seq: current.seq },
+        { _id: this.fenceId, epoch: current.epoch, seq: current.seq },
         { $set: { epoch: current.epoch + 1, seq: 0, holder, sealing } },
       ));
       if (swapped.matchedCount === 1) return current.epoch + 1;
@@ -171,21 +253,21 @@ export class Fence implements EpochStore {
 
   /** The epoch the fence holds now: a leader whose own epoch is lower has been fenced off. */
   async currentEpoch(): Promise<number> {
-    const current = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: 'fence' }, { projection: { epoch: 1 } }));
+    const current = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: this.fenceId }, { projection: { epoch: 1 } }));
     return current?.epoch ?? 0;
   }
 
   /** Tombstone every reserved-but-missing batch of earlier epochs. Only the current epoch may. */
   async seal(epoch: number): Promise<void> {
-    const current = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: 'fence' }));
+    const current = await bounded(this.timeoutMs, () => this.fence.findOne({ _id: this.fenceId }));
     if (!current || current.epoch !== epoch) throw new FencedError(epoch);
     for (const { epoch: old, seq: highest } of current.sealing) {
-      const present = new Set((await this.batches.find({ epoch: old }, { projection: { seq: 1 } }).toArray()).map((b) => b.seq));
+      const present = new Set((await this.batches.find({ ...this.mine, epoch: old }, { projection: { seq: 1 } }).toArray()).map((b) => b.seq));
       for (let seq = 1; seq <= highest; seq++) {
         if (!present.has(seq)) await this.insertTombstone(old, seq);
       }
     }
-    await bounded(this.timeoutMs, () => this.fence.updateOne({ _id: 'fence', epoch }, { $set: { sealing: [] } }));
+    await bounded(this.timeoutMs, () => this.fence.updateOne({ _id: this.fenceId, epoch }, { $set: { sealing: [] } }));
   }
 
   /**
@@ -197,7 +279,7 @@ export class Fence implements EpochStore {
     // A reservation that times out may still have counted: the gap it leaves is harmless.
     // The pre-image, not the post-image: mongo-java-server reads the post-image after releasing
     // the document, so two reservations could see the same number (docs/mongo-wire-server.md).
-    const before = await bounded(this.timeoutMs, () => this.fence.findOneAndUpdate({ _id: 'fence', epoch }, { $inc: { seq: count } }, { returnDocument: 'before' }));
+    const before = await bounded(this.timeoutMs, () => this.fence.findOneAndUpdate({ _id: this.fenceId, epoch }, { $inc: { seq: count } }, { returnDocument: 'before' }));
     return before ? before.seq + 1 : null;
   }
 
@@ -208,7 +290,7 @@ export class Fence implements EpochStore {
    */
   async releaseUnused(epoch: number, first: number, last: number): Promise<void> {
     const tombstones: BatchDocument[] = [];
-    for (let seq = first; seq <= last; seq++) tombstones.push({ _id: batchId(epoch, seq), epoch, seq, tombstone: true });
+    for (let seq = first; seq <= last; seq++) tombstones.push({ _id: this.batchId(epoch, seq), ...this.mine, epoch, seq, tombstone: true });
     try {
       await bounded(this.timeoutMs, () => this.batches.insertMany(tombstones, { ordered: false }));
     } catch (error) {
@@ -221,7 +303,7 @@ export class Fence implements EpochStore {
   /** Insert a reserved batch. Resolves 'written' or 'fenced'; throws when the outcome is unknown. */
   async write(epoch: number, seq: number, entries: LedgerEntry[]): Promise<'written' | 'fenced'> {
     try {
-      await bounded(this.timeoutMs, () => this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, entries, at: new Date() }));
+      await bounded(this.timeoutMs, () => this.batches.insertOne({ _id: this.batchId(epoch, seq), ...this.mine, epoch, seq, entries, at: new Date() }));
       return 'written';
     } catch (error) {
       if (isDuplicateKey(error)) return 'fenced';
@@ -242,7 +324,7 @@ export class Fence implements EpochStore {
     let after = from;
     for (;;) {
       const page = await this.batches
-        .find({ $or: [{ epoch: after.epoch, seq: { $gt: after.seq } }, { epoch: { $gt: after.epoch } }] })
+        .find({ ...this.mine, $or: [{ epoch: after.epoch, seq: { $gt: after.seq } }, { epoch: { $gt: after.epoch } }] })
         .sort({ epoch: 1, seq: 1 })
         .limit(pageSize)
         .toArray();
@@ -281,7 +363,7 @@ export class Fence implements EpochStore {
 
   /** The highest seq of `epoch` with every seq up to it present (written or tombstoned). */
   async closedUpTo(epoch: number, from: number): Promise<number> {
-    const seqs = (await this.batches.find({ epoch, seq: { $gt: from } }, { projection: { seq: 1 } }).sort({ seq: 1 }).toArray()).map((b) => b.seq);
+    const seqs = (await this.batches.find({ ...this.mine, epoch, seq: { $gt: from } }, { projection: { seq: 1 } }).sort({ seq: 1 }).toArray()).map((b) => b.seq);
     let closed = from;
     for (const seq of seqs) {
       if (seq !== closed + 1) break;
@@ -297,6 +379,7 @@ export class Fence implements EpochStore {
    */
   async dropFolded(upTo: LedgerPosition, before: Date): Promise<number> {
     const result = await this.batches.deleteMany({
+      ...this.mine,
       $or: [{ epoch: { $lt: upTo.epoch } }, { epoch: upTo.epoch, seq: { $lte: upTo.seq } }],
       at: { $lt: before },
     });
@@ -310,11 +393,11 @@ export class Fence implements EpochStore {
    */
   private async insertTombstone(epoch: number, seq: number): Promise<boolean> {
     try {
-      await bounded(this.timeoutMs, () => this.batches.insertOne({ _id: batchId(epoch, seq), epoch, seq, tombstone: true }));
+      await bounded(this.timeoutMs, () => this.batches.insertOne({ _id: this.batchId(epoch, seq), ...this.mine, epoch, seq, tombstone: true }));
       return true;
     } catch (error) {
       if (!isDuplicateKey(error)) throw error;
-      const holder = await bounded(this.timeoutMs, () => this.batches.findOne({ _id: batchId(epoch, seq) }, { projection: { tombstone: 1 } }));
+      const holder = await bounded(this.timeoutMs, () => this.batches.findOne({ _id: this.batchId(epoch, seq) }, { projection: { tombstone: 1 } }));
       return holder?.tombstone === true;
     }
   }
