@@ -40,15 +40,8 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MAX_STOCK } from '../src/config.js';
 import { writeClusterSection } from './docs-section.js';
-import { DependencyClock, freePort, processCpuSeconds, until } from './measure.js';
+import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, freePort, processCpuSeconds, until } from './measure.js';
 
-const ROOT = resolve(import.meta.dirname, '..', '..');
-const SMOKE = process.env.BENCH_SMOKE === '1';
-const QUICK = process.env.BENCH_QUICK === '1';
-const env = (name: string, fallback: string): string => process.env[name] ?? fallback;
-const DURATION = Number(env('BENCH_DURATION', SMOKE ? '1' : QUICK ? '3' : '5'));
-const WARMUP = Number(env('BENCH_WARMUP', SMOKE ? '1' : QUICK ? '1' : '2'));
-const REPEATS = Number(env('BENCH_REPEATS', SMOKE ? '1' : '3'));
 const OUT = resolve(env('BENCH_OUT', join(ROOT, 'bench', 'results')));
 const WRITE_DOCS = !SMOKE && (!QUICK || process.env.BENCH_DOCS === '1');
 const LANE = env('BENCH_CLUSTER_LANE', 'atomic');

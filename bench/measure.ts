@@ -7,10 +7,19 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 
 export type Dependency = 'redis' | 'mongo';
+
+/** The knobs both benches share: BENCH_SMOKE (the tests' tiny run) and BENCH_QUICK set the defaults. */
+export const ROOT = resolve(import.meta.dirname, '..', '..');
+export const SMOKE = process.env.BENCH_SMOKE === '1';
+export const QUICK = process.env.BENCH_QUICK === '1';
+export const env = (name: string, fallback: string): string => process.env[name] ?? fallback;
+export const DURATION = Number(env('BENCH_DURATION', SMOKE ? '1' : QUICK ? '3' : '5'));
+export const WARMUP = Number(env('BENCH_WARMUP', SMOKE ? '1' : QUICK ? '1' : '2'));
+export const REPEATS = Number(env('BENCH_REPEATS', SMOKE ? '1' : '3'));
 
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 

@@ -27,16 +27,9 @@ import { request } from 'node:http';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MAX_STOCK } from '../src/config.js';
-import { DependencyClock, freePort, processCpuSeconds, until, type Dependency } from './measure.js';
+import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, freePort, processCpuSeconds, until, type Dependency } from './measure.js';
 import { keepClusterSection } from './docs-section.js';
 
-const ROOT = resolve(import.meta.dirname, '..', '..');
-const SMOKE = process.env.BENCH_SMOKE === '1';
-const QUICK = process.env.BENCH_QUICK === '1';
-const env = (name: string, fallback: string): string => process.env[name] ?? fallback;
-const DURATION = Number(env('BENCH_DURATION', SMOKE ? '1' : QUICK ? '3' : '5'));
-const WARMUP = Number(env('BENCH_WARMUP', SMOKE ? '1' : QUICK ? '1' : '2'));
-const REPEATS = Number(env('BENCH_REPEATS', SMOKE ? '1' : '3'));
 const CONNECTIONS = env('BENCH_CONNECTIONS', SMOKE ? '1,16' : QUICK ? '64' : '1,16,64,256').split(',').map(Number);
 const SKUS = Number(env('BENCH_SKUS', SMOKE ? '2000' : '1000000'));
 const OUT = resolve(env('BENCH_OUT', join(ROOT, 'bench', 'results')));

@@ -12,6 +12,33 @@ import type { StockLevel } from './lanes/lane.js';
 
 export const PREFIX = 'superstock_';
 
+/**
+ * The role and epoch gauges, read from the cluster state at scrape time — one definition for both
+ * cluster modes' controllers (in allotments mode every replica that may sell says primary, and the
+ * epoch is its own ledger stream's).
+ */
+export function registerRoleGauges(registry: Registry, state: { maySell(): boolean; readonly epoch: number }): void {
+  new Gauge({
+    name: `${PREFIX}role`,
+    help: "This replica's role: 1 for the current one (primary: it may sell now; in allotments mode every replica that may sell).",
+    labelNames: ['role'],
+    registers: [registry],
+    collect() {
+      const selling = state.maySell();
+      this.labels('primary').set(selling ? 1 : 0);
+      this.labels('secondary').set(selling ? 0 : 1);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}epoch`,
+    help: 'Epoch (fencing token) of the current term as this replica knows it (allotments mode: its own ledger stream\'s).',
+    registers: [registry],
+    collect() {
+      this.set(state.epoch);
+    },
+  });
+}
+
 export const REQUEST_OUTCOMES = ['sold', 'sold_out', 'not_found', 'unavailable', 'replayed'] as const;
 export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
 

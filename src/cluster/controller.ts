@@ -10,12 +10,12 @@
  */
 import { Redis } from 'ioredis';
 import type { Db } from 'mongodb';
-import { Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { MEMORY_LANES, type Config } from '../config.js';
 import type { IdempotencyRegistry } from '../idempotency.js';
 import type { Logger } from '../logger.js';
 import type { SharedStock } from '../memory/shared-stock.js';
-import { PREFIX } from '../metrics.js';
+import { registerRoleGauges } from '../metrics.js';
 import { createRedisClient } from '../lanes/redis-lane.js';
 import { ClusterState, monotonicMs } from './cluster-state.js';
 import type { Elector, Leadership } from './election/elector.js';
@@ -68,25 +68,7 @@ export class ClusterController {
     const state = this.state;
     // A primary by configuration is taking over from its first moment (workers answer before start() runs).
     if (o.config.role === 'primary' || (o.config.election === 'none' && o.config.role !== 'secondary')) state.setLeadPhase('taking_over');
-    new Gauge({
-      name: `${PREFIX}role`,
-      help: "This replica's role: 1 for the current one (primary means it may sell now).",
-      labelNames: ['role'],
-      registers: [o.registry],
-      collect() {
-        const primary = state.maySell();
-        this.labels('primary').set(primary ? 1 : 0);
-        this.labels('secondary').set(primary ? 0 : 1);
-      },
-    });
-    new Gauge({
-      name: `${PREFIX}epoch`,
-      help: 'Epoch (fencing token) of the current term as this replica knows it.',
-      registers: [o.registry],
-      collect() {
-        this.set(state.epoch);
-      },
-    });
+    registerRoleGauges(o.registry, state);
   }
 
   async start(): Promise<void> {

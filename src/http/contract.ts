@@ -180,7 +180,7 @@ const adminRefused: ResponseSpec = {
   headers: RETRY_AFTER,
 };
 const outcomeUnknown: ResponseSpec = {
-  description: 'outcome_unknown: the request reached MongoDB, Redis or the primary and no answer came back; it may or may not have taken effect. Retry with the same Idempotency-Key to learn which',
+  description: 'outcome_unknown: the request reached MongoDB, Redis or the primary and no answer came back, or an admin change reached some lanes and failed on another; it may or may not have taken effect. Retry with the same Idempotency-Key to learn which (or to finish the change)',
   errors: ['outcome_unknown'],
   headers: RETRY_AFTER,
 };

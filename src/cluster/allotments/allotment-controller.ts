@@ -35,7 +35,7 @@ import type { StockLevel } from '../../lanes/lane.js';
 import type { MemoryLane } from '../../lanes/memory-lane.js';
 import type { Logger } from '../../logger.js';
 import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../../memory/shared-stock.js';
-import { PREFIX } from '../../metrics.js';
+import { PREFIX, registerRoleGauges } from '../../metrics.js';
 import { ClusterState, monotonicMs } from '../cluster-state.js';
 import { Fence, replicaStream } from '../ledger/ledger.js';
 import { GlobalKeyClaims } from './global-keys.js';
@@ -134,25 +134,7 @@ export class AllotmentController {
     });
     const state = this.state;
     const registers = [registry];
-    new Gauge({
-      name: `${PREFIX}role`,
-      help: "This replica's role: 1 for the current one (primary means it may sell now; in allotments mode every replica that may sell says primary).",
-      labelNames: ['role'],
-      registers,
-      collect() {
-        const selling = state.maySell();
-        this.labels('primary').set(selling ? 1 : 0);
-        this.labels('secondary').set(selling ? 0 : 1);
-      },
-    });
-    new Gauge({
-      name: `${PREFIX}epoch`,
-      help: "Epoch (fencing token) of the current term as this replica knows it (allotments mode: its own ledger stream's).",
-      registers,
-      collect() {
-        this.set(state.epoch);
-      },
-    });
+    registerRoleGauges(registry, state);
     this.metrics = {
       granted: new Counter({ name: `${PREFIX}allotment_units_granted_total`, help: 'Units taken from the pool into this replica\'s allotments, by lane.', labelNames: ['lane'], registers }),
       returned: new Counter({
