@@ -12,10 +12,11 @@
  * admin calls act on the global pool, through the main thread.
  */
 import { MAX_STOCK } from '../../config.js';
-import { DependencyUnavailableError, OutcomeUnknownError, ServiceError, StockLimitError } from '../../errors.js';
+import { DependencyUnavailableError, ServiceError, StockLimitError } from '../../errors.js';
 import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from '../../lanes/lane.js';
 import type { MemoryLane } from '../../lanes/memory-lane.js';
 import type { ClusterState } from '../cluster-state.js';
+import { sellDurably } from '../ledger/durable-lane.js';
 import type { LedgerWriter } from '../ledger/ledger.js';
 import type { AllotmentAnswer, AllotmentRequest } from './protocol.js';
 
@@ -62,27 +63,9 @@ export class AllotmentLane implements Lane {
   }
 
   /** One attempt on this replica's allotment: sold (and durable), or short of units. */
-  private async sellFromAllotment(sku: string, quantity: number, key: string | null): Promise<BuyOutcome> {
+  private sellFromAllotment(sku: string, quantity: number, key: string | null): Promise<BuyOutcome> {
     if (!this.state.maySell()) throw new DependencyUnavailableError('mongo', 'this replica holds no live allotment term right now');
-    if (!this.state.enterSale(this.worker)) throw new ServiceError('admin_change_in_progress');
-    let settledLater = false;
-    try {
-      const epoch = this.state.epoch;
-      const outcome = await this.inner.tryBuy(sku, quantity);
-      if (outcome.kind !== 'sold') return outcome;
-      try {
-        await this.ledger.append({ op: 'buy', lane: this.name, sku, q: quantity, rem: outcome.remaining, ...(key === null ? {} : { key }) });
-      } catch (error) {
-        if (error instanceof OutcomeUnknownError) settledLater = true;
-        // The term cannot change while this sale is in flight (it waits for sales to settle), so
-        // the units go back to the allotment they came from.
-        else if (this.state.epoch === epoch) await this.inner.undo(sku, quantity);
-        throw error;
-      }
-      return outcome;
-    } finally {
-      if (!settledLater) this.state.leaveSales(this.worker);
-    }
+    return sellDurably(this.inner, this.ledger, this.state, this.worker, sku, quantity, key);
   }
 
   async peek(sku: string): Promise<StockLevel | null> {

@@ -23,6 +23,36 @@ import type { LedgerEntry, LedgerWriter } from './ledger.js';
 
 const adminBusy = () => new ServiceError('admin_change_in_progress');
 
+/**
+ * A sale on an in-memory lane made durable — the one sequence both durable kinds of lane run (a
+ * primary's, and a replica's allotment): enter the sales barrier, decide in memory, join the group
+ * commit, and give the units back if the commit failed. They go back only under the term they
+ * were sold in: once the epoch moved, memory is being rebuilt from the ledger, where this sale is
+ * not. An unknown outcome is settled (and the units given back, if need be) in the background; the
+ * sale stays in flight until then, so no admin change can slip in between.
+ */
+export async function sellDurably(inner: MemoryLane, ledger: LedgerWriter, state: ClusterState, worker: number, sku: string, quantity: number, key: string | null): Promise<BuyOutcome> {
+  if (!state.enterSale(worker)) throw adminBusy();
+  let settledLater = false;
+  try {
+    const epoch = state.epoch;
+    // atomic and lock decide synchronously: no extra turn of the microtask queue for them.
+    const decided = inner.tryBuy(sku, quantity);
+    const outcome = decided instanceof Promise ? await decided : decided;
+    if (outcome.kind !== 'sold') return outcome;
+    try {
+      await ledger.appendSale(inner.name, sku, quantity, outcome.remaining, key);
+    } catch (error) {
+      if (error instanceof OutcomeUnknownError) settledLater = true;
+      else if (state.epoch === epoch) await inner.undo(sku, quantity);
+      throw error;
+    }
+    return outcome;
+  } finally {
+    if (!settledLater) state.leaveSales(worker);
+  }
+}
+
 export class DurableMemoryLane implements Lane {
   readonly name: MemoryLane['name'];
 
@@ -37,29 +67,10 @@ export class DurableMemoryLane implements Lane {
     this.name = inner.name;
   }
 
-  async tryBuy(sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {
+  tryBuy(sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {
     // Refused before anything is decided: a full ledger queue answers at once, nothing changed.
     if (!this.ledger.hasRoom()) throw new ServiceError('overloaded');
-    if (!this.state.enterSale(this.worker)) throw adminBusy();
-    let settledLater = false;
-    try {
-      // atomic and lock decide synchronously: no extra turn of the microtask queue for them.
-      const decided = this.inner.tryBuy(sku, quantity);
-      const outcome = decided instanceof Promise ? await decided : decided;
-      if (outcome.kind !== 'sold') return outcome;
-      try {
-        await this.ledger.appendSale(this.name, sku, quantity, outcome.remaining, key);
-      } catch (error) {
-        // An unknown outcome is settled (and the units given back, if need be) in the background;
-        // the sale stays in flight until then, so no admin change can slip in between.
-        if (error instanceof OutcomeUnknownError) settledLater = true;
-        else await this.inner.undo(sku, quantity);
-        throw error;
-      }
-      return outcome;
-    } finally {
-      if (!settledLater) this.state.leaveSales(this.worker);
-    }
+    return sellDurably(this.inner, this.ledger, this.state, this.worker, sku, quantity, key);
   }
 
   peek(sku: string): StockLevel | null {
