@@ -105,7 +105,7 @@ export class MongoConnection {
       this.restarting = true;
       this.heartbeats.clear();
       this.onRestart(`the driver's monitor of ${address} wedged (a heartbeat unanswered for ${Math.round(now - since)} ms, bound ${bound} ms)`);
-      // Closing emits topologyClosed, which connects again (keepConnecting).
+      // Closing emits topologyClosed, which is ignored while restarting: connect again once closed.
       void this.client
         .close()
         .catch(() => undefined)
