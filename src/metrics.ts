@@ -6,7 +6,7 @@
  * METRICS_PORT sees one replica, not N workers.
  */
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import type { LaneName } from './config.js';
+import type { ClusterMode, LaneName } from './config.js';
 import { LANE_NAMES } from './config.js';
 import type { StockLevel } from './lanes/lane.js';
 
@@ -15,9 +15,18 @@ export const PREFIX = 'superstock_';
 /**
  * The role and epoch gauges, read from the cluster state at scrape time — one definition for both
  * cluster modes' controllers (in allotments mode every replica that may sell says primary, and the
- * epoch is its own ledger stream's).
+ * epoch is its own ledger stream's). The mode gauge lets alerts and dashboards tell the two apart:
+ * three replicas saying primary is a split brain in one mode and the normal state in the other.
  */
-export function registerRoleGauges(registry: Registry, state: { maySell(): boolean; readonly epoch: number }): void {
+export function registerRoleGauges(registry: Registry, state: { maySell(): boolean; readonly epoch: number }, mode: ClusterMode): void {
+  new Gauge({
+    name: `${PREFIX}cluster_mode`,
+    help: 'The cluster mode this replica runs (CLUSTER_MODE): 1 for its mode.',
+    labelNames: ['mode'],
+    registers: [registry],
+  })
+    .labels(mode)
+    .set(1);
   new Gauge({
     name: `${PREFIX}role`,
     help: "This replica's role: 1 for the current one (primary: it may sell now; in allotments mode every replica that may sell).",

@@ -68,7 +68,7 @@ export class ClusterController {
     const state = this.state;
     // A primary by configuration is taking over from its first moment (workers answer before start() runs).
     if (o.config.role === 'primary' || (o.config.election === 'none' && o.config.role !== 'secondary')) state.setLeadPhase('taking_over');
-    registerRoleGauges(o.registry, state);
+    registerRoleGauges(o.registry, state, 'primary');
   }
 
   async start(): Promise<void> {

@@ -34,12 +34,16 @@ const TIMINGS = { leaseDurationMs: 4000, renewDeadlineMs: 2500, retryPeriodMs: 3
 const JITTER = 1.2;
 
 let plane: ControlPlane;
-/** The default chart, installed once for the whole file: the RBAC and election tests act as its ServiceAccount. */
+/**
+ * The chart in primary mode (the Kubernetes elector's: allotments mode, the default, uses no
+ * Kubernetes API), installed once for the whole file: the RBAC and election tests act as its
+ * ServiceAccount.
+ */
 let installed: { status: number | null; stderr: string };
 
 beforeAll(async () => {
   plane = await startControlPlane();
-  installed = plane.helm('install', RELEASE, CHART, '--namespace', NAMESPACE, '--create-namespace');
+  installed = plane.helm('install', RELEASE, CHART, '--namespace', NAMESPACE, '--create-namespace', '--set', 'cluster.mode=primary');
 }, 120_000);
 
 /** helm's own informational lines (e.g. about the k6 scripts' symlink) are not errors. */
@@ -60,7 +64,7 @@ interface ObjectList {
 }
 
 describe('helm install into a real kube-apiserver', () => {
-  test('the default chart installs: the API server accepts every object', () => {
+  test('the chart in primary mode installs: the API server accepts every object', () => {
     expect({ status: installed.status, stderr: helmErrors(installed.stderr) }).toEqual({ status: 0, stderr: '' });
 
     const objects = kubectlJson<ObjectList>('get', 'statefulsets,deployments,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,secrets,configmaps', '--namespace', NAMESPACE).items;
@@ -77,7 +81,7 @@ describe('helm install into a real kube-apiserver', () => {
     expect(objects.some((o) => o.kind === 'ConfigMap' && o.metadata.labels?.grafana_dashboard === '1')).toBe(true);
   });
 
-  test('with the Prometheus Operator API present and external MongoDB/Redis: ServiceMonitor and PrometheusRule install, no in-chart stores', () => {
+  test('the default (allotments mode) with the Prometheus Operator API present and external MongoDB/Redis: ServiceMonitor and PrometheusRule install, no in-chart stores, no RBAC', () => {
     const crds = plane.kubectl('apply', '-f', join(REPO_ROOT, 'tests', 'deploy', 'fixtures', 'prometheus-operator-crds.yaml'));
     expect(crds.status).toBe(0);
     const established = plane.kubectl('wait', '--for', 'condition=Established', '--timeout', '30s', 'crd/servicemonitors.monitoring.coreos.com', 'crd/prometheusrules.monitoring.coreos.com');
@@ -88,6 +92,7 @@ describe('helm install into a real kube-apiserver', () => {
     expect({ status: result.status, stderr: helmErrors(result.stderr) }).toEqual({ status: 0, stderr: '' });
     const objects = kubectlJson<ObjectList>('get', 'servicemonitors,prometheusrules,statefulsets,deployments', '--namespace', 'monitored').items;
     expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(['PrometheusRule/ext-superstock', 'ServiceMonitor/ext-superstock', 'StatefulSet/ext-superstock']);
+    expect(kubectlJson<ObjectList>('get', 'roles,rolebindings', '--namespace', 'monitored').items).toEqual([]);
   });
 });
 

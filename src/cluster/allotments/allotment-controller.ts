@@ -134,7 +134,7 @@ export class AllotmentController {
     });
     const state = this.state;
     const registers = [registry];
-    registerRoleGauges(registry, state);
+    registerRoleGauges(registry, state, 'allotments');
     this.metrics = {
       granted: new Counter({ name: `${PREFIX}allotment_units_granted_total`, help: 'Units taken from the pool into this replica\'s allotments, by lane.', labelNames: ['lane'], registers }),
       returned: new Counter({

@@ -55,6 +55,13 @@ app.kubernetes.io/component: service
 {{- printf "app.kubernetes.io/name=%s,app.kubernetes.io/instance=%s,app.kubernetes.io/component=service" (include "superstock.name" .) .Release.Name }}
 {{- end }}
 
+{{/* The Kubernetes elector runs only in primary mode with the kubernetes backend: only then do the
+replicas use the API (the Lease, their pod's role label), and only then are its RBAC and the
+primary Service rendered. In allotments mode every replica sells and none is elected. */}}
+{{- define "superstock.kubeElection" -}}
+{{- if and (eq .Values.cluster.mode "primary") (eq .Values.election.backend "kubernetes") }}true{{ end }}
+{{- end }}
+
 {{- define "superstock.leaseName" -}}
 {{- default (printf "%s-primary" (include "superstock.fullname" .)) .Values.election.leaseName | trunc 63 | trimSuffix "-" }}
 {{- end }}
