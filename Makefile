@@ -27,7 +27,7 @@ typecheck: setup-node ## tsc --noEmit over src, tests, scripts and bench
 run: ## run one replica on :5059 (PORT) with Redis and MongoDB started for you; Ctrl-C stops all
 	@bash scripts/run.sh
 
-cluster: ## run three replicas on :5059, :5080, :5081 (CLUSTER_PORTS) and show who is primary; Ctrl-C stops all
+cluster: ## run three replicas on :5059, :5080, :5081 (CLUSTER_PORTS), every one selling (CLUSTER_MODE=primary: one elected, shown); Ctrl-C stops all
 	@bash scripts/cluster.sh
 
 deps-up: setup-run ## start Redis and the MongoDB wire server in the background (.data/)

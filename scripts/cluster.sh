@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make cluster`: three replicas on CLUSTER_PORTS (5059 5080 5081, as in the original) with
 # metrics on CLUSTER_METRICS_PORTS (9464 9465 9466), Redis and the MongoDB wire server, no
-# Docker. CLUSTER_MODE=primary (the default): the replicas elect a primary through the MongoDB
-# lease; this script shows who it is, and keeps showing it as it changes. CLUSTER_MODE=allotments:
-# every replica sells from its own allotment; the script shows which replicas are selling. A taken port stops it before anything starts (exit 98), a
+# Docker. CLUSTER_MODE=allotments (the default, as in the chart): every replica sells from its own
+# allotment; the script shows which replicas are selling. CLUSTER_MODE=primary: the replicas elect a
+# primary through the MongoDB lease; this script shows who it is, and keeps showing it as it
+# changes. A taken port stops it before anything starts (exit 98), a
 # replica that dies while starting stops everything (its log's tail is shown). Ctrl-C or SIGTERM
 # stops the replicas (gracefully, then by SIGKILL past SHUTDOWN_TIMEOUT_MS + 5 s) and the
 # dependencies this script started, and the script then dies of that signal.
@@ -13,7 +14,7 @@ source scripts/lib/ports.sh
 source scripts/lib/children.sh
 source scripts/lib/local-deps.sh
 
-mode=${CLUSTER_MODE:-primary}
+mode=${CLUSTER_MODE:-allotments}
 case $mode in
   primary | allotments) ;;
   *)

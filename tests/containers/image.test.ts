@@ -93,6 +93,9 @@ beforeAll(async () => {
         HOST: '127.0.0.1',
         ADVERTISE_URL: `http://127.0.0.1:${port}`,
         WORKERS: '2',
+        // Primary mode, said outright: this file proves the elected seller's failover in the image;
+        // the chart's default, allotments mode, runs the same image in kube-local.test.ts.
+        CLUSTER_MODE: 'primary',
         ELECTION: 'mongo',
         MONGO_URL: mongoUrl,
         MONGO_DB: DATABASE,

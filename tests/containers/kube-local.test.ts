@@ -1,12 +1,16 @@
 /**
  * The chart, serving, on a real single-node Kubernetes built here (tests/harness/local-kube.ts):
  * `helm install` with the image `make image` built, the MongoDB wire server as an external
- * MongoDB, Redis from the chart with the Debian-built image. Three pods Ready with their own
- * STOCK_HOST_ID, non-root on a read-only root; exactly one labelled primary and the primary
- * Service's endpoints on it; `helm upgrade` without changes restarts nothing; buys through the main
- * Service from a Job inside the cluster while the primary pod is deleted — a successor takes over
- * and no acknowledged sale is lost; the original's siege run as an in-cluster Job; a real
- * Prometheus scrapes the pods, the dashboard's queries return data and every alert rule evaluates.
+ * MongoDB, Redis from the chart with the Debian-built image. In the chart's default mode
+ * (allotments): three pods Ready with their own STOCK_HOST_ID, non-root on a read-only root; every
+ * pod sells (buys through the main Service are acknowledged by all three, none is elected);
+ * `helm upgrade` without changes restarts nothing; buys through the main Service from a Job inside
+ * the cluster while a pod is deleted — no acknowledged sale is lost, the sale sells out with every
+ * unit sold (the deleted pod's units came back) and nothing oversold; the original's siege run as
+ * an in-cluster Job; a real Prometheus scrapes the pods, the dashboard's queries return data and
+ * every alert rule evaluates with none of the invariant alerts even pending (three replicas selling
+ * is no split brain here). Then `helm upgrade --set cluster.mode=primary`: exactly one pod labelled
+ * primary, holding the Lease, the primary Service's endpoints on it, and buys through any pod sell.
  * Run by `make kube-test-local` (budget: about 8 minutes, most of it starting the node).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -51,6 +55,24 @@ const ready = (pod: Pod) => pod.status.conditions?.some((c) => c.type === 'Ready
 const leaseHolder = () => kubectl('get', 'lease', `${FULLNAME}-primary`, '-n', NAMESPACE, '-o', 'jsonpath={.spec.holderIdentity}').trim();
 /** curl from the client pod: what any pod in the cluster gets. */
 const curl = (...args: string[]) => kubectl('exec', '-n', NAMESPACE, 'client', '--', 'curl', '-s', '--max-time', '10', ...args);
+/** A pod's own /metrics, read from inside the cluster. */
+const metricsOf = (pod: Pod) => curl(`http://${pod.status.podIP}:9464/metrics`);
+/** One sample of an exposition (`name{labels}` exactly as the service prints it), or undefined. */
+function sample(exposition: string, series: string): number | undefined {
+  const line = exposition.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+const adminToken = () => Buffer.from(kubectl('get', 'secret', FULLNAME, '-n', NAMESPACE, '-o', 'jsonpath={.data.admin-token}'), 'base64').toString();
+/** PUT a SKU's stock on every lane (the admin route), through the main Service. */
+function putStock(sku: string, stock: number): void {
+  const put = curl('-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', `authorization: Bearer ${adminToken()}`, '-H', 'content-type: application/json', '-d', `{"stock":${stock}}`, `${MAIN_URL}/v2/admin/skus/${sku}`);
+  expect(Number(put)).toBeLessThan(300);
+}
+/** `count` buys of one unit on `lane`, one connection each, from the client pod: their status codes. */
+function buyMany(lane: string, sku: string, count: number): string[] {
+  const loop = `for i in $(seq ${count}); do curl -s -o /dev/null -w '%{http_code}\\n' --max-time 10 -X POST -H 'content-type: application/json' -d '{"quantity":1}' ${MAIN_URL}/v2/lanes/${lane}/skus/${sku}/buy; done`;
+  return kubectl('exec', '-n', NAMESPACE, 'client', '--', 'bash', '-c', loop).trim().split('\n');
+}
 function apply(name: string, manifest: unknown): void {
   const file = join(node.state, `${name}.json`);
   writeFileSync(file, JSON.stringify(manifest));
@@ -107,21 +129,23 @@ describe('the chart on a real single-node Kubernetes', () => {
     }
   });
 
-  test('exactly one pod is labelled primary, it holds the Lease, and the primary Service routes to it alone', async () => {
-    await waitFor(() => pods(PRIMARY_SELECTOR).length === 1, { timeoutMs: 30_000, intervalMs: 500, message: 'one pod labelled primary' });
-    const [primary] = pods(PRIMARY_SELECTOR) as [Pod];
-    expect(leaseHolder()).toBe(primary.metadata.name);
-    await waitFor(
-      () => {
-        const slices = json<{ items: Array<{ endpoints?: Array<{ addresses: string[] }> }> }>('get', 'endpointslices', '-n', NAMESPACE, '-l', `kubernetes.io/service-name=${FULLNAME}-primary`).items;
-        const addresses = slices.flatMap((s) => s.endpoints ?? []).flatMap((e) => e.addresses);
-        return addresses.length === 1 && addresses[0] === primary.status.podIP;
-      },
-      { timeoutMs: 15_000, intervalMs: 500, message: 'the primary Service endpoints are the primary pod' },
-    );
-    // Through that Service, from inside the cluster, the answer comes from the primary: it holds
-    // the authoritative count.
-    expect(JSON.parse(curl(`http://${FULLNAME}-primary:5059/v2/lanes/atomic/skus/NVDA`))).toMatchObject({ sku: 'NVDA', initial: 15000 });
+  test('allotments mode (the default): every pod may sell, none is elected or labelled, and buys through the main Service are sold by all three pods', () => {
+    const running = pods();
+    expect(pods(PRIMARY_SELECTOR)).toEqual([]);
+    expect(node.kubectl('get', 'service', `${FULLNAME}-primary`, '-n', NAMESPACE).status).not.toBe(0);
+    expect(node.kubectl('get', 'lease', `${FULLNAME}-primary`, '-n', NAMESPACE).status).not.toBe(0);
+    for (const pod of running) {
+      const metrics = metricsOf(pod);
+      expect({ pod: pod.metadata.name, mode: sample(metrics, 'superstock_cluster_mode{mode="allotments"}'), maySell: sample(metrics, 'superstock_role{role="primary"}') }).toEqual({ pod: pod.metadata.name, mode: 1, maySell: 1 });
+    }
+    putStock('SPREAD', 1000);
+    // One connection per buy: the Service spreads them over the pods (a pod missing from 90 of them
+    // by chance: 3 × (2/3)^90, about 4e-16).
+    const answers = buyMany('atomic', 'SPREAD', 90);
+    expect(answers.filter((status) => status !== '200')).toEqual([]);
+    const soldBy = running.map((pod) => [pod.metadata.name, sample(metricsOf(pod), 'superstock_units_sold_total{lane="atomic"}') ?? 0] as const);
+    expect(soldBy.filter(([, sold]) => sold < 1)).toEqual([]);
+    expect(JSON.parse(curl(`${MAIN_URL}/v2/lanes/atomic/skus/SPREAD`))).toMatchObject({ sku: 'SPREAD', initial: 1000 });
   });
 
   test('helm upgrade with no changes restarts nothing', () => {
@@ -132,12 +156,12 @@ describe('the chart on a real single-node Kubernetes', () => {
     expect(pods().map((p) => [p.metadata.name, p.metadata.uid]).sort()).toEqual(before);
   });
 
-  test('buys from a Job through the main Service; the primary pod deleted mid-run → another takes over; no acknowledged sale is lost', async () => {
-    const STOCK = 300;
+  test('buys from a Job through the main Service; a pod deleted mid-run → no acknowledged sale is lost, every unit is sold (its units came back), nothing oversold', async () => {
+    // Demand well above the stock, so every lane sells out while buyers still ask: a unit stranded
+    // in the deleted pod's allotment would show as sold < STOCK with buyers refused.
+    const STOCK = 200;
     const SKU = 'KUBE';
-    const token = Buffer.from(kubectl('get', 'secret', FULLNAME, '-n', NAMESPACE, '-o', 'jsonpath={.data.admin-token}'), 'base64').toString();
-    const put = curl('-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', `authorization: Bearer ${token}`, '-H', 'content-type: application/json', '-d', `{"stock":${STOCK}}`, `${MAIN_URL}/v2/admin/skus/${SKU}`);
-    expect(Number(put)).toBeLessThan(300);
+    putStock(SKU, STOCK);
 
     apply('buyer-job', {
       apiVersion: 'batch/v1',
@@ -149,7 +173,7 @@ describe('the chart on a real single-node Kubernetes', () => {
           spec: {
             restartPolicy: 'Never',
             securityContext: { runAsNonRoot: true, runAsUser: 1000 },
-            containers: [{ name: 'buyer', image: 'localhost/superstock-siege:local', imagePullPolicy: 'Never', command: ['bash', '/scripts/buyer.sh', MAIN_URL, SKU, '25', '2', ...LANES], volumeMounts: [{ name: 'scripts', mountPath: '/scripts' }] }],
+            containers: [{ name: 'buyer', image: 'localhost/superstock-siege:local', imagePullPolicy: 'Never', command: ['bash', '/scripts/buyer.sh', MAIN_URL, SKU, '25', '3', ...LANES], volumeMounts: [{ name: 'scripts', mountPath: '/scripts' }] }],
             volumes: [{ name: 'scripts', configMap: { name: 'buyer' } }],
           },
         },
@@ -158,34 +182,36 @@ describe('the chart on a real single-node Kubernetes', () => {
     const jobLines = () => node.kubectl('logs', '-n', NAMESPACE, 'job/buyer').stdout.split('\n').filter((l) => l.split(' ').length === 4);
     await waitFor(() => jobLines().length >= 50, { timeoutMs: 60_000, intervalMs: 500, message: 'the buyer Job is buying' });
 
-    const old = leaseHolder();
-    const deletedAt = Date.now();
-    kubectl('delete', 'pod', old, '-n', NAMESPACE, '--wait=false');
-    let successor = '';
-    await waitFor(
-      () => {
-        successor = leaseHolder();
-        return successor !== '' && successor !== old;
-      },
-      { timeoutMs: 20_000, intervalMs: 200, message: 'another pod takes the Lease' },
-    );
-    const takeoverMs = Date.now() - deletedAt;
-    await waitFor(() => pods(PRIMARY_SELECTOR).map((p) => p.metadata.name).join() === successor, { timeoutMs: 10_000, intervalMs: 300, message: 'the successor alone labelled primary' });
-    // The pod deleted gracefully releases the Lease: no lease duration to wait out.
-    expect(takeoverMs).toBeLessThan(15_000);
+    // A pod that holds units: every pod sells, so any will do; the one the Job has surely used.
+    const victim = pods().find((p) => p.metadata.name === `${FULLNAME}-1`) as Pod;
+    const soldBefore = LANES.filter((l) => l !== 'db' && l !== 'redis').map((lane) => sample(metricsOf(victim), `superstock_units_sold_total{lane="${lane}"}`) ?? 0);
+    expect(soldBefore.some((sold) => sold > 0)).toBe(true);
+    kubectl('delete', 'pod', victim.metadata.name, '-n', NAMESPACE, '--wait=false');
+    await waitFor(() => pods().every((p) => p.metadata.uid !== victim.metadata.uid), { timeoutMs: 60_000, intervalMs: 300, message: 'the deleted pod gone' });
 
     kubectl('wait', '-n', NAMESPACE, '--for=condition=Complete', 'job/buyer', '--timeout=180s');
     const log = kubectl('logs', '-n', NAMESPACE, 'job/buyer');
     expect(log.trim().endsWith('done')).toBe(true);
     const answers = log.split('\n').filter((l) => l.split(' ').length === 4).map((l) => l.split(' ') as [string, string, string, string]);
-    expect(answers.every(([, , status]) => status === '200' || status === '409')).toBe(true);
+    expect(answers.filter(([, , status]) => status !== '200' && status !== '409')).toEqual([]);
+    await waitFor(() => pods().filter(ready).length === 3, { timeoutMs: 120_000, intervalMs: 1000, message: 'the deleted pod back and Ready' });
     for (const lane of LANES) {
       const acknowledged = answers.filter(([l, , status]) => l === lane && status === '200').length;
-      const level = JSON.parse(curl(`http://${FULLNAME}-primary:5059/v2/lanes/${lane}/skus/${SKU}`)) as { remaining: number; sold: number };
-      expect({ lane, acknowledged: acknowledged > 0, sold: level.sold, total: level.remaining + level.sold }).toEqual({ lane, acknowledged: true, sold: acknowledged, total: STOCK });
-      expect(level.remaining).toBeGreaterThanOrEqual(0);
+      const refused = answers.filter(([l, , status]) => l === lane && status === '409').length;
+      expect({ lane, acknowledged, soldOut: refused > 0 }).toEqual({ lane, acknowledged: STOCK, soldOut: true });
+      // Every pod's Peek (the global view, its staleness bounded) converges on the same truth.
+      for (const pod of pods()) {
+        const url = `http://${pod.status.podIP}:5059/v2/lanes/${lane}/skus/${SKU}`;
+        let level = { remaining: -1, sold: -1 };
+        await waitFor(
+          () => {
+            level = JSON.parse(curl(url)) as { remaining: number; sold: number };
+            return level.sold === acknowledged && level.remaining === 0;
+          },
+          { timeoutMs: 15_000, intervalMs: 500, message: `${pod.metadata.name}'s Peek of ${lane}: ${JSON.stringify(level)}` },
+        );
+      }
     }
-    await waitFor(() => pods().filter(ready).length === 3, { timeoutMs: 120_000, intervalMs: 1000, message: 'the deleted pod back and Ready' });
   }, 420_000);
 
   test("the original's siege commands run as an in-cluster Job", () => {
@@ -252,26 +278,72 @@ describe('the chart on a real single-node Kubernetes', () => {
       prometheus?.kill('SIGTERM');
     });
 
-    test('every query of the Grafana dashboard is valid, and those about sales, roles and latency return data', () => {
+    test('every query of the Grafana dashboard is valid, and those about sales, roles, allotments and latency return data', () => {
       const dashboard = JSON.parse(readFileSync(join(CHART, 'files', 'dashboards', 'superstock.json'), 'utf8')) as { panels: Array<{ title: string; targets?: Array<{ expr: string }> }> };
-      const mayBeEmpty = /dependency_errors|forwarded_requests|replication_lag/;
+      // Counters of what may not have happened yet (errors, forwards, buys refused for units held
+      // elsewhere), and the panels of the other cluster mode (the release runs allotments mode).
+      const mayBeEmpty = /dependency_errors|forwarded_requests|replication_lag|allotment_held_elsewhere/;
+      expect(dashboard.panels.filter((panel) => panel.title.includes('(allotments mode)')).length).toBeGreaterThan(0);
       for (const panel of dashboard.panels) {
         for (const { expr } of panel.targets ?? []) {
           const answer = query(expr);
           expect({ panel: panel.title, expr, status: answer.status }).toEqual({ panel: panel.title, expr, status: 'success' });
-          if (!mayBeEmpty.test(expr)) expect({ panel: panel.title, expr, series: answer.data.result.length > 0 }).toEqual({ panel: panel.title, expr, series: true });
+          if (!mayBeEmpty.test(expr) && !panel.title.includes('(primary mode)')) expect({ panel: panel.title, expr, series: answer.data.result.length > 0 }).toEqual({ panel: panel.title, expr, series: true });
         }
       }
     });
 
-    test('every alert rule evaluates cleanly; none of the invariant alerts fires', async () => {
+    test('every alert rule evaluates cleanly; none of the invariant alerts fires or is even pending with three pods selling', async () => {
       type Rules = { data: { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string; state?: string }> }> } };
       const rules = () => (JSON.parse(ok(node.run('curl', ['-s', 'http://127.0.0.1:9090/api/v1/rules']), 'rules')) as Rules).data.groups.flatMap((g) => g.rules);
       await waitFor(() => rules().every((r) => r.health !== 'unknown'), { timeoutMs: 20_000, intervalMs: 1000, message: 'every rule evaluated once' });
       const all = rules();
       expect(all.length).toBeGreaterThan(0);
       expect(all.filter((r) => r.health !== 'ok')).toEqual([]);
-      expect(all.filter((r) => ['SuperstockNoPrimary', 'SuperstockTwoPrimaries', 'SuperstockOversell'].includes(r.name) && r.state === 'firing')).toEqual([]);
+      const invariants = ['SuperstockNoPrimary', 'SuperstockTwoPrimaries', 'SuperstockReplicaNotSelling', 'SuperstockOversell'];
+      expect(all.filter((r) => invariants.includes(r.name)).map((r) => r.name).sort()).toEqual([...invariants].sort());
+      // Three replicas saying they may sell is the normal state in allotments mode, not two primaries.
+      expect(query('sum(superstock_role{role="primary"})').data.result).toEqual([expect.objectContaining({ value: [expect.any(Number), '3'] })]);
+      expect(all.filter((r) => invariants.includes(r.name) && r.state !== 'inactive').map((r) => [r.name, r.state])).toEqual([]);
     });
+  });
+
+  describe('primary mode, still selectable', () => {
+    test('helm upgrade --set cluster.mode=primary: exactly one pod labelled primary, it holds the Lease, the primary Service routes to it alone, and buys through any pod sell', async () => {
+      // The two modes keep stock in different shapes (a pool and per-replica ledgers; one primary
+      // ledger), so the switch goes to a database of its own, as the README says to do.
+      ok(node.helm('upgrade', RELEASE, CHART, '--namespace', NAMESPACE, ...VALUES, '--set', 'cluster.mode=primary', '--set', 'database=superstock-primary-mode'), 'helm upgrade to primary mode');
+      // All three at once (the StatefulSet would roll them one by one): they come back in the new mode.
+      kubectl('delete', 'pods', '-n', NAMESPACE, '-l', SELECTOR, '--wait=false');
+      await waitFor(
+        () => {
+          const running = pods();
+          const sts = json<{ status: { updateRevision: string; currentRevision: string } }>('get', 'statefulset', FULLNAME, '-n', NAMESPACE).status;
+          return running.length === 3 && running.every(ready) && sts.updateRevision === sts.currentRevision;
+        },
+        { timeoutMs: 180_000, intervalMs: 1000, message: 'three pods Ready in primary mode' },
+      );
+      await waitFor(() => pods(PRIMARY_SELECTOR).length === 1, { timeoutMs: 30_000, intervalMs: 500, message: 'one pod labelled primary' });
+      const [primary] = pods(PRIMARY_SELECTOR) as [Pod];
+      expect(leaseHolder()).toBe(primary.metadata.name);
+      await waitFor(
+        () => {
+          const slices = json<{ items: Array<{ endpoints?: Array<{ addresses: string[] }> }> }>('get', 'endpointslices', '-n', NAMESPACE, '-l', `kubernetes.io/service-name=${FULLNAME}-primary`).items;
+          const addresses = slices.flatMap((s) => s.endpoints ?? []).flatMap((e) => e.addresses);
+          return addresses.length === 1 && addresses[0] === primary.status.podIP;
+        },
+        { timeoutMs: 15_000, intervalMs: 500, message: 'the primary Service endpoints are the primary pod' },
+      );
+      for (const pod of pods()) {
+        const metrics = metricsOf(pod);
+        const isPrimary = pod.metadata.name === primary.metadata.name ? 1 : 0;
+        expect({ pod: pod.metadata.name, mode: sample(metrics, 'superstock_cluster_mode{mode="primary"}'), primary: sample(metrics, 'superstock_role{role="primary"}') }).toEqual({ pod: pod.metadata.name, mode: 1, primary: isPrimary });
+      }
+      // Buys through the main Service reach every pod; the secondaries forward theirs to the
+      // primary, which alone sells and holds the authoritative count.
+      putStock('PRIMARY', 100);
+      expect(buyMany('atomic', 'PRIMARY', 30).filter((status) => status !== '200')).toEqual([]);
+      expect(JSON.parse(curl(`http://${FULLNAME}-primary:5059/v2/lanes/atomic/skus/PRIMARY`))).toMatchObject({ sku: 'PRIMARY', initial: 100, remaining: 70, sold: 30 });
+    }, 300_000);
   });
 });
