@@ -7,7 +7,10 @@
  * The cut-offs come from Redis itself, after the admin call's readiness check passed: over its
  * `maxmemory` it refuses the restock script (nothing applied: 503), and `CLIENT PAUSE … WRITE`
  * holds the script past the call's timeout and then runs it (applied, answer lost: 504).
- * Real processes, real Redis, the real MongoDB wire server. Budget: ~15 s.
+ * In allotments mode the in-memory lanes' stock is a pool in MongoDB, which records the key in the
+ * restock's own compare-and-swap: the same cut-off on that mode, and a retry that lands on another
+ * replica (its admin claim is that replica's own), add nothing twice.
+ * Real processes, real Redis, the real MongoDB wire server. Budget: ~30 s.
  */
 import { randomUUID } from 'node:crypto';
 import { startRedis, stopAll, type Dependency } from './harness/deps.js';
@@ -90,6 +93,62 @@ describe('a keyed restock cut off on its way, then retried with its key', () => 
     const retry = await restock(url, 'R', 5, key);
     expect(retry.status).toBe(200);
     expect(await initials(url, 'R')).toEqual(every(105));
+  });
+});
+
+describe('allotments mode: a keyed restock cut off, or retried on another replica', () => {
+  const replicas: ServiceHandle[] = [];
+  let redis: Dependency;
+
+  afterEach(async () => {
+    await Promise.all(replicas.splice(0).map((replica) => replica.stop()));
+  });
+
+  /** Two allotments-mode replicas sharing one database and Redis; the SKU R (100) created. */
+  async function startTwo(): Promise<[string, string]> {
+    redis = await startRedis();
+    const database = `restock_allot_${randomUUID().slice(0, 8)}`;
+    for (const id of ['allot-a', 'allot-b']) {
+      replicas.push(
+        await startService({
+          CLUSTER_MODE: 'allotments',
+          ELECTION: 'mongo',
+          STOCK_HOST_ID: id,
+          MONGO_DB: database,
+          REDIS_URL: redis.url,
+          DEPENDENCY_TIMEOUT_MS: '500',
+          ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+        }),
+      );
+    }
+    const [a, b] = replicas.map((r) => r.url) as [string, string];
+    expect((await putSku(a, TEST_ADMIN_TOKEN, 'R', 100)).status).toBe(201);
+    return [a, b];
+  }
+
+  test('a restock done on one replica, retried with its key on another: nothing added twice', async () => {
+    const [a, b] = await startTwo();
+    const key = randomUUID();
+    expect((await restock(a, 'R', 5, key)).status).toBe(200);
+    expect(await initials(a, 'R')).toEqual(every(105));
+    // The retry's claim is b's own (a new one there): every lane's store must know the key itself.
+    expect((await restock(b, 'R', 5, key)).status).toBe(200);
+    expect(await initials(a, 'R')).toEqual(every(105));
+    expect(await initials(b, 'R')).toEqual(every(105));
+  });
+
+  test('Redis refuses it after db took it: 504, and the retry on the other replica restocks what is missing, nothing twice', async () => {
+    const [a, b] = await startTwo();
+    const key = randomUUID();
+    await redis.command('CONFIG', 'SET', 'maxmemory', '1');
+    const first = await restock(a, 'R', 5, key);
+    await redis.command('CONFIG', 'SET', 'maxmemory', '0');
+    expect(first.status).toBe(504);
+    expect(first.body.error.code).toBe('outcome_unknown');
+    expect((await restock(b, 'R', 5, key)).status).toBe(200);
+    expect(await initials(a, 'R')).toEqual(every(105));
+    expect((await restock(a, 'R', 5, key)).status).toBe(200);
+    expect(await initials(b, 'R')).toEqual(every(105));
   });
 });
 

@@ -205,7 +205,7 @@ export class AllotmentController {
         case 'put':
           return { kind: 'created', created: await this.put(request.lane, request.sku, request.stock) };
         case 'restock': {
-          const doc = await this.store.restock(request.lane, request.sku, request.quantity);
+          const doc = await this.store.restock(request.lane, request.sku, request.quantity, request.key);
           return { kind: 'level', level: doc && (await this.peek(request.lane, request.sku)) };
         }
         case 'reset':

@@ -81,8 +81,8 @@ export class AllotmentLane implements Lane {
     return answer.kind === 'created' && answer.created;
   }
 
-  async restock(sku: string, quantity: number): Promise<StockLevel | null> {
-    const answer = await this.ask({ op: 'restock', lane: this.name, sku, quantity });
+  async restock(sku: string, quantity: number, key: string | null = null): Promise<StockLevel | null> {
+    const answer = await this.ask({ op: 'restock', lane: this.name, sku, quantity, key });
     if (answer.kind === 'error') raise(answer);
     return answer.kind === 'level' ? answer.level : null;
   }

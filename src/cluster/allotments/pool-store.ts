@@ -3,7 +3,7 @@
  * the unallocated pool and one allotment per replica that holds units of it.
  *
  *   { _id: "atomic/NVDA", lane, sku, pool, initial, settled, v,
- *     allot: { "<host>": { epoch, granted } }, closed: { "<host>": epoch } }
+ *     allot: { "<host>": { epoch, granted } }, closed: { "<host>": epoch }, restocks: [key, …] }
  *
  * `initial` is what PUT and restock put on sale; `granted` is what a replica's allotment (under
  * one epoch of its ledger stream) has been handed, sold units included; `settled` is what closed
@@ -11,11 +11,15 @@
  * sold is in its own ledger stream. Every change is one compare-and-swap on the document's
  * version `v` (read, compute, `updateOne({_id, v}, …, $inc v)`): plain single-document updates
  * that mongo-java-server, FerretDB and MongoDB all apply atomically, so no transaction is needed
- * and no update form beyond $set/$unset/$inc on dotted paths.
+ * and no update form beyond $set/$unset/$inc on dotted paths. A keyed restock records its key in
+ * `restocks` in the same swap, so a retry with the key (on any replica, whatever cut the first one
+ * off) finds it done and adds nothing: exactly once, as on the other lanes. Only a restock reads
+ * that list; the hot reads (grants, give-backs, Peek) leave it out.
  */
 import { MongoServerError, type Collection, type Db } from 'mongodb';
 import { MAX_STOCK, type MemoryLaneName } from '../../config.js';
 import { OutcomeUnknownError, StockLimitError } from '../../errors.js';
+import { RESTOCK_KEY_WINDOW } from '../../lanes/db-lane.js';
 import { bounded } from '../../mongo.js';
 
 export interface Allotment {
@@ -38,6 +42,8 @@ export interface PoolDocument {
    * from being opened again (its sales would be settled twice).
    */
   closed?: Record<string, number>;
+  /** The keys of the last RESTOCK_KEY_WINDOW keyed restocks (read by restocks only). */
+  restocks?: string[];
 }
 
 const DUPLICATE_KEY = 11000;
@@ -72,8 +78,8 @@ export class PoolStore {
     this.docs = db.collection<PoolDocument>('allotments');
   }
 
-  read(lane: MemoryLaneName, sku: string): Promise<PoolDocument | null> {
-    return bounded(this.timeoutMs, () => this.docs.findOne({ _id: poolId(lane, sku) }));
+  read(lane: MemoryLaneName, sku: string, withRestockKeys = false): Promise<PoolDocument | null> {
+    return bounded(this.timeoutMs, () => this.docs.findOne({ _id: poolId(lane, sku) }, withRestockKeys ? {} : { projection: { restocks: 0 } }));
   }
 
   /** The documents in which `host` holds an allotment (reclaims). */
@@ -102,9 +108,14 @@ export class PoolStore {
    * Read, compute, swap on the version read; again while someone else's change lands between.
    * `change` returns the update to make (without the version) or null to leave the document as it is.
    */
-  async change<T>(lane: MemoryLaneName, sku: string, change: (doc: PoolDocument | null) => { update: Record<string, Record<string, unknown>>; result: T } | { result: T }): Promise<T> {
+  async change<T>(
+    lane: MemoryLaneName,
+    sku: string,
+    change: (doc: PoolDocument | null) => { update: Record<string, Record<string, unknown>>; result: T } | { result: T },
+    withRestockKeys = false,
+  ): Promise<T> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const doc = await this.read(lane, sku);
+      const doc = await this.read(lane, sku, withRestockKeys);
       const decided = change(doc);
       if (!('update' in decided) || doc === null) return decided.result;
       const update = { ...decided.update, $inc: { ...(decided.update.$inc ?? {}), v: 1 } };
@@ -180,13 +191,24 @@ export class PoolStore {
     }
   }
 
-  /** Add `quantity` to the pool and to what is on sale; null for no such SKU. */
-  restock(lane: MemoryLaneName, sku: string, quantity: number): Promise<PoolDocument | null> {
-    return this.change(lane, sku, (doc) => {
-      if (doc === null) return { result: null };
-      if (doc.initial + quantity > MAX_STOCK) throw new StockLimitError({ sku, lane, limit: MAX_STOCK, initial: doc.initial, quantity, wouldBe: doc.initial + quantity });
-      return { update: { $inc: { pool: quantity, initial: quantity } }, result: { ...doc, pool: doc.pool + quantity, initial: doc.initial + quantity } };
-    });
+  /**
+   * Add `quantity` to the pool and to what is on sale; null for no such SKU. With a key already
+   * recorded, nothing is added and the document is returned as it is.
+   */
+  restock(lane: MemoryLaneName, sku: string, quantity: number, key: string | null = null): Promise<PoolDocument | null> {
+    return this.change(
+      lane,
+      sku,
+      (doc) => {
+        if (doc === null) return { result: null };
+        if (key !== null && doc.restocks?.includes(key)) return { result: doc };
+        if (doc.initial + quantity > MAX_STOCK) throw new StockLimitError({ sku, lane, limit: MAX_STOCK, initial: doc.initial, quantity, wouldBe: doc.initial + quantity });
+        const added = { $inc: { pool: quantity, initial: quantity } };
+        const update = key === null ? added : { ...added, $set: { restocks: [...(doc.restocks ?? []), key].slice(-RESTOCK_KEY_WINDOW) } };
+        return { update, result: { ...doc, pool: doc.pool + quantity, initial: doc.initial + quantity } };
+      },
+      key !== null,
+    );
   }
 
   /**

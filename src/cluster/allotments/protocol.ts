@@ -13,7 +13,7 @@ export type AllotmentRequest =
   | { readonly op: 'replenish'; readonly lane: MemoryLaneName; readonly sku: string; readonly quantity: number }
   | { readonly op: 'peek'; readonly lane: MemoryLaneName; readonly sku: string }
   | { readonly op: 'put'; readonly lane: MemoryLaneName; readonly sku: string; readonly stock: number }
-  | { readonly op: 'restock'; readonly lane: MemoryLaneName; readonly sku: string; readonly quantity: number }
+  | { readonly op: 'restock'; readonly lane: MemoryLaneName; readonly sku: string; readonly quantity: number; readonly key: string | null }
   | { readonly op: 'reset'; readonly lane: MemoryLaneName };
 
 export type AllotmentAnswer =
