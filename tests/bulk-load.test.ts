@@ -2,8 +2,10 @@
  * Bulk loading: POST /v2/admin/skus:bulk (NDJSON and CSV) and SEED_FILE. A valid list leaves every
  * lane exactly as the same PUTs one by one would; a list with bad lines is refused with their line
  * numbers and changes nothing; a durable replica's bulk-loaded SKUs survive a restart (they are in
- * the ledger). Budget: about 40 s on two loaded cores (two service processes for SEED_FILE and
- * durability, the rest in process).
+ * the ledger). In allotments mode (CLUSTER_MODE=allotments) a list applied through one replica
+ * resets a SKU another replica holds units of, as PUT does, and every replica sells and sees the
+ * loaded SKUs. Budget: about 60 s on two loaded cores (service processes for SEED_FILE, durability
+ * and allotments, the rest in process).
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +13,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { LANE_NAMES, MAX_STOCK } from '../src/config.js';
 import { REPO_ROOT } from './harness/deps.js';
-import { startService } from './harness/service.js';
+import { startService, waitFor, type ServiceHandle } from './harness/service.js';
 import { buy, peek, putSku, request, type ErrorBody } from './support/http.js';
 import { startLocalApp, TEST_ADMIN_TOKEN, type LocalApp } from './support/local-app.js';
 
@@ -156,6 +158,46 @@ describe('with DURABILITY=sync', () => {
       await second.stop();
     }
   });
+});
+
+describe('POST /v2/admin/skus:bulk in allotments mode', () => {
+  const replicas: ServiceHandle[] = [];
+
+  afterAll(async () => {
+    await Promise.all(replicas.map((replica) => replica.stop()));
+  });
+
+  test('a list loaded through one replica is what the same PUTs make: a SKU another replica holds units of is reset, and every replica sells the new SKUs and sees them', async () => {
+    const database = `bulk_allot_${process.pid}`;
+    for (const id of ['bulk-a', 'bulk-b']) {
+      replicas.push(await startService({ ADMIN_TOKEN: TEST_ADMIN_TOKEN, CLUSTER_MODE: 'allotments', ELECTION: 'mongo', STOCK_HOST_ID: id, MONGO_DB: database }));
+    }
+    const [a, b] = replicas.map((r) => r.url) as [string, string];
+    // A SKU replica b holds an allotment of, with sales in it.
+    expect((await putSku(a, TEST_ADMIN_TOKEN, 'AB-0', 50)).status).toBe(201);
+    for (const lane of LANE_NAMES) expect((await buy(b, lane, 'AB-0', 3)).status).toBe(200);
+
+    const list = Array.from({ length: 2500 }, (_, i) => `AB-${i},${(i % 10) + 20}`).join('\n');
+    expect((await bulk(a, list, 'text/csv')).body).toEqual({ skus: 2500, created: 2499 });
+
+    const fresh = (initial: number) => Object.fromEntries(LANE_NAMES.map((lane) => [lane, { remaining: initial, sold: 0, initial }]));
+    for (const url of [a, b]) {
+      expect(await levels(url, 'AB-0')).toEqual(fresh(20));
+      expect(await levels(url, 'AB-2499')).toEqual(fresh(29));
+    }
+    // Both replicas sell the loaded SKUs, from their own allotments; each one's Peek is the global view.
+    for (const lane of LANE_NAMES) {
+      expect((await buy(a, lane, 'AB-2499', 4)).status).toBe(200);
+      expect((await buy(b, lane, 'AB-2499', 5)).status).toBe(200);
+      expect((await buy(b, lane, 'AB-0', 20)).status).toBe(200);
+      expect((await buy(a, lane, 'AB-0', 1)).status).toBe(409);
+    }
+    const sold = (initial: number, count: number) => Object.fromEntries(LANE_NAMES.map((lane) => [lane, { remaining: initial - count, sold: count, initial }]));
+    for (const url of [a, b]) {
+      await waitFor(async () => JSON.stringify(await levels(url, 'AB-2499')) === JSON.stringify(sold(29, 9)), { timeoutMs: 5_000, intervalMs: 100, message: 'every replica sees the sales' });
+      expect(await levels(url, 'AB-0')).toEqual(sold(20, 20));
+    }
+  }, 120_000);
 });
 
 describe('SEED_FILE', () => {

@@ -7,7 +7,9 @@
  * New SKUs reach the three in-memory lanes through one insert into the table they share. With
  * DURABILITY=sync those lanes change through the memory admin instead (cluster/ledger/durable-lane.ts):
  * each chunk is one ledger batch behind the sales barrier, so it is in the ledger before it is in
- * memory — as a PUT would be. The caller holds the replica's admin lock.
+ * memory — as a PUT would be. In allotments mode each in-memory lane's PUT is a change of the SKU's
+ * pool in MongoDB (cluster/allotments/), made a few SKUs at a time. The caller holds the replica's
+ * admin lock.
  */
 import { MEMORY_LANES, type LaneName } from '../config.js';
 import type { DurableMemoryAdmin } from '../cluster/ledger/durable-lane.js';
@@ -18,6 +20,12 @@ import type { StagedSkus } from './sku-list.js';
 
 /** SKUs per round trip: 2,000 × 3 in-memory lanes keeps a ledger batch well under MongoDB's 16 MB. */
 export const SKU_CHUNK = 2000;
+/**
+ * In-memory lanes whose PUT is a call elsewhere (allotments mode: the main thread, then a MongoDB
+ * compare-and-swap on the SKU's pool) take this many SKUs at a time. A whole chunk at once was
+ * 6,000 calls in flight, and MongoDB's answers came later than the calls' own timeouts (503).
+ */
+const REMOTE_PUTS_IN_FLIGHT = 16;
 
 /** Put every SKU of `skus` into every lane; resolves with how many were new to the in-memory table. */
 export async function putSkus(lanes: Readonly<Record<LaneName, Lane>>, skus: StagedSkus, memoryAdmin: DurableMemoryAdmin | null = null): Promise<number> {
@@ -44,14 +52,30 @@ export async function putSkus(lanes: Readonly<Record<LaneName, Lane>>, skus: Sta
         work.push(...plain.map((lane) => lane.put(sku, stock)));
       });
     } else {
-      const firstLane = entries.map(([sku, stock]) => Promise.all(memory.map((lane) => lane.put(sku, stock))).then(([isNew]) => isNew === true));
-      work.push(...firstLane);
-      work.push(Promise.all(firstLane).then((isNew) => (created += isNew.filter(Boolean).length)));
+      // After the stores' part of the chunk: their one big round trip would hold the pool's small
+      // updates back past their timeouts.
+      const stored = Promise.allSettled([...work]);
+      work.push(stored.then(() => putFewAtATime(memory, entries)).then((isNew) => (created += isNew)));
     }
     // Every store's part settles before the next chunk (or the error) goes out: none is left unawaited.
     const failed = (await Promise.allSettled(work)).find((result) => result.status === 'rejected');
     if (failed) throw failed.reason;
   }
+  return created;
+}
+
+/** PUT each entry in every lane of `memory`, a few SKUs at a time; resolves with how many were new to the first lane. */
+async function putFewAtATime(memory: readonly Lane[], entries: ReadonlyArray<readonly [string, number]>): Promise<number> {
+  let next = 0;
+  let created = 0;
+  const putNext = async (): Promise<void> => {
+    for (let entry = entries[next++]; entry !== undefined; entry = entries[next++]) {
+      const [sku, stock] = entry;
+      const [isNew] = await Promise.all(memory.map((lane) => lane.put(sku, stock)));
+      if (isNew === true) created++;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(REMOTE_PUTS_IN_FLIGHT, entries.length) }, putNext));
   return created;
 }
 
