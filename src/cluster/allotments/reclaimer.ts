@@ -18,7 +18,7 @@ import type { Logger } from '../../logger.js';
 import { bounded } from '../../mongo.js';
 import { PREFIX } from '../../metrics.js';
 import { monotonicMs } from '../cluster-state.js';
-import { Fence, replicaStream } from '../ledger/ledger.js';
+import { Fence, FencedError, replicaStream } from '../ledger/ledger.js';
 import { hostField, type PoolStore } from './pool-store.js';
 
 const STREAM_PREFIX = 'stream:';
@@ -141,7 +141,14 @@ export class Reclaimer {
       }
       const next = await fence.takeOver(state.epoch, null, `fenced-by:${this.o.hostId}`);
       if (next === null) continue;
-      await fence.seal(next);
+      try {
+        await fence.seal(next);
+      } catch (error) {
+        // The holder noticed and began a new term above ours before we sealed: that term seals
+        // what its predecessors reserved. Read the stream again (nothing of ours to undo).
+        if (error instanceof FencedError) continue;
+        throw error;
+      }
       await this.closeAllotments(host, next);
       return next;
     }
