@@ -39,7 +39,7 @@ import { Agent, request } from 'node:http';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MAX_STOCK } from '../src/config.js';
-import { writeClusterSection } from './docs-section.js';
+import { writeSection } from './docs-section.js';
 import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, processCpuSeconds, until } from './measure.js';
 import { ReplicaExited, metricsOf, roleOf, startReplica, stopReplica, type Replica } from './replicas.js';
 
@@ -668,7 +668,7 @@ async function main(): Promise<void> {
     writeFileSync(join(OUT, 'cluster.json'), JSON.stringify({ startedAt, command, machine: { nproc: CORES, cpu: cpus()[0]?.model ?? 'unknown', node: process.version }, load: { before: loadBefore, after: loadAfter, note: process.env.BENCH_LOAD ?? null }, settings, rows, verdicts: results }, null, 2));
     writeFileSync(join(OUT, 'cluster.md'), page);
     // The reading is written by a person against a run; it travels with the latest cluster table.
-    if (WRITE_DOCS) writeClusterSection(join(ROOT, 'docs', 'benchmarks.md'), `${page}\n${readFileSync(join(ROOT, 'bench', 'CLUSTER-ANALYSIS.md'), 'utf8')}`);
+    if (WRITE_DOCS) writeSection(join(ROOT, 'docs', 'benchmarks.md'), 'bench-cluster', `${page}\n${readFileSync(join(ROOT, 'bench', 'CLUSTER-ANALYSIS.md'), 'utf8')}`);
     console.log(`\n${page}\nwritten to ${OUT}`);
   } finally {
     clock.close();
