@@ -11,7 +11,7 @@
  *
  * Environment: BENCH_TAKEOVER_SALES (comma-separated, default 1000000), MONGO_URL (required; a
  * private server is best: the sales stay in it until the database is dropped at the end; the
- * wire server needs MONGO_WIRE_HEAP=12g for 10M), BENCH_TAKEOVER_TIMEOUT_S (how long one takeover
+ * wire server needs MONGO_WIRE_JAVA_OPTS='-Xmx12g -Xmn1g' for 10M), BENCH_TAKEOVER_TIMEOUT_S (how long one takeover
  * may take before the run fails, default 1800: a cold 10M replay takes minutes on a shared machine).
  */
 import { spawn } from 'node:child_process';
