@@ -10,8 +10,13 @@
  * write of a request to the last byte of its answer; the connections are all open before the
  * first request is written, so connection set-up is reported apart.
  *
- * Usage: node flood-client.js <url> <connections> <seconds>; prints one JSON line (`FloodResult`).
- * The answers are parsed just enough for this service: a status line, Content-Length framing.
+ * Buyers either send again at once after a 503 (as wrk and autocannon do: the server's whole
+ * capacity goes to answering them), or, with `wait-retry-after`, wait the Retry-After it gave
+ * (as a client that follows the answer does) before their next request.
+ *
+ * Usage: node flood-client.js <url> <connections> <seconds> [wait-retry-after]; prints one JSON
+ * line (`FloodResult`).
+ * The answers are parsed just enough for this service: a status line, Content-Length or chunked framing.
  */
 import { connect, type Socket } from 'node:net';
 
@@ -55,7 +60,33 @@ function percentiles(samples: number[]): Percentiles {
   return { count: sorted.length, p50: at(0.5), p99: at(0.99), max: Number((sorted[sorted.length - 1] ?? Number.NaN).toFixed(2)) };
 }
 
-async function flood(url: URL, connections: number, seconds: number): Promise<FloodResult> {
+/**
+ * The body of the answer whose head ends at `start` in `buffer` and where it ends, or null while
+ * it is not all there. Framed by Content-Length or chunked (some refusals are sent chunked).
+ */
+function bodyOf(buffer: Buffer, head: string, start: number): { text: string; end: number } | null {
+  const length = /\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1];
+  if (length !== undefined) {
+    const end = start + Number(length);
+    return buffer.length < end ? null : { text: buffer.toString('utf8', start, end), end };
+  }
+  if (!/\r\ntransfer-encoding:\s*chunked/i.test(head)) throw new Error(`an answer framed neither by Content-Length nor chunked: ${head}`);
+  let text = '';
+  let at = start;
+  for (;;) {
+    const lineEnd = buffer.indexOf('\r\n', at);
+    if (lineEnd === -1) return null;
+    const size = parseInt(buffer.toString('latin1', at, lineEnd), 16);
+    const dataEnd = lineEnd + 2 + size;
+    // The last chunk (size 0) ends with an empty line; no trailers are sent.
+    if (buffer.length < dataEnd + 2) return null;
+    if (size === 0) return { text, end: dataEnd + 2 };
+    text += buffer.toString('utf8', lineEnd + 2, dataEnd);
+    at = dataEnd + 2;
+  }
+}
+
+async function flood(url: URL, connections: number, seconds: number, waitRetryAfter: boolean): Promise<FloodResult> {
   const port = Number(url.port);
   const request = Buffer.from(`POST ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nContent-Length: 0\r\n\r\n`);
   const statuses: Record<string, number> = {};
@@ -69,7 +100,8 @@ async function flood(url: URL, connections: number, seconds: number): Promise<Fl
   let lastAnswerAt = 0;
   let open = 0;
 
-  const record = (status: number, head: string, body: string, ms: number) => {
+  /** Records an answer; returns how long (ms) its connection waits before the next request. */
+  const record = (status: number, head: string, body: string, ms: number): number => {
     statuses[status] = (statuses[status] ?? 0) + 1;
     if (status === 200 || status === 409) admitted.push(ms);
     if (status === 503) refused.push(ms);
@@ -78,7 +110,9 @@ async function flood(url: URL, connections: number, seconds: number): Promise<Fl
       const label = `${status} ${code}`;
       errorCodes[label] = (errorCodes[label] ?? 0) + 1;
     }
-    if (status === 503 && /\r\nretry-after:/i.test(head)) refusedWithRetryAfter++;
+    const retryAfter = status === 503 ? /\r\nretry-after:\s*(\d+)/i.exec(head)?.[1] : undefined;
+    if (retryAfter !== undefined) refusedWithRetryAfter++;
+    return waitRetryAfter && retryAfter !== undefined ? Number(retryAfter) * 1000 : 0;
   };
 
   /** One connection's loop; resolves when the time is up and its last answer came (or it failed for good). */
@@ -88,6 +122,8 @@ async function flood(url: URL, connections: number, seconds: number): Promise<Fl
       let pending: Buffer = Buffer.alloc(0);
       let sentAt = 0;
       let announced = false;
+      /** Waiting out a Retry-After: the timer sends the next request. */
+      let paused = false;
       const send = () => {
         if (performance.now() >= stopAt) {
           socket.end();
@@ -103,15 +139,19 @@ async function flood(url: URL, connections: number, seconds: number): Promise<Fl
           const headerEnd = pending.indexOf(HEADER_END);
           if (headerEnd === -1) return;
           const head = pending.toString('latin1', 0, headerEnd);
-          const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? Number.NaN);
-          if (Number.isNaN(length)) throw new Error(`an answer without Content-Length: ${head}`);
-          const end = headerEnd + HEADER_END.length + length;
-          if (pending.length < end) return;
+          const body = bodyOf(pending, head, headerEnd + HEADER_END.length);
+          if (body === null) return;
           const now = performance.now();
-          record(Number(head.slice(9, 12)), head, pending.toString('utf8', headerEnd + HEADER_END.length, end), now - sentAt);
+          const pause = record(Number(head.slice(9, 12)), head, body.text, now - sentAt);
           lastAnswerAt = now;
-          pending = pending.subarray(end);
-          send();
+          pending = pending.subarray(body.end);
+          if (pause > 0) {
+            paused = true;
+            setTimeout(() => {
+              paused = false;
+              send();
+            }, pause);
+          } else send();
         }
       };
       const openConnection = () => {
@@ -119,7 +159,7 @@ async function flood(url: URL, connections: number, seconds: number): Promise<Fl
         socket.on('data', onData);
         socket.once('connect', () => {
           // Reopened after the server closed it: go on where it stopped (before the start, the start sends).
-          if (announced && stopAt !== Number.POSITIVE_INFINITY) send();
+          if (announced && stopAt !== Number.POSITIVE_INFINITY && !paused) send();
           if (!announced) {
             announced = true;
             ready();
@@ -173,8 +213,8 @@ async function flood(url: URL, connections: number, seconds: number): Promise<Fl
   };
 }
 
-const [target, connectionsArg, secondsArg] = process.argv.slice(2);
-if (!target || !connectionsArg || !secondsArg) throw new Error('usage: flood-client.js <url> <connections> <seconds>');
-const result = await flood(new URL(target), Number(connectionsArg), Number(secondsArg));
+const [target, connectionsArg, secondsArg, mode] = process.argv.slice(2);
+if (!target || !connectionsArg || !secondsArg) throw new Error('usage: flood-client.js <url> <connections> <seconds> [wait-retry-after]');
+const result = await flood(new URL(target), Number(connectionsArg), Number(secondsArg), mode === 'wait-retry-after');
 process.stdout.write(`${JSON.stringify(result)}\n`);
 process.exit(0);

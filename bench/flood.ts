@@ -67,9 +67,14 @@ interface System {
   readonly driven: Replica;
 }
 
-interface Cell {
-  readonly system: SystemName;
+/** How many connections, and whether a refused buyer waits its Retry-After before the next buy. */
+interface Load {
   readonly connections: number;
+  readonly waitRetryAfter: boolean;
+}
+
+interface Cell extends Load {
+  readonly system: SystemName;
   readonly result: FloodResult;
   readonly admittedRps: number;
   /** Refused (503) ÷ answered. */
@@ -151,9 +156,10 @@ function rssMiB(pid: number): number {
   return Number(line?.split(/\s+/)[1] ?? 0) / 1024;
 }
 
-function runClient(url: string, connections: number, seconds: number): Promise<FloodResult> {
+function runClient(url: string, { connections, waitRetryAfter }: Load, seconds: number): Promise<FloodResult> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [join(ROOT, 'dist', 'bench', 'flood-client.js'), url, String(connections), String(seconds)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = [join(ROOT, 'dist', 'bench', 'flood-client.js'), url, String(connections), String(seconds), ...(waitRetryAfter ? ['wait-retry-after'] : [])];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -163,19 +169,19 @@ function runClient(url: string, connections: number, seconds: number): Promise<F
   });
 }
 
-async function drive(system: System, connections: number, seconds: number): Promise<Cell> {
+async function drive(system: System, load: Load, seconds: number): Promise<Cell> {
   const { driven } = system;
   let peakRss = rssMiB(driven.pid);
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMiB(driven.pid))), RSS_SAMPLE_MS);
   const cpuBefore = processCpuSeconds(driven.pid);
   try {
-    const result = await runClient(`${driven.base}/v2/lanes/${LANE}/skus/${SKU}/buy`, connections, seconds);
+    const result = await runClient(`${driven.base}/v2/lanes/${LANE}/skus/${SKU}/buy`, load, seconds);
     const cpu = processCpuSeconds(driven.pid) - cpuBefore;
     const answered = Object.values(result.statuses).reduce((a, b) => a + b, 0);
     const admitted = result.admitted.count;
     return {
       system: system.name,
-      connections,
+      ...load,
       result,
       admittedRps: result.elapsedS > 0 ? admitted / result.elapsedS : 0,
       refusedShare: answered > 0 ? result.refused.count / answered : 0,
@@ -208,24 +214,27 @@ function markdown(cells: Cell[], outcomes: Outcome[], meta: { startedAt: string;
     `409 sold out) apart from refused ones (503) — wrk puts both in one histogram, where fast refusals flatter the p99. The`,
     `connections are all open before the first request. ${WARMUP}s warm-up at ${REFERENCE}, then ${REPEATS} interleaved round(s) of ${DURATION}s;`,
     `the median run by admitted req/s. Server CPU and peak resident set are the driven replica's own (every thread; the`,
-    `resident set sampled every ${RSS_SAMPLE_MS} ms).`,
+    `resident set sampled every ${RSS_SAMPLE_MS} ms). "After a 503": buyers that buy again at once (as wrk does) keep every`,
+    `connection's request outstanding, so an admitted buy waits behind ~connections ÷ answers per second whatever the queues`,
+    `hold (refusals are answered too); buyers that wait the Retry-After they were given show what the bound buys for clients`,
+    `that follow it. "504": outcome unknown (a store call timed out after it may have landed; the keyed retry resolves it).`,
     '',
-    '| system | connections | admitted req/s | refused (503) | 503 with Retry-After | admitted p50 ms | admitted p99 ms | refused p99 ms | server CPU µs/admitted | peak RSS MiB | unanswered |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| system | connections | after a 503 | admitted req/s | refused (503) | 503 with Retry-After | admitted p50 ms | admitted p99 ms | refused p99 ms | 504 | server CPU µs/admitted | peak RSS MiB | unanswered |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...cells.map((c) => {
       const refused = c.result.refused.count;
-      return `| ${DESCRIPTIONS[c.system]} | ${c.connections.toLocaleString('en')} | ${Math.round(c.admittedRps)} | ${(c.refusedShare * 100).toFixed(1)} % | ${refused === 0 ? '—' : `${c.result.refusedWithRetryAfter} of ${refused}`} | ${fixed(c.result.admitted.p50)} | ${fixed(c.result.admitted.p99)} | ${fixed(c.result.refused.p99)} | ${fixed(c.cpuUsPerAdmitted)} | ${c.peakRssMiB.toFixed(0)} | ${c.result.unanswered} |`;
+      return `| ${DESCRIPTIONS[c.system]} | ${c.connections.toLocaleString('en')} | ${c.waitRetryAfter ? 'waits Retry-After' : 'buys again at once'} | ${Math.round(c.admittedRps)} | ${(c.refusedShare * 100).toFixed(1)} % | ${refused === 0 ? '—' : `${c.result.refusedWithRetryAfter} of ${refused}`} | ${fixed(c.result.admitted.p50)} | ${fixed(c.result.admitted.p99)} | ${fixed(c.result.refused.p99)} | ${c.result.statuses['504'] ?? 0} | ${fixed(c.cpuUsPerAdmitted)} | ${c.peakRssMiB.toFixed(0)} | ${c.result.unanswered} |`;
     }),
     '',
     'After every round of a system: the units its Peek says were sold against the 200s the load generator counted (warm-ups',
     'included), and whether the flood cost the primary its term — the epoch before and after, and from the replicas\' logs the',
     'step-downs, terms begun and failed lease rounds over the whole run (all 0 expected; one replica alone has no lease).',
     '',
-    '| system | 200s counted | sold (Peek) | unanswered or 504 | sold == 200s | epoch before → after | primary after | step-downs | terms begun | failed lease rounds |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| system | 200s counted | sold (Peek) | unanswered or 504 | sold − 200s | sold == 200s (within the unknowns) | epoch before → after | primary after | step-downs | terms begun | failed lease rounds |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...outcomes.map((o) => {
       const lease = o.leaseEvents;
-      return `| ${DESCRIPTIONS[o.system]} | ${o.acknowledged} | ${o.sold} | ${o.unanswered} | ${o.exact ? 'yes' : '**no**'} | ${o.epochBefore} → ${o.epochAfter} | ${o.primariesAfter.join(', ') || 'none'} | ${lease?.stepDowns ?? '—'} | ${lease?.termsBegun ?? '—'} | ${lease?.failedRounds ?? '—'} |`;
+      return `| ${DESCRIPTIONS[o.system]} | ${o.acknowledged} | ${o.sold} | ${o.unanswered} | ${o.sold - o.acknowledged} | ${o.exact ? 'yes' : '**no**'} | ${o.epochBefore} → ${o.epochAfter} | ${o.primariesAfter.join(', ') || 'none'} | ${lease?.stepDowns ?? '—'} | ${lease?.termsBegun ?? '—'} | ${lease?.failedRounds ?? '—'} |`;
     }),
     '',
   ].join('\n');
@@ -241,20 +250,23 @@ async function measureSystem(name: SystemName, cells: Cell[], outcomes: Outcome[
     if (put.status !== 200 && put.status !== 201) throw new Error(`PUT ${SKU} on ${name}: ${put.status} ${await put.text()}`);
     const epochBefore = await epochOf(system.driven);
     const eventsBefore = leaseEventsOf(system);
-    const runs: Cell[] = [await drive(system, REFERENCE, WARMUP)];
-    const measured = new Map<number, Cell[]>([
-      [REFERENCE, []],
-      [FLOOD, []],
-    ]);
+    const runs: Cell[] = [await drive(system, { connections: REFERENCE, waitRetryAfter: false }, WARMUP)];
+    // Buyers that wait out a Retry-After only differ from the others where something is refused.
+    const loads: Load[] = [
+      { connections: REFERENCE, waitRetryAfter: false },
+      { connections: FLOOD, waitRetryAfter: false },
+      ...(name === 'replica' ? [] : [{ connections: FLOOD, waitRetryAfter: true }]),
+    ];
+    const measured = loads.map((): Cell[] => []);
     for (let round = 0; round < REPEATS; round++) {
-      for (const connections of [REFERENCE, FLOOD]) {
-        const cell = await drive(system, connections, DURATION);
+      for (const [i, load] of loads.entries()) {
+        const cell = await drive(system, load, DURATION);
         runs.push(cell);
-        measured.get(connections)?.push(cell);
-        console.log(`  ${DESCRIPTIONS[name].padEnd(48)} c=${String(connections).padEnd(5)} ${Math.round(cell.admittedRps)} admitted/s  refused ${(cell.refusedShare * 100).toFixed(1)} %  admitted p50/p99 ${fixed(cell.result.admitted.p50)}/${fixed(cell.result.admitted.p99)} ms  RSS ${cell.peakRssMiB.toFixed(0)} MiB`);
+        measured[i]?.push(cell);
+        console.log(`  ${DESCRIPTIONS[name].padEnd(48)} c=${String(load.connections).padEnd(5)}${load.waitRetryAfter ? ' (waits Retry-After)' : ''} ${Math.round(cell.admittedRps)} admitted/s  refused ${(cell.refusedShare * 100).toFixed(1)} %  admitted p50/p99 ${fixed(cell.result.admitted.p50)}/${fixed(cell.result.admitted.p99)} ms  RSS ${cell.peakRssMiB.toFixed(0)} MiB`);
       }
     }
-    for (const group of measured.values()) cells.push(medianByRps(group));
+    for (const group of measured) cells.push(medianByRps(group));
     const acknowledged = runs.reduce((n, c) => n + (c.result.statuses['200'] ?? 0), 0);
     const unanswered = runs.reduce((n, c) => n + c.result.unanswered + (c.result.statuses['504'] ?? 0), 0);
     const level = (await (await fetch(`${base}/v2/lanes/${LANE}/skus/${SKU}`)).json()) as { sold: number };
