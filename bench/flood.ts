@@ -17,7 +17,8 @@
  * answers never came: then within [200s, 200s + unanswered]), the epoch before and after, and
  * from the replicas' logs the step-downs, terms begun and failed lease rounds (0 expected).
  *
- * Writes bench/results/flood.{json,md} and, on a full run, the flood section of docs/benchmarks.md.
+ * Writes bench/results/flood.{json,md} and, on a full run, the flood section of docs/benchmarks.md
+ * (with bench/FLOOD-ANALYSIS.md, the hand-written reading, after it).
  * Environment: as bench/run.ts (BENCH_QUICK, BENCH_SMOKE, BENCH_DURATION, BENCH_WARMUP,
  * BENCH_REPEATS, BENCH_OUT, BENCH_DOCS, BENCH_LOAD, MONGO_URL, REDIS_URL), plus
  * BENCH_FLOOD_CONNECTIONS (2400), BENCH_FLOOD_REFERENCE (64), BENCH_FLOOD_QUEUE_LIMIT (100),
@@ -307,7 +308,8 @@ async function main(): Promise<void> {
   const page = markdown(cells, outcomes, { startedAt, loadBefore, loadAfter, command });
   writeFileSync(join(OUT, 'flood.json'), JSON.stringify({ startedAt, command, load: { before: loadBefore, after: loadAfter, note: process.env.BENCH_LOAD ?? null }, settings: { DURATION, WARMUP, REPEATS, FLOOD, REFERENCE, QUEUE_LIMIT, LANE }, cells, outcomes }, null, 2));
   writeFileSync(join(OUT, 'flood.md'), page);
-  if (WRITE_DOCS) writeSection(join(ROOT, 'docs', 'benchmarks.md'), 'bench-flood', page);
+  // The reading is written by a person against a run; it travels with the latest table.
+  if (WRITE_DOCS) writeSection(join(ROOT, 'docs', 'benchmarks.md'), 'bench-flood', `${page}\n${readFileSync(join(ROOT, 'bench', 'FLOOD-ANALYSIS.md'), 'utf8')}`);
   console.log(`\n${page}\nwritten to ${OUT}`);
 }
 
