@@ -7,7 +7,7 @@ bench: setup-bench build ## every lane side by side with the no-op ceilings, req
 bench-cluster: setup-bench build ## one replica beside three in primary and in allotments mode, 64 connections through every port: req/s, CPU per buy, a hot-SKU end of sale, a projection for N machines; writes the cluster section of docs/benchmarks.md (3–5 min)
 	@bash scripts/with-deps.sh node dist/bench/cluster.js
 
-bench-flood: setup-bench build ## a durable replica (and a cluster's primary) at 64 and at 2,400 connections: admitted req/s, share refused with 503, admitted p50/p99, peak RSS, sold == acknowledged, no failover; writes the flood section of docs/benchmarks.md (~2 min)
+bench-flood: setup-bench build ## a durable replica (and a cluster's primary) at 64 and at 2,400 connections: admitted req/s, share refused with 503, admitted p50/p99, peak RSS, sold == acknowledged, no failover; writes the flood section of docs/benchmarks.md (~3 min)
 	@bash scripts/with-deps.sh node dist/bench/flood.js
 
 bench-quick: setup-bench build ## the same at 64 connections with 3 s runs (a few minutes); BENCH_DOCS=1 also writes docs/benchmarks.md
