@@ -33,7 +33,7 @@ import { join, resolve } from 'node:path';
 import { MAX_STOCK } from '../src/config.js';
 import { writeSection } from './docs-section.js';
 import type { FloodResult } from './flood-client.js';
-import { DURATION, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, processCpuSeconds } from './measure.js';
+import { DURATION, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, processCpuSeconds, residentMiB } from './measure.js';
 import { metricsOf, roleOf, startReplica, stopReplica, type Replica } from './replicas.js';
 
 const OUT = resolve(env('BENCH_OUT', join(ROOT, 'bench', 'results')));
@@ -152,10 +152,6 @@ function leaseEventsOf(system: System): LeaseEvents {
 // ---------------------------------------------------------------------------------------------
 // One run: the load generator in its own process, the server's CPU and resident set around it
 
-function rssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
-  return Number(line?.split(/\s+/)[1] ?? 0) / 1024;
-}
 
 function runClient(url: string, { connections, waitRetryAfter }: Load, seconds: number): Promise<FloodResult> {
   return new Promise((done, fail) => {
@@ -172,8 +168,8 @@ function runClient(url: string, { connections, waitRetryAfter }: Load, seconds: 
 
 async function drive(system: System, load: Load, seconds: number): Promise<Cell> {
   const { driven } = system;
-  let peakRss = rssMiB(driven.pid);
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMiB(driven.pid))), RSS_SAMPLE_MS);
+  let peakRss = residentMiB(driven.pid);
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, residentMiB(driven.pid))), RSS_SAMPLE_MS);
   const cpuBefore = processCpuSeconds(driven.pid);
   try {
     const result = await runClient(`${driven.base}/v2/lanes/${LANE}/skus/${SKU}/buy`, load, seconds);
@@ -187,7 +183,7 @@ async function drive(system: System, load: Load, seconds: number): Promise<Cell>
       admittedRps: result.elapsedS > 0 ? admitted / result.elapsedS : 0,
       refusedShare: answered > 0 ? result.refused.count / answered : 0,
       cpuUsPerAdmitted: admitted > 0 ? (cpu * 1e6) / admitted : Number.NaN,
-      peakRssMiB: Math.max(peakRss, rssMiB(driven.pid)),
+      peakRssMiB: Math.max(peakRss, residentMiB(driven.pid)),
     };
   } finally {
     clearInterval(sampler);

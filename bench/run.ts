@@ -27,7 +27,7 @@ import { request } from 'node:http';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MAX_STOCK } from '../src/config.js';
-import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, freePort, processCpuSeconds, until, type Dependency } from './measure.js';
+import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, freePort, processCpuSeconds, residentMiB, until, type Dependency } from './measure.js';
 import { keepSections } from './docs-section.js';
 
 const CONNECTIONS = env('BENCH_CONNECTIONS', SMOKE ? '1,16' : QUICK ? '64' : '1,16,64,256').split(',').map(Number);
@@ -238,10 +238,6 @@ async function runTargets(targets: Target[], connections: number[], workers: num
   }
 }
 
-function rssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
-  return Number(line?.split(/\s+/)[1] ?? 0) / 1024;
-}
 
 interface BulkLoad {
   readonly path: string;
@@ -255,7 +251,7 @@ interface BulkLoad {
 /** A resident-set figure once the process has settled (a second without load). */
 async function settledRss(pid: number): Promise<number> {
   await new Promise((r) => setTimeout(r, 1000));
-  return rssMiB(pid);
+  return residentMiB(pid);
 }
 
 /**

@@ -18,15 +18,21 @@ interface BenchJson {
   machine: { nproc: number; node: string };
 }
 
-test('make bench-smoke produces req/s and server CPU per request for every cell, both bulk loads, a table and a PNG chart', async () => {
+/** Runs `dist/bench/<script>` in its smoke size, writing into a fresh folder; resolves with its exit code and the folder. */
+async function runSmoke(script: string): Promise<{ exitCode: number | null; out: string }> {
   const out = mkdtempSync(join(tmpdir(), 'superstock-bench-'));
   const exitCode = await new Promise<number | null>((resolve) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'bench', 'run.js')], {
+    const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'bench', script)], {
       env: { ...process.env, BENCH_SMOKE: '1', BENCH_OUT: out },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     child.once('exit', resolve);
   });
+  return { exitCode, out };
+}
+
+test('make bench-smoke produces req/s and server CPU per request for every cell, both bulk loads, a table and a PNG chart', async () => {
+  const { exitCode, out } = await runSmoke('run.js');
   expect(exitCode).toBe(0);
 
   const json = JSON.parse(readFileSync(join(out, 'bench.json'), 'utf8')) as BenchJson;
@@ -59,14 +65,7 @@ interface FloodJson {
 }
 
 test('the flood bench, tiny: admitted and refused answers apart, every 503 with Retry-After, sold == the 200s counted, lease events reported', async () => {
-  const out = mkdtempSync(join(tmpdir(), 'superstock-flood-'));
-  const exitCode = await new Promise<number | null>((resolve) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'bench', 'flood.js')], {
-      env: { ...process.env, BENCH_SMOKE: '1', BENCH_OUT: out },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    child.once('exit', resolve);
-  });
+  const { exitCode, out } = await runSmoke('flood.js');
   expect(exitCode).toBe(0);
 
   const json = JSON.parse(readFileSync(join(out, 'flood.json'), 'utf8')) as FloodJson;
