@@ -111,12 +111,9 @@ interface Outcome {
 async function startSystem(name: SystemName): Promise<System> {
   const database = `bench_flood_${name.replace('-', '_')}_${randomBytes(3).toString('hex')}`;
   const common = { DURABILITY: 'sync', SEED_SKUS: SKU, INITIAL_STOCK: String(MAX_STOCK), ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'info', HOST: '127.0.0.1', MONGO_DB: database };
-  if (name === 'replica') {
-    const replica = await startReplica('flood-replica', { ...common, ELECTION: 'none', WORKERS: String(CORES) });
-    return { name, replicas: [replica], driven: replica };
-  }
-  if (name === 'replica-bounded') {
-    const replica = await startReplica('flood-replica-bounded', { ...common, ELECTION: 'none', WORKERS: String(CORES), QUEUE_LIMIT });
+  if (name !== 'cluster-primary') {
+    const bound = name === 'replica-bounded' ? { QUEUE_LIMIT } : {};
+    const replica = await startReplica(`flood-${name}`, { ...common, ELECTION: 'none', WORKERS: String(CORES), ...bound });
     return { name, replicas: [replica], driven: replica };
   }
   // As `make cluster`: three replicas of one worker each, started together.
@@ -151,7 +148,6 @@ function leaseEventsOf(system: System): LeaseEvents {
 
 // ---------------------------------------------------------------------------------------------
 // One run: the load generator in its own process, the server's CPU and resident set around it
-
 
 function runClient(url: string, { connections, waitRetryAfter }: Load, seconds: number): Promise<FloodResult> {
   return new Promise((done, fail) => {
