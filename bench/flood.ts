@@ -112,7 +112,7 @@ async function startSystem(name: SystemName): Promise<System> {
   const database = `bench_flood_${name.replace('-', '_')}_${randomBytes(3).toString('hex')}`;
   const common = { DURABILITY: 'sync', SEED_SKUS: SKU, INITIAL_STOCK: String(MAX_STOCK), ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'info', HOST: '127.0.0.1', MONGO_DB: database };
   if (name !== 'cluster-primary') {
-    const bound = name === 'replica-bounded' ? { QUEUE_LIMIT } : {};
+    const bound: Record<string, string> = name === 'replica-bounded' ? { QUEUE_LIMIT } : {};
     const replica = await startReplica(`flood-${name}`, { ...common, ELECTION: 'none', WORKERS: String(CORES), ...bound });
     return { name, replicas: [replica], driven: replica };
   }
