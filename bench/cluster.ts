@@ -32,15 +32,16 @@
  * BENCH_CLUSTER_LANE (atomic), BENCH_CLUSTER_WORKERS (1 per replica, as `make cluster`),
  * BENCH_HOT_STOCK (20000), BENCH_CLUSTER_MODES (standalone,primary,allotments).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MAX_STOCK } from '../src/config.js';
-import { writeClusterSection } from './docs-section.js';
-import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, freePort, processCpuSeconds, until } from './measure.js';
+import { writeSection } from './docs-section.js';
+import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, processCpuSeconds, until } from './measure.js';
+import { ReplicaExited, metricsOf, roleOf, startReplica, stopReplica, type Replica } from './replicas.js';
 
 const OUT = resolve(env('BENCH_OUT', join(ROOT, 'bench', 'results')));
 const WRITE_DOCS = !SMOKE && (!QUICK || process.env.BENCH_DOCS === '1');
@@ -59,8 +60,6 @@ const WRK_SCRIPT = join(ROOT, 'bench', 'wrk', 'post.lua');
 const NOT_AVAILABLE = 'mode not available in this build';
 /** How long each system is watched with no buyers, for its idle CPU. */
 const IDLE_SECONDS = SMOKE ? 1 : 3;
-/** A replica (three start at once, on a shared machine) must answer ready within this. */
-const START_TIMEOUT_MS = 90_000;
 /** A sold-out answer must show on every port's Peek within this, or the run says it did not. */
 const PEEK_CONVERGENCE_LIMIT_MS = 10_000;
 
@@ -68,16 +67,6 @@ const MODES = ['standalone', 'primary', 'allotments'] as const;
 type Mode = (typeof MODES)[number];
 const wantedModes = env('BENCH_CLUSTER_MODES', MODES.join(',')).split(',');
 const RUN_MODES = MODES.filter((m) => wantedModes.includes(m));
-
-interface Replica {
-  readonly id: string;
-  readonly base: string;
-  readonly metricsBase: string;
-  readonly child: ChildProcess;
-  readonly pid: number;
-  /** The tail of what the process printed (stdout and stderr). */
-  readonly output: () => string;
-}
 
 interface System {
   readonly mode: Mode;
@@ -169,53 +158,6 @@ function replicaEnv(mode: Mode, database: string): Record<string, string> {
   return { ...common, ELECTION: 'mongo', CLUSTER_MODE: mode };
 }
 
-async function startReplica(id: string, childEnv: Record<string, string>, ready: 'readyz' | 'healthz' = 'readyz'): Promise<Replica> {
-  const port = await freePort();
-  const metricsPort = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'main.js')], {
-    env: { ...process.env, ...childEnv, STOCK_HOST_ID: id, PORT: String(port), METRICS_PORT: String(metricsPort), ADVERTISE_URL: base },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  const keep = (d: Buffer) => {
-    out = (out + d.toString()).slice(-16_384);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const replica: Replica = { id, base, metricsBase: `http://127.0.0.1:${metricsPort}`, child, pid: child.pid as number, output: () => out };
-  // Ready, or exited (a refused setting exits at once: no waiting out the timeout for it).
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  for (;;) {
-    if (child.exitCode !== null) throw new ReplicaExited(id, child.exitCode, out);
-    if (await fetch(`${base}/${ready}`).then((r) => r.status === 200, () => false)) return replica;
-    if (Date.now() > deadline) {
-      await stopReplica(replica);
-      throw new Error(`${id} not ${ready} within ${START_TIMEOUT_MS / 1000} s: ${out.trim().split('\n').slice(-3).join(' | ')}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-class ReplicaExited extends Error {
-  constructor(
-    readonly id: string,
-    readonly code: number,
-    readonly output: string,
-  ) {
-    super(`${id} exited with code ${code} while starting: ${output.trim().split('\n').slice(-3).join(' | ')}`);
-  }
-}
-
-async function stopReplica({ child }: Replica): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  await exited;
-  clearTimeout(timer);
-}
-
 /** The fatal line a replica printed about CLUSTER_MODE, if it refused the setting. */
 function clusterModeRefusal(error: unknown): string | null {
   if (!(error instanceof ReplicaExited)) return null;
@@ -238,10 +180,6 @@ async function buildReadsClusterMode(): Promise<boolean> {
   }
 }
 
-async function metricsOf(replica: Replica): Promise<string> {
-  return (await fetch(`${replica.metricsBase}/metrics`)).text();
-}
-
 /** The replica's own `process_cpu_seconds_total` (prom-client's, process-wide: every thread), or null. */
 async function exportedCpuSeconds(replica: Replica): Promise<number | null> {
   const match = /^superstock_process_cpu_seconds_total ([\d.e+-]+)$/m.exec(await metricsOf(replica).catch(() => ''));
@@ -252,12 +190,6 @@ async function exportedCpuSeconds(replica: Replica): Promise<number | null> {
 async function poolDrainedAtMs(replica: Replica): Promise<number | null> {
   const match = /^superstock_allotment_pool_drained_timestamp_seconds ([\d.e+-]+)$/m.exec(await metricsOf(replica).catch(() => ''));
   return match && Number(match[1]) > 0 ? Number(match[1]) * 1000 : null;
-}
-
-async function roleOf(replica: Replica): Promise<string> {
-  const text = await metricsOf(replica).catch(() => '');
-  const match = /^superstock_role\{role="primary"\} (\d+)/m.exec(text);
-  return match === null ? '—' : match[1] === '1' ? 'primary' : 'secondary';
 }
 
 async function startSystem(mode: Mode): Promise<System> {
@@ -736,7 +668,7 @@ async function main(): Promise<void> {
     writeFileSync(join(OUT, 'cluster.json'), JSON.stringify({ startedAt, command, machine: { nproc: CORES, cpu: cpus()[0]?.model ?? 'unknown', node: process.version }, load: { before: loadBefore, after: loadAfter, note: process.env.BENCH_LOAD ?? null }, settings, rows, verdicts: results }, null, 2));
     writeFileSync(join(OUT, 'cluster.md'), page);
     // The reading is written by a person against a run; it travels with the latest cluster table.
-    if (WRITE_DOCS) writeClusterSection(join(ROOT, 'docs', 'benchmarks.md'), `${page}\n${readFileSync(join(ROOT, 'bench', 'CLUSTER-ANALYSIS.md'), 'utf8')}`);
+    if (WRITE_DOCS) writeSection(join(ROOT, 'docs', 'benchmarks.md'), 'bench-cluster', `${page}\n${readFileSync(join(ROOT, 'bench', 'CLUSTER-ANALYSIS.md'), 'utf8')}`);
     console.log(`\n${page}\nwritten to ${OUT}`);
   } finally {
     clock.close();

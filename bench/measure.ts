@@ -1,7 +1,7 @@
 /**
  * What both benches (`bench/run.ts`, one replica lane by lane; `bench/cluster.ts`, one replica
  * beside three-replica clusters) measure with: free ports for the servers they start, waiting on a
- * condition, and CPU clocks — a process's own CPU time from /proc/<pid>/stat (every thread), and
+ * condition, a process's resident set, and CPU clocks — its own CPU time from /proc/<pid>/stat (every thread), and
  * Redis's and the MongoDB wire server's, so a row can say what the stores spent beside the service.
  */
 import { spawnSync } from 'node:child_process';
@@ -47,6 +47,12 @@ export function processCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** The resident set of `pid` now (VmRSS: every thread), MiB. */
+export function residentMiB(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+  return Number(line?.split(/\s+/)[1] ?? 0) / 1024;
 }
 
 /** Reads the CPU time Redis and the MongoDB wire server have used, where they can be read. */

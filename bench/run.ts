@@ -12,7 +12,7 @@
  * req/s and on CPU and reported met or missed — never asserted.
  *
  * Writes bench/results/ (raw JSON, Markdown, SVG + PNG chart) and, on a full run, docs/benchmarks.md
- * (keeping the cluster section that `make bench-cluster` writes there; see bench/docs-section.ts).
+ * (keeping the sections that `make bench-cluster` and `make bench-flood` write there; see bench/docs-section.ts).
  *
  * Environment: BENCH_QUICK=1 (64 connections, 3 s runs: a few minutes), BENCH_SMOKE=1 (seconds,
  * for the test suite), BENCH_DURATION (s, 5), BENCH_WARMUP (s, 2), BENCH_REPEATS (3),
@@ -27,8 +27,8 @@ import { request } from 'node:http';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MAX_STOCK } from '../src/config.js';
-import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, freePort, processCpuSeconds, until, type Dependency } from './measure.js';
-import { keepClusterSection } from './docs-section.js';
+import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, freePort, processCpuSeconds, residentMiB, until, type Dependency } from './measure.js';
+import { keepSections } from './docs-section.js';
 
 const CONNECTIONS = env('BENCH_CONNECTIONS', SMOKE ? '1,16' : QUICK ? '64' : '1,16,64,256').split(',').map(Number);
 const SKUS = Number(env('BENCH_SKUS', SMOKE ? '2000' : '1000000'));
@@ -238,10 +238,6 @@ async function runTargets(targets: Target[], connections: number[], workers: num
   }
 }
 
-function rssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
-  return Number(line?.split(/\s+/)[1] ?? 0) / 1024;
-}
 
 interface BulkLoad {
   readonly path: string;
@@ -255,7 +251,7 @@ interface BulkLoad {
 /** A resident-set figure once the process has settled (a second without load). */
 async function settledRss(pid: number): Promise<number> {
   await new Promise((r) => setTimeout(r, 1000));
-  return rssMiB(pid);
+  return residentMiB(pid);
 }
 
 /**
@@ -490,7 +486,7 @@ async function main(): Promise<void> {
   writeFileSync(join(OUT, 'bench.md'), markdown);
   if (WRITE_DOCS) {
     // The analysis is written by a person against a run; it travels with the latest table.
-    keepClusterSection(join(ROOT, 'docs', 'benchmarks.md'), `${markdown}\n${readFileSync(join(ROOT, 'bench', 'ANALYSIS.md'), 'utf8')}`);
+    keepSections(join(ROOT, 'docs', 'benchmarks.md'), `${markdown}\n${readFileSync(join(ROOT, 'bench', 'ANALYSIS.md'), 'utf8')}`);
     copyFileSync(join(OUT, 'bench.png'), join(ROOT, 'docs', 'benchmarks.png'));
   }
   console.log(`\n${markdown}\nwritten to ${OUT}`);

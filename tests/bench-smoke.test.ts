@@ -1,6 +1,9 @@
 /**
- * The benchmark harness, in seconds instead of minutes, so it cannot rot: it must run end to
- * end and produce a well-formed JSON, Markdown table and chart.
+ * The benchmark harnesses, in seconds instead of minutes, so they cannot rot: the lane bench and
+ * the flood bench must run end to end and produce well-formed JSON and Markdown (and the lane
+ * bench its chart). Figures are only checked for being there; what is asserted beyond that is
+ * correctness the flood must keep whatever the load (answers counted once, Retry-After on every
+ * 503, sold == the 200s). Budget: ~60 s for the lane bench, ~20–35 s for the flood bench.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -15,15 +18,21 @@ interface BenchJson {
   machine: { nproc: number; node: string };
 }
 
-test('make bench-smoke produces req/s and server CPU per request for every cell, both bulk loads, a table and a PNG chart', async () => {
+/** Runs `dist/bench/<script>` in its smoke size, writing into a fresh folder; resolves with its exit code and the folder. */
+async function runSmoke(script: string): Promise<{ exitCode: number | null; out: string }> {
   const out = mkdtempSync(join(tmpdir(), 'superstock-bench-'));
   const exitCode = await new Promise<number | null>((resolve) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'bench', 'run.js')], {
+    const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'bench', script)], {
       env: { ...process.env, BENCH_SMOKE: '1', BENCH_OUT: out },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     child.once('exit', resolve);
   });
+  return { exitCode, out };
+}
+
+test('make bench-smoke produces req/s and server CPU per request for every cell, both bulk loads, a table and a PNG chart', async () => {
+  const { exitCode, out } = await runSmoke('run.js');
   expect(exitCode).toBe(0);
 
   const json = JSON.parse(readFileSync(join(out, 'bench.json'), 'utf8')) as BenchJson;
@@ -48,4 +57,34 @@ test('make bench-smoke produces req/s and server CPU per request for every cell,
   expect(markdown).toMatch(/\| atomic \| 16 \| \d+ \| \d+–\d+ \| [\d.]+ \|/);
   const png = readFileSync(join(out, 'bench.png'));
   expect(png.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+}, 180_000);
+
+interface FloodJson {
+  cells: Array<{ system: string; connections: number; waitRetryAfter: boolean; admittedRps: number; peakRssMiB: number; result: { sent: number; refusedWithRetryAfter: number; unanswered: number; statuses: Record<string, number>; admitted: { count: number; p99: number }; refused: { count: number } } }>;
+  outcomes: Array<{ system: string; acknowledged: number; sold: number; unanswered: number; exact: boolean; leaseEvents: { stepDowns: number; termsBegun: number; failedRounds: number } | null }>;
+}
+
+test('the flood bench, tiny: admitted and refused answers apart, every 503 with Retry-After, sold == the 200s counted, lease events reported', async () => {
+  const { exitCode, out } = await runSmoke('flood.js');
+  expect(exitCode).toBe(0);
+
+  const json = JSON.parse(readFileSync(join(out, 'flood.json'), 'utf8')) as FloodJson;
+  expect(json.cells.map((c) => `${c.system}@${c.connections}${c.waitRetryAfter ? ', waiting Retry-After' : ''}`)).toEqual(['cluster-primary@16', 'cluster-primary@200', 'cluster-primary@200, waiting Retry-After']);
+  for (const cell of json.cells) {
+    expect(cell.result.admitted.count).toBeGreaterThan(0);
+    expect(cell.result.admitted.p99).toBeGreaterThan(0);
+    expect(cell.peakRssMiB).toBeGreaterThan(0);
+    // Every answer is counted once, by its class: the load generator keeps them apart.
+    const answered = Object.values(cell.result.statuses).reduce((a, b) => a + b, 0);
+    expect(answered + cell.result.unanswered).toBe(cell.result.sent);
+    expect(cell.result.refused.count).toBe(cell.result.statuses['503'] ?? 0);
+    // A refusal always says when to retry.
+    expect(cell.result.refusedWithRetryAfter).toBe(cell.result.refused.count);
+  }
+  const [outcome] = json.outcomes;
+  // The exact-count invariant, whatever the load: sold is the 200s counted (or within the unknowns).
+  expect(outcome?.exact).toBe(true);
+  expect(outcome?.sold).toBeGreaterThanOrEqual(outcome?.acknowledged ?? Number.NaN);
+  expect(outcome?.leaseEvents).toEqual({ stepDowns: expect.any(Number), termsBegun: expect.any(Number), failedRounds: expect.any(Number) });
+  expect(readFileSync(join(out, 'flood.md'), 'utf8')).toContain('| system | connections | after a 503 | admitted req/s | refused (503) | 503 with Retry-After | admitted p50 ms | admitted p99 ms |');
 }, 180_000);

@@ -1,19 +1,19 @@
 /**
- * docs/benchmarks.md has two writers: the lane bench writes the page, the cluster bench its
- * section. Neither may drop what the other wrote (pure file logic, on a temporary file).
+ * docs/benchmarks.md has three writers: the lane bench writes the page, the cluster and flood
+ * benches their sections. None may drop what another wrote (pure file logic, on a temporary file).
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { keepClusterSection, writeClusterSection } from '../../bench/docs-section.js';
+import { keepSections, writeSection } from '../../bench/docs-section.js';
 
 const page = () => join(mkdtempSync(join(tmpdir(), 'superstock-docs-')), 'benchmarks.md');
 
 test('the cluster section is added at the end, then replaced in place, never duplicated', () => {
   const file = page();
   writeFileSync(file, '# Benchmarks\n\nlane table\n');
-  writeClusterSection(file, '## Cluster\n\nfirst run\n');
-  writeClusterSection(file, '## Cluster\n\nsecond run\n');
+  writeSection(file, 'bench-cluster', '## Cluster\n\nfirst run\n');
+  writeSection(file, 'bench-cluster', '## Cluster\n\nsecond run\n');
   const text = readFileSync(file, 'utf8');
   expect(text.startsWith('# Benchmarks\n\nlane table\n')).toBe(true);
   expect(text).toContain('second run');
@@ -21,15 +21,34 @@ test('the cluster section is added at the end, then replaced in place, never dup
   expect(text.match(/## Cluster/g)).toHaveLength(1);
 });
 
-test('a new lane page keeps the cluster section the file held; without one it is written as it is', () => {
+test('the flood section is written beside the cluster section; rewriting one leaves the other as it was', () => {
   const file = page();
-  writeClusterSection(file, '## Cluster\n\nkept\n');
-  keepClusterSection(file, '# Benchmarks\n\nnew lane table\n');
+  writeFileSync(file, '# Benchmarks\n\nlane table\n');
+  writeSection(file, 'bench-cluster', '## Cluster\n\ncluster run\n');
+  writeSection(file, 'bench-flood', '## Flood\n\nfirst flood\n');
+  writeSection(file, 'bench-cluster', '## Cluster\n\ncluster again\n');
+  writeSection(file, 'bench-flood', '## Flood\n\nsecond flood\n');
+  const text = readFileSync(file, 'utf8');
+  expect(text).toContain('cluster again');
+  expect(text).toContain('second flood');
+  expect(text).not.toMatch(/first flood|cluster run/);
+  expect(text.indexOf('## Cluster')).toBeLessThan(text.indexOf('## Flood'));
+  expect(text.match(/## Flood/g)).toHaveLength(1);
+});
+
+test('a new lane page keeps every section the file held; without one it is written as it is', () => {
+  const file = page();
+  writeSection(file, 'bench-flood', '## Flood\n\nflood kept\n');
+  writeSection(file, 'bench-cluster', '## Cluster\n\ncluster kept\n');
+  keepSections(file, '# Benchmarks\n\nnew lane table\n');
   const text = readFileSync(file, 'utf8');
   expect(text.startsWith('# Benchmarks\n\nnew lane table\n')).toBe(true);
-  expect(text).toContain('kept');
+  expect(text).toContain('flood kept');
+  expect(text).toContain('cluster kept');
+  // Put back in their fixed order, cluster first, whatever order the file held them in.
+  expect(text.indexOf('cluster kept')).toBeLessThan(text.indexOf('flood kept'));
 
   const fresh = page();
-  keepClusterSection(fresh, '# Benchmarks\n\nonly lanes\n');
+  keepSections(fresh, '# Benchmarks\n\nonly lanes\n');
   expect(readFileSync(fresh, 'utf8')).toBe('# Benchmarks\n\nonly lanes\n');
 });
