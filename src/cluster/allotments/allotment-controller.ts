@@ -65,6 +65,9 @@ interface Held {
   /** Units moved into memory in this epoch (granted − given back), as this replica knows it. */
   believed: number;
   lastChange: number;
+  /** The counters as the sweep last saw them: a change between sweeps is a sale, a grant or a give-back. */
+  seenGranted: number;
+  seenRemaining: number;
   soldAtSample: number;
   sampledAt: number;
   /** Units per second, smoothed. */
@@ -356,7 +359,7 @@ export class AllotmentController {
     let held = this.held.get(key);
     if (!held) {
       const { slot } = this.o.stock.ensure(sku, 0);
-      held = { lane, sku, slot, believed: 0, lastChange: monotonicMs(), soldAtSample: 0, sampledAt: monotonicMs(), rate: 0, doc: null };
+      held = { lane, sku, slot, believed: 0, lastChange: monotonicMs(), seenGranted: 0, seenRemaining: 0, soldAtSample: 0, sampledAt: monotonicMs(), rate: 0, doc: null };
       this.held.set(key, held);
     }
     return held;
@@ -380,11 +383,32 @@ export class AllotmentController {
     this.uncertain.delete(levelKey(held.lane, held.sku));
   }
 
+  /** ALLOTMENT_CHUNK_MS of this replica's recent sales of the SKU (at least MIN_CHUNK). */
+  private chunkByRate(held: Held): number {
+    return Math.max(MIN_CHUNK, Math.ceil((held.rate * this.o.config.allotmentChunkMs) / 1000));
+  }
+
   private chunkFor(held: Held, doc: PoolDocument, quantity: number): number {
-    const byRate = Math.max(MIN_CHUNK, Math.ceil((held.rate * this.o.config.allotmentChunkMs) / 1000));
+    const byRate = this.chunkByRate(held);
     const replicas = 1 + (this.levels?.liveCount() ?? 0);
     const fairShare = Math.ceil(doc.pool / (2 * replicas));
     return Math.max(quantity, Math.min(byRate, fairShare));
+  }
+
+  /**
+   * While this replica's allotment is open in this epoch and the pool, as last read, is far from
+   * running low, a chunk is one conditional update: the chunk `chunkFor` gives when the pool holds
+   * at least 2 × replicas × chunk (then the fair share does not cut it), with that as the update's
+   * condition. Null: take the long way (read, size, swap).
+   */
+  private takeAmple(held: Held, epoch: number, quantity: number): Promise<{ granted: number; doc: PoolDocument } | null> {
+    const known = held.doc;
+    if (!known || known.allot[hostField(this.o.config.hostId)]?.epoch !== epoch) return Promise.resolve(null);
+    const units = Math.max(quantity, this.chunkByRate(held));
+    const replicas = 1 + (this.levels?.liveCount() ?? 0);
+    const poolAtLeast = 2 * replicas * units;
+    if (known.pool < poolAtLeast) return Promise.resolve(null);
+    return this.store.takeIfAmple(held.lane, held.sku, this.o.config.hostId, epoch, units, poolAtLeast);
   }
 
   /** Take one chunk from the pool into memory: 'granted', 'empty' (pool empty), 'unknown_sku', or 'retry' (the term changed). */
@@ -397,7 +421,9 @@ export class AllotmentController {
         const held = this.held.get(levelKey(lane, sku)) ?? null;
         let taken: { granted: number; doc: PoolDocument } | 'closed' | null;
         try {
-          taken = await this.store.take(lane, sku, this.o.config.hostId, epoch, (doc) => (held ? this.chunkFor(held, doc, quantity) : Math.max(quantity, Math.min(MIN_CHUNK, Math.ceil(doc.pool / 6)))));
+          taken =
+            (held && (await this.takeAmple(held, epoch, quantity))) ??
+            (await this.store.take(lane, sku, this.o.config.hostId, epoch, (doc) => (held ? this.chunkFor(held, doc, quantity) : Math.max(quantity, Math.min(MIN_CHUNK, Math.ceil(doc.pool / 6))))));
         } catch (error) {
           // The grant may have landed: the next read reconciles it. The buy itself changed nothing.
           this.uncertain.add(levelKey(lane, sku));
@@ -508,21 +534,18 @@ export class AllotmentController {
       const now = monotonicMs();
       const full = now - this.lastFull >= FULL_EVERY_MS;
       const updates: LevelUpdate[] = [];
-      MEMORY_LANES.forEach((lane, laneIndex) => {
-        this.o.stock.drainDirty(lane, (slot) => {
-          const held = this.held.get(levelKey(lane, this.o.stock.skuAt(slot)));
-          if (held) held.lastChange = now;
-          if (!full) {
-            const words = this.o.stock.words(lane);
-            updates.push([laneIndex, this.o.stock.skuAt(slot), Atomics.load(words, slot * STRIDE + INITIAL) - Atomics.load(words, slot * STRIDE + REMAINING)]);
-          }
-        });
-      });
-      if (full) {
-        for (const held of this.held.values()) {
-          const { remaining, granted } = this.local(held.lane, held.sku);
-          updates.push([MEMORY_LANES.indexOf(held.lane), held.sku, granted - remaining]);
-        }
+      // Only this replica's allotments can change (every unit it sells was granted into one), so
+      // the sweep looks at those counters, not at the whole table's dirty bits: a quiet replica's
+      // tick costs a few reads, whatever MAX_SKUS is.
+      for (const held of this.held.values()) {
+        const words = this.o.stock.words(held.lane);
+        const granted = Atomics.load(words, held.slot * STRIDE + INITIAL);
+        const remaining = Atomics.load(words, held.slot * STRIDE + REMAINING);
+        if (granted === held.seenGranted && remaining === held.seenRemaining && !full) continue;
+        if (granted !== held.seenGranted || remaining !== held.seenRemaining) held.lastChange = now;
+        held.seenGranted = granted;
+        held.seenRemaining = remaining;
+        updates.push([MEMORY_LANES.indexOf(held.lane), held.sku, granted - remaining]);
       }
       if (updates.length > 0 || full) {
         if (await this.levels.publish(epoch, full, updates)) {
