@@ -51,6 +51,8 @@ const RELEASE_WAIT_MS = 1500;
 /** How often a replica that waits repeats its request for units. */
 const RELEASE_ASK_EVERY_MS = 100;
 const RATE_SAMPLE_MS = 100;
+/** How often a SKU's sales are published at most while its pool is ample (see `publishDue`). */
+export const AMPLE_PUBLISH_MS = 100;
 /** How long a stopping replica spends handing its unsold units back (the lease reclaims the rest). */
 const STOP_HANDBACK_MS = 1500;
 /** How long one attempt at a new term may take before it is given up and tried again. */
@@ -68,6 +70,11 @@ interface Held {
   /** The counters as the sweep last saw them: a change between sweeps is a sale, a grant or a give-back. */
   seenGranted: number;
   seenRemaining: number;
+  /** Units sold as last published, and when (see `publishDue`). */
+  publishedSold: number;
+  publishedAt: number;
+  /** Until when a peer's request for units makes this SKU's sales go out every sweep. */
+  askedUntil: number;
   soldAtSample: number;
   sampledAt: number;
   /** Units per second, smoothed. */
@@ -359,7 +366,7 @@ export class AllotmentController {
     let held = this.held.get(key);
     if (!held) {
       const { slot } = this.o.stock.ensure(sku, 0);
-      held = { lane, sku, slot, believed: 0, lastChange: monotonicMs(), seenGranted: 0, seenRemaining: 0, soldAtSample: 0, sampledAt: monotonicMs(), rate: 0, doc: null };
+      held = { lane, sku, slot, believed: 0, lastChange: monotonicMs(), seenGranted: 0, seenRemaining: 0, publishedSold: 0, publishedAt: 0, askedUntil: 0, soldAtSample: 0, sampledAt: monotonicMs(), rate: 0, doc: null };
       this.held.set(key, held);
     }
     return held;
@@ -477,6 +484,8 @@ export class AllotmentController {
   }
 
   private onReleaseAsked(lane: MemoryLaneName, sku: string): void {
+    const held = this.held.get(levelKey(lane, sku));
+    if (held) held.askedUntil = monotonicMs() + FRESH_MS;
     if (this.local(lane, sku).remaining > 0) void this.giveBack(lane, sku, 'asked').catch(() => undefined);
   }
 
@@ -541,11 +550,17 @@ export class AllotmentController {
         const words = this.o.stock.words(held.lane);
         const granted = Atomics.load(words, held.slot * STRIDE + INITIAL);
         const remaining = Atomics.load(words, held.slot * STRIDE + REMAINING);
-        if (granted === held.seenGranted && remaining === held.seenRemaining && !full) continue;
-        if (granted !== held.seenGranted || remaining !== held.seenRemaining) held.lastChange = now;
-        held.seenGranted = granted;
-        held.seenRemaining = remaining;
-        updates.push([MEMORY_LANES.indexOf(held.lane), held.sku, granted - remaining]);
+        if (granted !== held.seenGranted || remaining !== held.seenRemaining) {
+          held.lastChange = now;
+          held.seenGranted = granted;
+          held.seenRemaining = remaining;
+        }
+        const sold = granted - remaining;
+        if (full || (sold !== held.publishedSold && this.publishDue(held, now))) {
+          held.publishedSold = sold;
+          held.publishedAt = now;
+          updates.push([MEMORY_LANES.indexOf(held.lane), held.sku, sold]);
+        }
       }
       if (updates.length > 0 || full) {
         if (await this.levels.publish(epoch, full, updates)) {
@@ -566,6 +581,21 @@ export class AllotmentController {
     } finally {
       this.sweeping = false;
     }
+  }
+
+  /**
+   * Whether a SKU's new sales go out in this sweep. Every sweep (SYNC_INTERVAL_MS) near the end of
+   * its pool — the pool as last read holds less than the fast grant's bound, 2 × replicas × a
+   * chunk — or while a peer asks for units: that is when peers decide "sold out" on these figures.
+   * While the pool is ample, at most every AMPLE_PUBLISH_MS: nobody's sold-out answer depends on
+   * them then, Peek counts at most that much more of this replica's sales as unsold, and the
+   * publications (a Redis round trip here, a parse on every peer) were the largest cost of a
+   * replica's main thread under load.
+   */
+  private publishDue(held: Held, now: number): boolean {
+    if (now - held.publishedAt >= AMPLE_PUBLISH_MS || now < held.askedUntil) return true;
+    const replicas = 1 + (this.levels?.liveCount() ?? 0);
+    return (held.doc?.pool ?? 0) < 2 * replicas * this.chunkByRate(held);
   }
 
   /** Sample the sell rate; refill ahead of a selling SKU; give back a SKU's units once idle. */
