@@ -674,7 +674,8 @@ export class GroupCommit implements LedgerWriter {
         if (range.epoch === epoch) this.release(range);
       }
       // One number when this batch is the only one out (light load: as before, the reservation is
-      // also the check that the epoch is still current); a range while batches queue behind it.
+      // also the check that the epoch is still current); a range while batches queue behind it, or
+      // always where a lease guards the term (`reserveAheadAlone`).
       this.reserving ??= this.reserveRange(epoch, this.reserveAheadAlone || this.inFlight.length > 1 ? this.reserveAhead : 1).finally(() => {
         this.reserving = null;
       });
