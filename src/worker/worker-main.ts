@@ -81,7 +81,7 @@ const allotments = config.clusterMode === 'allotments';
 const allotmentLanes = (() => {
   let commit: GroupCommit | null = null;
   return (lane: MemoryLane, db: Db) => {
-    commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, replicaStream(config.hostId)), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges() });
+    commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, replicaStream(config.hostId)), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges(), reserveAheadAlone: true });
     return new AllotmentLane(lane, commit, cluster, (request) => supervisor.call('allotment', request), index);
   };
 })();

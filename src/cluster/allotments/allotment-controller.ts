@@ -51,6 +51,8 @@ const RELEASE_WAIT_MS = 1500;
 /** How often a replica that waits repeats its request for units. */
 const RELEASE_ASK_EVERY_MS = 100;
 const RATE_SAMPLE_MS = 100;
+/** How often a SKU's sales are published at most while its pool is ample (see `publishDue`). */
+export const AMPLE_PUBLISH_MS = 100;
 /** How long a stopping replica spends handing its unsold units back (the lease reclaims the rest). */
 const STOP_HANDBACK_MS = 1500;
 /** How long one attempt at a new term may take before it is given up and tried again. */
@@ -65,6 +67,14 @@ interface Held {
   /** Units moved into memory in this epoch (granted − given back), as this replica knows it. */
   believed: number;
   lastChange: number;
+  /** The counters as the sweep last saw them: a change between sweeps is a sale, a grant or a give-back. */
+  seenGranted: number;
+  seenRemaining: number;
+  /** Units sold as last published, and when (see `publishDue`). */
+  publishedSold: number;
+  publishedAt: number;
+  /** Until when a peer's request for units makes this SKU's sales go out every sweep. */
+  askedUntil: number;
   soldAtSample: number;
   sampledAt: number;
   /** Units per second, smoothed. */
@@ -356,7 +366,7 @@ export class AllotmentController {
     let held = this.held.get(key);
     if (!held) {
       const { slot } = this.o.stock.ensure(sku, 0);
-      held = { lane, sku, slot, believed: 0, lastChange: monotonicMs(), soldAtSample: 0, sampledAt: monotonicMs(), rate: 0, doc: null };
+      held = { lane, sku, slot, believed: 0, lastChange: monotonicMs(), seenGranted: 0, seenRemaining: 0, publishedSold: 0, publishedAt: 0, askedUntil: 0, soldAtSample: 0, sampledAt: monotonicMs(), rate: 0, doc: null };
       this.held.set(key, held);
     }
     return held;
@@ -380,11 +390,32 @@ export class AllotmentController {
     this.uncertain.delete(levelKey(held.lane, held.sku));
   }
 
+  /** ALLOTMENT_CHUNK_MS of this replica's recent sales of the SKU (at least MIN_CHUNK). */
+  private chunkByRate(held: Held): number {
+    return Math.max(MIN_CHUNK, Math.ceil((held.rate * this.o.config.allotmentChunkMs) / 1000));
+  }
+
   private chunkFor(held: Held, doc: PoolDocument, quantity: number): number {
-    const byRate = Math.max(MIN_CHUNK, Math.ceil((held.rate * this.o.config.allotmentChunkMs) / 1000));
+    const byRate = this.chunkByRate(held);
     const replicas = 1 + (this.levels?.liveCount() ?? 0);
     const fairShare = Math.ceil(doc.pool / (2 * replicas));
     return Math.max(quantity, Math.min(byRate, fairShare));
+  }
+
+  /**
+   * While this replica's allotment is open in this epoch and the pool, as last read, is far from
+   * running low, a chunk is one conditional update: the chunk `chunkFor` gives when the pool holds
+   * at least 2 × replicas × chunk (then the fair share does not cut it), with that as the update's
+   * condition. Null: take the long way (read, size, swap).
+   */
+  private takeAmple(held: Held, epoch: number, quantity: number): Promise<{ granted: number; doc: PoolDocument } | null> {
+    const known = held.doc;
+    if (!known || known.allot[hostField(this.o.config.hostId)]?.epoch !== epoch) return Promise.resolve(null);
+    const units = Math.max(quantity, this.chunkByRate(held));
+    const replicas = 1 + (this.levels?.liveCount() ?? 0);
+    const poolAtLeast = 2 * replicas * units;
+    if (known.pool < poolAtLeast) return Promise.resolve(null);
+    return this.store.takeIfAmple(held.lane, held.sku, this.o.config.hostId, epoch, units, poolAtLeast);
   }
 
   /** Take one chunk from the pool into memory: 'granted', 'empty' (pool empty), 'unknown_sku', or 'retry' (the term changed). */
@@ -397,7 +428,9 @@ export class AllotmentController {
         const held = this.held.get(levelKey(lane, sku)) ?? null;
         let taken: { granted: number; doc: PoolDocument } | 'closed' | null;
         try {
-          taken = await this.store.take(lane, sku, this.o.config.hostId, epoch, (doc) => (held ? this.chunkFor(held, doc, quantity) : Math.max(quantity, Math.min(MIN_CHUNK, Math.ceil(doc.pool / 6)))));
+          taken =
+            (held && (await this.takeAmple(held, epoch, quantity))) ??
+            (await this.store.take(lane, sku, this.o.config.hostId, epoch, (doc) => (held ? this.chunkFor(held, doc, quantity) : Math.max(quantity, Math.min(MIN_CHUNK, Math.ceil(doc.pool / 6))))));
         } catch (error) {
           // The grant may have landed: the next read reconciles it. The buy itself changed nothing.
           this.uncertain.add(levelKey(lane, sku));
@@ -451,6 +484,8 @@ export class AllotmentController {
   }
 
   private onReleaseAsked(lane: MemoryLaneName, sku: string): void {
+    const held = this.held.get(levelKey(lane, sku));
+    if (held) held.askedUntil = monotonicMs() + FRESH_MS;
     if (this.local(lane, sku).remaining > 0) void this.giveBack(lane, sku, 'asked').catch(() => undefined);
   }
 
@@ -508,20 +543,23 @@ export class AllotmentController {
       const now = monotonicMs();
       const full = now - this.lastFull >= FULL_EVERY_MS;
       const updates: LevelUpdate[] = [];
-      MEMORY_LANES.forEach((lane, laneIndex) => {
-        this.o.stock.drainDirty(lane, (slot) => {
-          const held = this.held.get(levelKey(lane, this.o.stock.skuAt(slot)));
-          if (held) held.lastChange = now;
-          if (!full) {
-            const words = this.o.stock.words(lane);
-            updates.push([laneIndex, this.o.stock.skuAt(slot), Atomics.load(words, slot * STRIDE + INITIAL) - Atomics.load(words, slot * STRIDE + REMAINING)]);
-          }
-        });
-      });
-      if (full) {
-        for (const held of this.held.values()) {
-          const { remaining, granted } = this.local(held.lane, held.sku);
-          updates.push([MEMORY_LANES.indexOf(held.lane), held.sku, granted - remaining]);
+      // Only this replica's allotments can change (every unit it sells was granted into one), so
+      // the sweep looks at those counters, not at the whole table's dirty bits: a quiet replica's
+      // tick costs a few reads, whatever MAX_SKUS is.
+      for (const held of this.held.values()) {
+        const words = this.o.stock.words(held.lane);
+        const granted = Atomics.load(words, held.slot * STRIDE + INITIAL);
+        const remaining = Atomics.load(words, held.slot * STRIDE + REMAINING);
+        if (granted !== held.seenGranted || remaining !== held.seenRemaining) {
+          held.lastChange = now;
+          held.seenGranted = granted;
+          held.seenRemaining = remaining;
+        }
+        const sold = granted - remaining;
+        if (full || (sold !== held.publishedSold && this.publishDue(held, now))) {
+          held.publishedSold = sold;
+          held.publishedAt = now;
+          updates.push([MEMORY_LANES.indexOf(held.lane), held.sku, sold]);
         }
       }
       if (updates.length > 0 || full) {
@@ -543,6 +581,21 @@ export class AllotmentController {
     } finally {
       this.sweeping = false;
     }
+  }
+
+  /**
+   * Whether a SKU's new sales go out in this sweep. Every sweep (SYNC_INTERVAL_MS) near the end of
+   * its pool — the pool as last read holds less than the fast grant's bound, 2 × replicas × a
+   * chunk — or while a peer asks for units: that is when peers decide "sold out" on these figures.
+   * While the pool is ample, at most every AMPLE_PUBLISH_MS: nobody's sold-out answer depends on
+   * them then, Peek counts at most that much more of this replica's sales as unsold, and the
+   * publications (a Redis round trip here, a parse on every peer) were the largest cost of a
+   * replica's main thread under load.
+   */
+  private publishDue(held: Held, now: number): boolean {
+    if (now - held.publishedAt >= AMPLE_PUBLISH_MS || now < held.askedUntil) return true;
+    const replicas = 1 + (this.levels?.liveCount() ?? 0);
+    return (held.doc?.pool ?? 0) < 2 * replicas * this.chunkByRate(held);
   }
 
   /** Sample the sell rate; refill ahead of a selling SKU; give back a SKU's units once idle. */

@@ -1,7 +1,8 @@
 /**
  * What every replica holds, over Redis pub/sub: each replica publishes the levels of its own
- * allotments (units sold this term, per lane and SKU) — what changed every
- * SYNC_INTERVAL_MS, and everything every FULL_EVERY_MS, which doubles as its sign of life — and
+ * allotments (units sold this term, per lane and SKU) — what changed, every SYNC_INTERVAL_MS near
+ * the end of a pool and at most every AMPLE_PUBLISH_MS before (the controller's `publishDue`), and
+ * everything every FULL_EVERY_MS, which doubles as its sign of life — and
  * hears everybody else's. The same channel carries release requests: a replica whose allotment
  * and the pool are empty asks the holders of a SKU to hand their spare units back to the pool.
  *

@@ -145,6 +145,33 @@ export class PoolStore {
     });
   }
 
+  /**
+   * The common grant in one round trip instead of a read and a swap: `units` more for `host`'s
+   * allotment under `epoch`, if that allotment is open (it exists under this epoch: a closed one is
+   * removed in the same update that records it closed) and the pool holds at least `poolAtLeast`
+   * (the caller's fair-share bound, so a chunk still shrinks as the pool runs low). Resolves as
+   * `take` does, with the document as it was before the update; null when a condition does not
+   * hold (nothing changed: take the long way, which decides on a fresh read).
+   */
+  async takeIfAmple(lane: MemoryLaneName, sku: string, host: string, epoch: number, units: number, poolAtLeast: number): Promise<{ granted: number; doc: PoolDocument } | null> {
+    const field = hostField(host);
+    let before: PoolDocument | null;
+    try {
+      // The pre-image, not the post-image (as Fence.reserve: mongo-java-server reads the post-image
+      // after releasing the document).
+      before = await bounded(this.timeoutMs, () =>
+        this.docs.findOneAndUpdate(
+          { _id: poolId(lane, sku), [`allot.${field}.epoch`]: epoch, pool: { $gte: Math.max(units, poolAtLeast) } },
+          { $inc: { pool: -units, [`allot.${field}.granted`]: units, v: 1 } },
+          { returnDocument: 'before' },
+        ),
+      );
+    } catch (error) {
+      throw new OutcomeUnknownError('mongo', `an allotment update got no answer (${error instanceof Error ? error.message : String(error)})`, false);
+    }
+    return before && { granted: units, doc: before };
+  }
+
   /** Give `units` unsold units of `host`'s allotment back to the pool; false if that allotment is gone (fenced and closed). */
   giveBack(lane: MemoryLaneName, sku: string, host: string, epoch: number, units: number): Promise<boolean> {
     const field = hostField(host);
