@@ -28,6 +28,9 @@ export const MAX_SKU_LENGTH = 32;
  */
 export const MAX_STOCK = 1_000_000_000;
 
+/** ADMISSION_LIMIT's default: requests in flight per worker thread (reasoned where it is read). */
+export const DEFAULT_ADMISSION_LIMIT = 256;
+
 export const ELECTIONS = ['mongo', 'kubernetes', 'none'] as const;
 export type Election = (typeof ELECTIONS)[number];
 export type StaticRole = 'primary' | 'secondary';
@@ -89,6 +92,11 @@ export interface Config {
   readonly forwardTimeoutMs: number;
   /** The most requests that may wait in any one queue (group commit, db batcher, signal lane, worker RPC, forwarding). */
   readonly queueLimit: number;
+  /**
+   * The most requests one worker thread serves at once (probes aside); beyond it the HTTP listener
+   * answers a pre-serialised 503 `overloaded` before Express parses anything (src/http/admission-gate.ts).
+   */
+  readonly admissionLimit: number;
   /** Kubernetes downward API: this pod, for the Lease and the role label. */
   readonly podName: string | null;
   /** With ROLE=secondary: where to forward buys. */
@@ -264,6 +272,10 @@ export function loadConfig(env: Env = process.env): Config {
     syncIntervalMs: integer(env, 'SYNC_INTERVAL_MS', 20, 1, 10_000),
     forwardTimeoutMs: integer(env, 'FORWARD_TIMEOUT_MS', 5000, 100, 600_000),
     queueLimit: integer(env, 'QUEUE_LIMIT', 10_000, 1, 1_000_000),
+    // Per worker thread. Little's law: at the ~1,500 answers/s one thread serves under a flood,
+    // 256 requests in flight is ~170 ms of waiting for the last admitted one, while a group commit
+    // that takes 100 ms still finds ~150 sales to batch, so the gate costs no throughput.
+    admissionLimit: integer(env, 'ADMISSION_LIMIT', DEFAULT_ADMISSION_LIMIT, 1, 1_000_000),
     primaryUrl,
     podName,
     podNamespace,
