@@ -28,7 +28,7 @@ export const MAX_SKU_LENGTH = 32;
  */
 export const MAX_STOCK = 1_000_000_000;
 
-/** ADMISSION_LIMIT's default: requests in flight per worker thread (reasoned where it is read). */
+/** ADMISSION_LIMIT's default, unless QUEUE_LIMIT is smaller: requests in flight per worker thread (reasoned where it is read). */
 export const DEFAULT_ADMISSION_LIMIT = 256;
 
 export const ELECTIONS = ['mongo', 'kubernetes', 'none'] as const;
@@ -213,6 +213,7 @@ export function loadConfig(env: Env = process.env): Config {
   // of: there the bulk admin route, which writes the ledger, is the way in.
   if (seedFile !== null && durability === 'sync') throw new ConfigError('SEED_FILE', 'needs DURABILITY=none; with durability, load SKUs with POST /v2/admin/skus:bulk');
   const port = integer(env, 'PORT', 5059, 0, 65535);
+  const queueLimit = integer(env, 'QUEUE_LIMIT', 10_000, 1, 1_000_000);
   const leaseDurationMs = integer(env, 'LEASE_DURATION_MS', 3000, 100, 600_000);
   const renewDeadlineMs = integer(env, 'RENEW_DEADLINE_MS', 2000, 50, 600_000);
   const retryPeriodMs = integer(env, 'RETRY_PERIOD_MS', 500, 10, 600_000);
@@ -271,11 +272,13 @@ export function loadConfig(env: Env = process.env): Config {
     retryPeriodMs,
     syncIntervalMs: integer(env, 'SYNC_INTERVAL_MS', 20, 1, 10_000),
     forwardTimeoutMs: integer(env, 'FORWARD_TIMEOUT_MS', 5000, 100, 600_000),
-    queueLimit: integer(env, 'QUEUE_LIMIT', 10_000, 1, 1_000_000),
+    queueLimit,
     // Per worker thread. Little's law: at the ~1,500 answers/s one thread serves under a flood,
     // 256 requests in flight is ~170 ms of waiting for the last admitted one, while a group commit
-    // that takes 100 ms still finds ~150 sales to batch, so the gate costs no throughput.
-    admissionLimit: integer(env, 'ADMISSION_LIMIT', DEFAULT_ADMISSION_LIMIT, 1, 1_000_000),
+    // that takes 100 ms still finds ~150 sales to batch, so the gate costs no throughput. Never
+    // above QUEUE_LIMIT by default: a wider gate would let requests in for a queue to refuse them
+    // after parsing, the expensive refusal the gate exists to avoid.
+    admissionLimit: integer(env, 'ADMISSION_LIMIT', Math.min(DEFAULT_ADMISSION_LIMIT, queueLimit), 1, 1_000_000),
     primaryUrl,
     podName,
     podNamespace,

@@ -83,9 +83,11 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ MONGO_JOURNAL: 'yes' })).toThrow(/^MONGO_JOURNAL: /);
   });
 
-  test('ADMISSION_LIMIT: 256 requests in flight per worker thread by default; a positive integer; errors name ADMISSION_LIMIT', () => {
+  test('ADMISSION_LIMIT: 256 requests in flight per worker thread by default, QUEUE_LIMIT if smaller; a positive integer; errors name ADMISSION_LIMIT', () => {
     expect(loadConfig({}).admissionLimit).toBe(256);
+    expect(loadConfig({ QUEUE_LIMIT: '100' }).admissionLimit).toBe(100);
     expect(loadConfig({ ADMISSION_LIMIT: '8' }).admissionLimit).toBe(8);
+    expect(loadConfig({ QUEUE_LIMIT: '100', ADMISSION_LIMIT: '500' }).admissionLimit).toBe(500);
     for (const bad of ['0', '-1', '1.5', 'many', '1000001']) expect(() => loadConfig({ ADMISSION_LIMIT: bad })).toThrow(/^ADMISSION_LIMIT: /);
   });
 
