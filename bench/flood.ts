@@ -8,11 +8,13 @@
  * `DURABILITY=sync` on one lane (atomic unless BENCH_FLOOD_LANE):
  *   - one replica with the default QUEUE_LIMIT (no bound reached at 2,400: everything queues);
  *   - one replica with QUEUE_LIMIT=BENCH_FLOOD_QUEUE_LIMIT (100): beyond it, fast 503s;
+ *   - the same with the admission gate off (ADMISSION_LIMIT=1000000), as before the gate: the
+ *     queues refuse only after Express has parsed a request — the gate's effect, side by side;
  *   - the primary of three replicas (ELECTION=mongo, as `make cluster`) with the same limit,
  *     driven on its own port: whether the flood costs it the lease.
  * Reported per cell: admitted (200/409) req/s, the share refused with 503 and how many of those
  * carried Retry-After, p50/p99 of admitted and refused answers, the server's CPU per admitted
- * request, its peak resident set (sampled every 100 ms), and requests left unanswered. Per
+ * request and per answer (with most answers refusals, about the cost of one), its peak resident set (sampled every 100 ms), and requests left unanswered. Per
  * system, after every round: units sold (Peek) against the 200s counted (equal, unless some
  * answers never came: then within [200s, 200s + unanswered]), the epoch before and after, and
  * from the replicas' logs the step-downs, terms begun and failed lease rounds (0 expected).
@@ -22,7 +24,7 @@
  * Environment: as bench/run.ts (BENCH_QUICK, BENCH_SMOKE, BENCH_DURATION, BENCH_WARMUP,
  * BENCH_REPEATS, BENCH_OUT, BENCH_DOCS, BENCH_LOAD, MONGO_URL, REDIS_URL), plus
  * BENCH_FLOOD_CONNECTIONS (2400), BENCH_FLOOD_REFERENCE (64), BENCH_FLOOD_QUEUE_LIMIT (100),
- * BENCH_FLOOD_LANE (atomic), BENCH_FLOOD_SYSTEMS (replica,replica-bounded,cluster-primary; the
+ * BENCH_FLOOD_LANE (atomic), BENCH_FLOOD_SYSTEMS (replica,replica-bounded,replica-ungated,cluster-primary; the
  * smoke run: cluster-primary at 16 and 200 connections, QUEUE_LIMIT=10).
  */
 import { spawn } from 'node:child_process';
@@ -49,7 +51,9 @@ const RSS_SAMPLE_MS = 100;
 /** Log messages that mean a term ended or began, or a lease round failed (bench/replicas.ts counts them). */
 const LEASE_EVENTS = { stepDowns: 'stepping down', termsBegun: 'became primary', failedRounds: 'lease round failed' } as const;
 
-const SYSTEMS = ['replica', 'replica-bounded', 'cluster-primary'] as const;
+const SYSTEMS = ['replica', 'replica-bounded', 'replica-ungated', 'cluster-primary'] as const;
+/** ADMISSION_LIMIT high enough that the gate never refuses: the service as it was before the gate. */
+const GATE_OFF = '1000000';
 type SystemName = (typeof SYSTEMS)[number];
 // The smoke run (make test) floods only the cluster's primary: it walks every part of the harness
 // but the one-line start of a lone replica, in a third of the time all three take.
@@ -58,6 +62,7 @@ const RUN_SYSTEMS = SYSTEMS.filter((s) => wantedSystems.includes(s));
 const DESCRIPTIONS: Record<SystemName, string> = {
   replica: `one replica, default QUEUE_LIMIT`,
   'replica-bounded': `one replica, QUEUE_LIMIT=${QUEUE_LIMIT}`,
+  'replica-ungated': `one replica, QUEUE_LIMIT=${QUEUE_LIMIT}, no admission gate`,
   'cluster-primary': `primary of 3 (ELECTION=mongo), QUEUE_LIMIT=${QUEUE_LIMIT}`,
 };
 
@@ -81,6 +86,8 @@ interface Cell extends Load {
   /** Refused (503) ÷ answered. */
   readonly refusedShare: number;
   readonly cpuUsPerAdmitted: number;
+  /** Server CPU per answer of any kind: where most are refusals, about what a refusal costs. */
+  readonly cpuUsPerAnswer: number;
   readonly peakRssMiB: number;
 }
 
@@ -112,7 +119,7 @@ async function startSystem(name: SystemName): Promise<System> {
   const database = `bench_flood_${name.replace('-', '_')}_${randomBytes(3).toString('hex')}`;
   const common = { DURABILITY: 'sync', SEED_SKUS: SKU, INITIAL_STOCK: String(MAX_STOCK), ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'info', HOST: '127.0.0.1', MONGO_DB: database };
   if (name !== 'cluster-primary') {
-    const bound: Record<string, string> = name === 'replica-bounded' ? { QUEUE_LIMIT } : {};
+    const bound: Record<string, string> = name === 'replica-bounded' ? { QUEUE_LIMIT } : name === 'replica-ungated' ? { QUEUE_LIMIT, ADMISSION_LIMIT: GATE_OFF } : {};
     const replica = await startReplica(`flood-${name}`, { ...common, ELECTION: 'none', WORKERS: String(CORES), ...bound });
     return { name, replicas: [replica], driven: replica };
   }
@@ -179,6 +186,7 @@ async function drive(system: System, load: Load, seconds: number): Promise<Cell>
       admittedRps: result.elapsedS > 0 ? admitted / result.elapsedS : 0,
       refusedShare: answered > 0 ? result.refused.count / answered : 0,
       cpuUsPerAdmitted: admitted > 0 ? (cpu * 1e6) / admitted : Number.NaN,
+      cpuUsPerAnswer: answered > 0 ? (cpu * 1e6) / answered : Number.NaN,
       peakRssMiB: Math.max(peakRss, residentMiB(driven.pid)),
     };
   } finally {
@@ -212,11 +220,11 @@ function markdown(cells: Cell[], outcomes: Outcome[], meta: { startedAt: string;
     `hold (refusals are answered too); buyers that wait the Retry-After they were given show what the bound buys for clients`,
     `that follow it. "504": outcome unknown (a store call timed out after it may have landed; the keyed retry resolves it).`,
     '',
-    '| system | connections | after a 503 | admitted req/s | refused (503) | 503 with Retry-After | admitted p50 ms | admitted p99 ms | refused p99 ms | 504 | server CPU µs/admitted | peak RSS MiB | unanswered |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| system | connections | after a 503 | admitted req/s | refused (503) | 503 with Retry-After | admitted p50 ms | admitted p99 ms | refused p99 ms | 504 | server CPU µs/admitted | server CPU µs/answer | peak RSS MiB | unanswered |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...cells.map((c) => {
       const refused = c.result.refused.count;
-      return `| ${DESCRIPTIONS[c.system]} | ${c.connections.toLocaleString('en')} | ${c.waitRetryAfter ? 'waits Retry-After' : 'buys again at once'} | ${Math.round(c.admittedRps)} | ${(c.refusedShare * 100).toFixed(1)} % | ${refused === 0 ? '—' : `${c.result.refusedWithRetryAfter} of ${refused}`} | ${fixed(c.result.admitted.p50)} | ${fixed(c.result.admitted.p99)} | ${fixed(c.result.refused.p99)} | ${c.result.statuses['504'] ?? 0} | ${fixed(c.cpuUsPerAdmitted)} | ${c.peakRssMiB.toFixed(0)} | ${c.result.unanswered} |`;
+      return `| ${DESCRIPTIONS[c.system]} | ${c.connections.toLocaleString('en')} | ${c.waitRetryAfter ? 'waits Retry-After' : 'buys again at once'} | ${Math.round(c.admittedRps)} | ${(c.refusedShare * 100).toFixed(1)} % | ${refused === 0 ? '—' : `${c.result.refusedWithRetryAfter} of ${refused}`} | ${fixed(c.result.admitted.p50)} | ${fixed(c.result.admitted.p99)} | ${fixed(c.result.refused.p99)} | ${c.result.statuses['504'] ?? 0} | ${fixed(c.cpuUsPerAdmitted)} | ${fixed(c.cpuUsPerAnswer)} | ${c.peakRssMiB.toFixed(0)} | ${c.result.unanswered} |`;
     }),
     '',
     'After every round of a system: the units its Peek says were sold against the 200s the load generator counted (warm-ups',

@@ -28,6 +28,9 @@ export const MAX_SKU_LENGTH = 32;
  */
 export const MAX_STOCK = 1_000_000_000;
 
+/** ADMISSION_LIMIT's default, unless QUEUE_LIMIT is smaller: requests in flight per worker thread (reasoned where it is read). */
+export const DEFAULT_ADMISSION_LIMIT = 256;
+
 export const ELECTIONS = ['mongo', 'kubernetes', 'none'] as const;
 export type Election = (typeof ELECTIONS)[number];
 export type StaticRole = 'primary' | 'secondary';
@@ -89,6 +92,11 @@ export interface Config {
   readonly forwardTimeoutMs: number;
   /** The most requests that may wait in any one queue (group commit, db batcher, signal lane, worker RPC, forwarding). */
   readonly queueLimit: number;
+  /**
+   * The most requests one worker thread serves at once (probes aside); beyond it the HTTP listener
+   * answers a pre-serialised 503 `overloaded` before Express parses anything (src/http/admission-gate.ts).
+   */
+  readonly admissionLimit: number;
   /** Kubernetes downward API: this pod, for the Lease and the role label. */
   readonly podName: string | null;
   /** With ROLE=secondary: where to forward buys. */
@@ -205,6 +213,7 @@ export function loadConfig(env: Env = process.env): Config {
   // of: there the bulk admin route, which writes the ledger, is the way in.
   if (seedFile !== null && durability === 'sync') throw new ConfigError('SEED_FILE', 'needs DURABILITY=none; with durability, load SKUs with POST /v2/admin/skus:bulk');
   const port = integer(env, 'PORT', 5059, 0, 65535);
+  const queueLimit = integer(env, 'QUEUE_LIMIT', 10_000, 1, 1_000_000);
   const leaseDurationMs = integer(env, 'LEASE_DURATION_MS', 3000, 100, 600_000);
   const renewDeadlineMs = integer(env, 'RENEW_DEADLINE_MS', 2000, 50, 600_000);
   const retryPeriodMs = integer(env, 'RETRY_PERIOD_MS', 500, 10, 600_000);
@@ -263,7 +272,13 @@ export function loadConfig(env: Env = process.env): Config {
     retryPeriodMs,
     syncIntervalMs: integer(env, 'SYNC_INTERVAL_MS', 20, 1, 10_000),
     forwardTimeoutMs: integer(env, 'FORWARD_TIMEOUT_MS', 5000, 100, 600_000),
-    queueLimit: integer(env, 'QUEUE_LIMIT', 10_000, 1, 1_000_000),
+    queueLimit,
+    // Per worker thread. Little's law: at the ~1,500 answers/s one thread serves under a flood,
+    // 256 requests in flight is ~170 ms of waiting for the last admitted one, while a group commit
+    // that takes 100 ms still finds ~150 sales to batch, so the gate costs no throughput. Never
+    // above QUEUE_LIMIT by default: a wider gate would let requests in for a queue to refuse them
+    // after parsing, the expensive refusal the gate exists to avoid.
+    admissionLimit: integer(env, 'ADMISSION_LIMIT', Math.min(DEFAULT_ADMISSION_LIMIT, queueLimit), 1, 1_000_000),
     primaryUrl,
     podName,
     podNamespace,

@@ -77,6 +77,7 @@ export class WorkerMetrics {
   private readonly durationCounts = new Float64Array(LANE_NAMES.length * (DURATION_BUCKETS.length + 1));
   private readonly durationSums = new Float64Array(LANE_NAMES.length);
   private inFlight = 0;
+  private admissionRefused = 0;
   /** One listener shared by every response, so tracking a request allocates nothing. */
   private readonly onResponseClosed = (): void => {
     this.inFlight--;
@@ -135,6 +136,21 @@ export class WorkerMetrics {
       },
     });
     for (const dependency of ['mongo', 'redis']) this.dependencyErrors.labels(dependency).inc(0);
+    const refusedNow = (): number => this.admissionRefused;
+    new Counter({
+      name: `${PREFIX}admission_refused_total`,
+      help: 'Requests refused (503 overloaded) by the admission gate, before any parsing: ADMISSION_LIMIT requests were in flight on their worker thread.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(refusedNow());
+      },
+    });
+  }
+
+  /** A request refused by the admission gate (a plain count: the gate's refusal must stay cheap). */
+  recordAdmissionRefused(): void {
+    this.admissionRefused++;
   }
 
   /** Count `res` as in flight until it closes (answered, or the connection went away). */

@@ -14,6 +14,7 @@ import { Fence, GroupCommit, replicaStream, type LedgerEntry } from '../cluster/
 import { AllotmentLane } from '../cluster/allotments/allotment-lane.js';
 import { SharedAdminLock } from '../memory/admin-lock.js';
 import { ServiceError } from '../errors.js';
+import { admissionGate } from '../http/admission-gate.js';
 import { createApp } from '../http/app.js';
 import { soldBody, type IdempotencyStore } from '../idempotency.js';
 import type { Db } from 'mongodb';
@@ -162,7 +163,8 @@ const app = createApp({
     onForward: (outcome) => metrics.recordForward(outcome),
   }) }),
 });
-server.on('request', app);
+// The admission gate refuses past ADMISSION_LIMIT before Express sees the request (probes pass).
+server.on('request', admissionGate(app, config.admissionLimit, () => metrics.recordAdmissionRefused()));
 // Redis commands fail at once until the connection is up (no offline queue): give it a moment.
 await laneSet.redis?.whenConnected(config.dependencyTimeoutMs);
 // A bind failure is reported, not thrown: the supervisor turns it into one clear message and exit.

@@ -83,6 +83,14 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ MONGO_JOURNAL: 'yes' })).toThrow(/^MONGO_JOURNAL: /);
   });
 
+  test('ADMISSION_LIMIT: 256 requests in flight per worker thread by default, QUEUE_LIMIT if smaller; a positive integer; errors name ADMISSION_LIMIT', () => {
+    expect(loadConfig({}).admissionLimit).toBe(256);
+    expect(loadConfig({ QUEUE_LIMIT: '100' }).admissionLimit).toBe(100);
+    expect(loadConfig({ ADMISSION_LIMIT: '8' }).admissionLimit).toBe(8);
+    expect(loadConfig({ QUEUE_LIMIT: '100', ADMISSION_LIMIT: '500' }).admissionLimit).toBe(500);
+    for (const bad of ['0', '-1', '1.5', 'many', '1000001']) expect(() => loadConfig({ ADMISSION_LIMIT: bad })).toThrow(/^ADMISSION_LIMIT: /);
+  });
+
   test('a static secondary without PRIMARY_URL is refused, naming PRIMARY_URL', () => {
     expect(() => loadConfig({ ROLE: 'secondary' })).toThrow(/^PRIMARY_URL: /);
   });
