@@ -106,7 +106,8 @@ export class DirectInserts implements LedgerInserts {
   insert(database: string, collection: string, document: Document): Promise<'inserted' | 'duplicate'> {
     if (this.closed) return Promise.reject(new DependencyUnavailableError('mongo', 'direct inserts closed'));
     const socket = this.socket ?? this.open();
-    const body = BSON.serialize(insertCommand(database, collection, document, this.writeConcern));
+    // undefined as null, as the driver writes it: the document is the driver's byte for byte.
+    const body = BSON.serialize(insertCommand(database, collection, document, this.writeConcern), { ignoreUndefined: false });
     const requestId = this.nextRequestId;
     this.nextRequestId = requestId >= 0x7fffffff ? 1 : requestId + 1;
     const message = Buffer.allocUnsafe(PREFIX_BYTES + body.length);
