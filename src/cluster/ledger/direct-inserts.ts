@@ -159,6 +159,11 @@ export class DirectInserts implements LedgerInserts {
     let data = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
     while (data.length >= 4) {
       const length = data.readInt32LE(0);
+      if (length < PREFIX_BYTES) {
+        // Not a reply to anything sent here: nothing more on this socket can be trusted.
+        if (this.socket) this.fail(this.socket, new DependencyUnavailableError('mongo', 'malformed answer to a direct insert'));
+        return;
+      }
       if (data.length < length) break;
       this.answer(data.subarray(0, length));
       data = data.subarray(length);
