@@ -3,10 +3,7 @@
  * thread) applies every operation in arrival order; worker threads hand their requests to it
  * over a MessagePort and are signalled with the result — the Node counterpart of posting work to
  * a single-threaded synchronization context. Requests that arrive in the same event-loop turn
- * travel as one batch, so the hand-off costs one message per turn, not one per buy; and while a
- * worker's batch is with the owner, the next one fills instead of going out, so under load a
- * worker sends one message per round trip to the owner, however many turns it made meanwhile (a
- * profile of the lane at 64 connections put 12 % of a worker's busy time in `postMessage`).
+ * travel as one batch, so the hand-off costs one message per turn, not one per buy.
  */
 import type { MessagePort } from 'node:worker_threads';
 import { ServiceError } from '../errors.js';
@@ -75,8 +72,6 @@ export class PortSignalChannel implements SignalChannel {
   private readonly waiting = new Map<number, (result: number) => void>();
   private queue: number[] = [];
   private scheduled = false;
-  /** A batch is with the owner: what is queued meanwhile goes when its answers come back. */
-  private outstanding = false;
 
   /** @param limit the most requests that may wait for the owner; beyond it a buy fails at once (503 overloaded). */
   constructor(
@@ -84,15 +79,12 @@ export class PortSignalChannel implements SignalChannel {
     private readonly limit = Number.POSITIVE_INFINITY,
   ) {
     port.on('message', (answers: Int32Array) => {
-      this.outstanding = false;
       for (let j = 0; j < answers.length; j += 2) {
         const id = answers[j] as number;
         const resolve = this.waiting.get(id);
         this.waiting.delete(id);
         resolve?.(answers[j + 1] as number);
       }
-      // What queued while the batch was out goes now, unless a flush is due this turn anyway.
-      if (this.queue.length > 0 && !this.scheduled) this.flush();
     });
   }
 
@@ -102,23 +94,17 @@ export class PortSignalChannel implements SignalChannel {
     const id = this.nextId;
     this.nextId = this.nextId === 0x7fffffff ? 1 : this.nextId + 1;
     this.queue.push(id, slot, op, arg);
-    if (!this.scheduled && !this.outstanding) {
+    if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(this.flushScheduled);
+      setImmediate(this.flush);
     }
     return new Promise((resolve) => this.waiting.set(id, resolve));
   }
 
-  private readonly flushScheduled = (): void => {
+  private readonly flush = (): void => {
     this.scheduled = false;
-    if (!this.outstanding) this.flush();
-  };
-
-  private flush(): void {
-    if (this.queue.length === 0) return;
     const batch = Int32Array.from(this.queue);
     this.queue = [];
-    this.outstanding = true;
     this.port.postMessage(batch);
-  }
+  };
 }
