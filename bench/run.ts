@@ -82,6 +82,8 @@ const SERVERS: Record<string, ServerSpec> = {
   service: { kind: 'service', env: { ...SERVICE_ENV, DB_LANE_MODE: 'combined' } },
   'service-db-single': { kind: 'service', env: { ...SERVICE_ENV, DB_LANE_MODE: 'single' } },
   'service-durable': { kind: 'service', env: { ...SERVICE_ENV, DURABILITY: 'sync' } },
+  // The same with the ledger's batches sent through the driver's insertOne (before direct inserts): for before ÷ after.
+  'service-durable-driver': { kind: 'service', env: { ...SERVICE_ENV, DURABILITY: 'sync', LEDGER_INSERTS: 'driver' } },
 };
 const buyPath = (lane: string) => `/v2/lanes/${lane}/skus/BENCH/buy`;
 const ALL_TARGETS: Target[] = [
@@ -98,6 +100,7 @@ const ALL_TARGETS: Target[] = [
   { name: 'atomic, durable', server: 'service-durable', path: buyPath('atomic'), dependency: 'mongo' },
   { name: 'signal, durable', server: 'service-durable', path: buyPath('signal'), dependency: 'mongo' },
   { name: 'lock, durable', server: 'service-durable', path: buyPath('lock'), dependency: 'mongo' },
+  { name: 'atomic, durable, driver inserts', server: 'service-durable-driver', path: buyPath('atomic'), dependency: 'mongo' },
 ];
 const MEMORY_LANES = ['atomic', 'signal', 'lock'] as const;
 const SMOKE_TARGETS = ['express no-op', 'atomic'];

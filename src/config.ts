@@ -80,6 +80,11 @@ export interface Config {
   readonly role: StaticRole | null;
   /** `sync`: an in-memory sale is in MongoDB before its 200. `none`: the original's pure memory. */
   readonly durability: Durability;
+  /**
+   * How ledger batches reach MongoDB: `direct` (a bare insert command on a socket of its own, when
+   * MONGO_URL names one host without credentials or options; otherwise the driver) or `driver`.
+   */
+  readonly ledgerInserts: 'direct' | 'driver';
   /** Where the other replicas reach this one (they forward buys here while it is primary). */
   readonly advertiseUrl: string;
   readonly leaseName: string;
@@ -264,6 +269,7 @@ export function loadConfig(env: Env = process.env): Config {
     election,
     role,
     durability,
+    ledgerInserts: oneOf(env, 'LEDGER_INSERTS', ['direct', 'driver'] as const, 'direct'),
     advertiseUrl: url(env, 'ADVERTISE_URL', ['http:']) ?? `http://${hostname()}:${port}`,
     leaseName: text(env, 'LEASE_NAME') ?? 'superstock-primary',
     clusterName: text(env, 'CLUSTER_NAME') ?? text(env, 'MONGO_DB') ?? 'superstock',

@@ -10,7 +10,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ClusterState } from '../cluster/cluster-state.js';
 import { DurableMemoryAdmin, DurableMemoryLane } from '../cluster/ledger/durable-lane.js';
 import { forwardUnlessPrimary } from '../cluster/forwarding/forwarder.js';
-import { Fence, GroupCommit, replicaStream, type LedgerEntry } from '../cluster/ledger/ledger.js';
+import { Fence, GroupCommit, PRIMARY_LEDGER, replicaStream, type LedgerEntry } from '../cluster/ledger/ledger.js';
+import { DirectInserts, directInsertTarget } from '../cluster/ledger/direct-inserts.js';
 import { AllotmentLane } from '../cluster/allotments/allotment-lane.js';
 import { SharedAdminLock } from '../memory/admin-lock.js';
 import { ServiceError } from '../errors.js';
@@ -47,6 +48,7 @@ const supervisor: RpcPeer<SupervisorApi> = new RpcPeer<SupervisorApi>(parentPort
   shutdown: async () => {
     await closeGracefully(server, config.shutdownTimeoutMs);
     await laneSet.close();
+    directInserts?.close();
   },
 });
 
@@ -72,6 +74,14 @@ function settled(entries: readonly LedgerEntry[], written: Promise<boolean>, sal
   });
 }
 
+/**
+ * The sales' group commits send their batch inserts over a socket of their own when MONGO_URL
+ * allows it (direct-inserts.ts: the driver's insertOne costs ten times the CPU); admin batches,
+ * reservations, seals and settling keep the driver.
+ */
+const directTarget = config.mongoUrl !== null && config.ledgerInserts === 'direct' ? directInsertTarget(config.mongoUrl) : null;
+const directInserts = directTarget === null ? null : new DirectInserts(directTarget, config.mongoWriteConcern, config.dependencyTimeoutMs);
+
 let memoryAdmin: DurableMemoryAdmin | null = null;
 const allotments = config.clusterMode === 'allotments';
 
@@ -82,7 +92,7 @@ const allotments = config.clusterMode === 'allotments';
 const allotmentLanes = (() => {
   let commit: GroupCommit | null = null;
   return (lane: MemoryLane, db: Db) => {
-    commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, replicaStream(config.hostId)), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges(), reserveAheadAlone: true });
+    commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, replicaStream(config.hostId), directInserts), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges(), reserveAheadAlone: true });
     return new AllotmentLane(lane, commit, cluster, (request) => supervisor.call('allotment', request), index);
   };
 })();
@@ -99,7 +109,7 @@ const laneSet = buildLanes(
         let commit: GroupCommit | null = null;
         return (lane, db) => {
           const fence = new Fence(db, config.dependencyTimeoutMs);
-          commit ??= new GroupCommit(fence, () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges() });
+          commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, PRIMARY_LEDGER, directInserts), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges() });
           if (!memoryAdmin) {
             const admin = new DurableMemoryAdmin(cluster, async (key) => (await fence.findKeyed([key])).has(key), config.dependencyTimeoutMs);
             // Admin batches go through a writer of their own, whose unknown outcomes the admin settles.

@@ -91,6 +91,12 @@ describe('loadConfig', () => {
     for (const bad of ['0', '-1', '1.5', 'many', '1000001']) expect(() => loadConfig({ ADMISSION_LIMIT: bad })).toThrow(/^ADMISSION_LIMIT: /);
   });
 
+  test('ledger batches go out as direct inserts by default; LEDGER_INSERTS=driver keeps the driver; anything else is refused, naming it', () => {
+    expect(loadConfig({}).ledgerInserts).toBe('direct');
+    expect(loadConfig({ LEDGER_INSERTS: 'driver' }).ledgerInserts).toBe('driver');
+    expect(() => loadConfig({ LEDGER_INSERTS: 'raw' })).toThrow(/^LEDGER_INSERTS: /);
+  });
+
   test('a static secondary without PRIMARY_URL is refused, naming PRIMARY_URL', () => {
     expect(() => loadConfig({ ROLE: 'secondary' })).toThrow(/^PRIMARY_URL: /);
   });

@@ -36,6 +36,7 @@ import { DependencyUnavailableError, OutcomeUnknownError, ServiceError } from '.
 import { bounded } from '../../mongo.js';
 import { buyFingerprint, fingerprintIsLedgered, soldBody, type DurableAnswer, type DurableAnswers } from '../../idempotency.js';
 import type { EpochStore } from '../election/elector.js';
+import type { LedgerInserts } from './direct-inserts.js';
 
 /** One change to one in-memory lane; replaying them in log order rebuilds the lane. */
 export type LedgerEntry =
@@ -136,12 +137,19 @@ export class Fence implements EpochStore {
   /** Added to every batch query: empty for the primary's ledger, `{stream}` for a replica's. */
   private readonly mine: { stream?: string };
 
-  /** @param timeoutMs bound on the hot-path calls (reserve, write), after which they count as failed. */
+  private readonly databaseName: string;
+
+  /**
+   * @param timeoutMs bound on the hot-path calls (reserve, write), after which they count as failed.
+   * @param inserts what carries `write`'s insert when given (`DirectInserts`); otherwise the driver.
+   */
   constructor(
     db: Db,
     private readonly timeoutMs: number,
     private readonly stream: LedgerStream = PRIMARY_LEDGER,
+    private readonly inserts: LedgerInserts | null = null,
   ) {
+    this.databaseName = db.databaseName;
     this.fence = db.collection<FenceDocument>('fence');
     this.batches = db.collection<BatchDocument>(stream.collection);
     this.snapshots = db.collection<SnapshotDocument>('ledger_snapshots');
@@ -302,6 +310,11 @@ export class Fence implements EpochStore {
 
   /** Insert a reserved batch. Resolves 'written' or 'fenced'; throws when the outcome is unknown. */
   async write(epoch: number, seq: number, entries: LedgerEntry[]): Promise<'written' | 'fenced'> {
+    if (this.inserts !== null) {
+      // Bounded by the channel itself; a duplicate `_id` is the seal's tombstone, anything else unknown.
+      const document: BatchDocument = { _id: this.batchId(epoch, seq), ...this.mine, epoch, seq, entries, at: new Date() };
+      return (await this.inserts.insert(this.databaseName, this.stream.collection, document)) === 'inserted' ? 'written' : 'fenced';
+    }
     try {
       await bounded(this.timeoutMs, () => this.batches.insertOne({ _id: this.batchId(epoch, seq), ...this.mine, epoch, seq, entries, at: new Date() }));
       return 'written';
