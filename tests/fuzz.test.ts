@@ -87,7 +87,13 @@ test(`schemathesis, every phase and check (seed ${SEED}): no failure, no server 
     rmSync(scratch, { recursive: true, force: true });
   }
   if (failed) throw new Error(`schemathesis reported failures (seed ${SEED}):\n${output.slice(-20_000)}`);
-  const summary = output.slice(Math.max(0, output.lastIndexOf('SUMMARY')));
+  // Its closing rule ("==== 1 warning in 11.68s ====") is pytest's: a CI reading the log would take
+  // it for a test run that ran no test, so the log gets the summary without it.
+  const summary = output
+    .slice(Math.max(0, output.lastIndexOf('SUMMARY')))
+    .split('\n')
+    .filter((line) => !/^=+ .* =+$/.test(line.trim()))
+    .join('\n');
   // The run's own account, in the test log: operations, phases, cases, checks.
   console.log(`schemathesis, seed ${SEED}:\n${summary}`);
   // A failure, or a warning scripts/fuzz/schemathesis.toml counts as one, made it exit non-zero above.
@@ -96,25 +102,34 @@ test(`schemathesis, every phase and check (seed ${SEED}): no failure, no server 
   expect(service.output()).not.toMatch(/unexpected error|does not declare/);
 }, (RUN_BUDGET_S + 240) * 1000);
 
+/** `promise`, or a failure naming `what` once `ms` have passed: a step that hangs says which it is. */
+function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 test('afterwards, on every lane, every SKU the fuzzer touched keeps remaining + sold == initial within range, and the in-memory lanes match the ledger', async () => {
-  const mongo = new MongoClient(process.env.MONGO_URL as string);
+  const mongo = new MongoClient(process.env.MONGO_URL as string, { serverSelectionTimeoutMS: 5000 });
   const redis = new Redis(process.env.REDIS_URL as string);
   try {
     const db = mongo.db(DATABASE);
     const replay = new LedgerReplay();
-    const batches = await db.collection<BatchDocument>('ledger').find({ tombstone: { $exists: false } }).sort({ epoch: 1, seq: 1 }).toArray();
+    const batches = await within(20_000, 'reading the ledger', db.collection<BatchDocument>('ledger').find({ tombstone: { $exists: false } }).sort({ epoch: 1, seq: 1 }).toArray());
     for (const batch of batches) for (const entry of batch.entries ?? []) replay.apply(entry);
     const skus = new Set<string>();
     for (const levels of replay.levels.values()) for (const sku of levels.keys()) skus.add(sku);
-    for (const doc of await db.collection<{ _id: string }>('db_lane_stock').find({}, { projection: { _id: 1 } }).toArray()) skus.add(doc._id);
-    for (const sku of await redis.smembers('superstock:redis-lane:skus')) skus.add(sku);
+    for (const doc of await within(10_000, 'listing the db lane', db.collection<{ _id: string }>('db_lane_stock').find({}, { projection: { _id: 1 } }).toArray())) skus.add(doc._id);
+    for (const sku of await within(10_000, 'listing the redis lane', redis.smembers('superstock:redis-lane:skus'))) skus.add(sku);
     // The four seed SKUs, and what the fuzzer created beside them.
     expect(skus.size).toBeGreaterThan(4);
 
     const problems: string[] = [];
     for (const sku of skus) {
       for (const lane of LANE_NAMES) {
-        const answer = await peek(service.url, lane, sku);
+        const answer = await within(5_000, `peek ${lane}/${sku} (of ${skus.size} SKUs)`, peek(service.url, lane, sku));
         if (answer.status === 404) continue;
         const { remaining, sold, initial } = answer.body;
         if (answer.status !== 200) problems.push(`${lane}/${sku}: peek answered ${answer.status}`);
