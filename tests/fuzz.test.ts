@@ -18,7 +18,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { LANE_NAMES, MAX_STOCK, MEMORY_LANES } from '../src/config.js';
 import { LedgerReplay } from '../src/cluster/ledger/rebuild.js';
@@ -113,7 +112,6 @@ function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
 
 test('afterwards, on every lane, every SKU the fuzzer touched keeps remaining + sold == initial within range, and the in-memory lanes match the ledger', async () => {
   const mongo = new MongoClient(process.env.MONGO_URL as string, { serverSelectionTimeoutMS: 5000 });
-  const redis = new Redis(process.env.REDIS_URL as string);
   try {
     const db = mongo.db(DATABASE);
     const replay = new LedgerReplay();
@@ -122,8 +120,10 @@ test('afterwards, on every lane, every SKU the fuzzer touched keeps remaining + 
     const skus = new Set<string>();
     for (const levels of replay.levels.values()) for (const sku of levels.keys()) skus.add(sku);
     for (const doc of await within(10_000, 'listing the db lane', db.collection<{ _id: string }>('db_lane_stock').find({}, { projection: { _id: 1 } }).toArray())) skus.add(doc._id);
-    for (const sku of await within(10_000, 'listing the redis lane', redis.smembers('superstock:redis-lane:skus'))) skus.add(sku);
-    // The four seed SKUs, and what the fuzzer created beside them.
+    // The four seed SKUs, and what the fuzzer created beside them. Every admin route that creates
+    // one creates it on every lane, so this database's ledger and db lane name them all; the redis
+    // lane's SKU set is not read, as the shared test Redis holds every earlier test file's SKUs too
+    // (thousands, after the bulk-load tests: peeking all of them outran the test's time).
     expect(skus.size).toBeGreaterThan(4);
 
     const problems: string[] = [];
@@ -145,7 +145,6 @@ test('afterwards, on every lane, every SKU the fuzzer touched keeps remaining + 
     }
     expect(problems).toEqual([]);
   } finally {
-    redis.disconnect();
     await mongo.close();
   }
 });
