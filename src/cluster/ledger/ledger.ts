@@ -104,6 +104,21 @@ function isDuplicateKey(error: unknown): boolean {
   return cause instanceof MongoServerError && cause.code === DUPLICATE_KEY;
 }
 
+/** The driver's bounded `insertOne` as a `LedgerInserts`, for a Fence given no direct channel (the collection is `batches`). */
+function driverInserts(batches: Collection<BatchDocument>, timeoutMs: number): LedgerInserts {
+  return {
+    async insert(_database, _collection, document) {
+      try {
+        await bounded(timeoutMs, () => batches.insertOne(document as BatchDocument));
+        return 'inserted';
+      } catch (error) {
+        if (isDuplicateKey(error)) return 'duplicate';
+        throw error;
+      }
+    },
+  };
+}
+
 function unavailable(error: unknown): DependencyUnavailableError {
   return new DependencyUnavailableError('mongo', error instanceof Error ? error.message : String(error));
 }
@@ -138,6 +153,8 @@ export class Fence implements EpochStore {
   private readonly mine: { stream?: string };
 
   private readonly databaseName: string;
+  /** What carries `write`'s insert: `DirectInserts` when given, the driver's bounded `insertOne` otherwise. */
+  private readonly inserts: LedgerInserts;
 
   /**
    * @param timeoutMs bound on the hot-path calls (reserve, write), after which they count as failed.
@@ -147,11 +164,12 @@ export class Fence implements EpochStore {
     db: Db,
     private readonly timeoutMs: number,
     private readonly stream: LedgerStream = PRIMARY_LEDGER,
-    private readonly inserts: LedgerInserts | null = null,
+    inserts: LedgerInserts | null = null,
   ) {
     this.databaseName = db.databaseName;
     this.fence = db.collection<FenceDocument>('fence');
     this.batches = db.collection<BatchDocument>(stream.collection);
+    this.inserts = inserts ?? driverInserts(this.batches, timeoutMs);
     this.snapshots = db.collection<SnapshotDocument>('ledger_snapshots');
     this.fenceId = stream.fenceId;
     this.mine = stream.host === null ? {} : { stream: stream.host };
@@ -310,18 +328,9 @@ export class Fence implements EpochStore {
 
   /** Insert a reserved batch. Resolves 'written' or 'fenced'; throws when the outcome is unknown. */
   async write(epoch: number, seq: number, entries: LedgerEntry[]): Promise<'written' | 'fenced'> {
-    if (this.inserts !== null) {
-      // Bounded by the channel itself; a duplicate `_id` is the seal's tombstone, anything else unknown.
-      const document: BatchDocument = { _id: this.batchId(epoch, seq), ...this.mine, epoch, seq, entries, at: new Date() };
-      return (await this.inserts.insert(this.databaseName, this.stream.collection, document)) === 'inserted' ? 'written' : 'fenced';
-    }
-    try {
-      await bounded(this.timeoutMs, () => this.batches.insertOne({ _id: this.batchId(epoch, seq), ...this.mine, epoch, seq, entries, at: new Date() }));
-      return 'written';
-    } catch (error) {
-      if (isDuplicateKey(error)) return 'fenced';
-      throw error;
-    }
+    // A duplicate `_id` is the seal's tombstone (fenced); any other failure is an unknown outcome.
+    const document: BatchDocument = { _id: this.batchId(epoch, seq), ...this.mine, epoch, seq, entries, at: new Date() };
+    return (await this.inserts.insert(this.databaseName, this.stream.collection, document)) === 'inserted' ? 'written' : 'fenced';
   }
 
   /** Settle a batch whose insert had an unknown outcome: 'absent' (now tombstoned) or 'present'. */
