@@ -7,7 +7,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ApiException, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, Watch, type V1Pod } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, Watch, type V1Lease, type V1Pod } from '@kubernetes/client-node';
 import { MongoClient } from 'mongodb';
 import { pino } from 'pino';
 import type { Leadership } from '../../src/cluster/election/elector.js';
@@ -184,10 +184,21 @@ describe("RBAC: kubectl auth can-i as the chart's ServiceAccount", () => {
   });
 });
 
+/** The real API client, telling the test when a Lease write leaves (to stop a leader mid-renewal). */
+class ObservedKubeApi extends KubeApi {
+  replaceSent: (() => void) | null = null;
+
+  override async replaceLease(body: V1Lease, timeoutMs: number): Promise<V1Lease | null> {
+    this.replaceSent?.();
+    return super.replaceLease(body, timeoutMs);
+  }
+}
+
 describe('Kubernetes Lease election: three contenders as the chart ServiceAccount', () => {
   interface Contender {
     readonly id: string;
     readonly proxy: TcpProxy;
+    readonly api: ObservedKubeApi;
     readonly elector: KubernetesLeaseElector;
     readonly events: Array<{ at: number; leadership: Leadership }>;
   }
@@ -236,7 +247,7 @@ describe('Kubernetes Lease election: three contenders as the chart ServiceAccoun
       const proxy = await startTcpProxy(apiPort);
       const kc = new KubeConfig();
       kc.loadFromFile(plane.kubeconfigFor(id, token, `https://127.0.0.1:${proxy.port}`));
-      const api = new KubeApi(kc, NAMESPACE);
+      const api = new ObservedKubeApi(kc, NAMESPACE);
       const elector = new KubernetesLeaseElector({
         api,
         leaseName: LEASE,
@@ -247,7 +258,7 @@ describe('Kubernetes Lease election: three contenders as the chart ServiceAccoun
         log: pino({ level: 'silent' }),
         labeler: new PrimaryPodLabeler({ api, podName: id, podSelector: POD_SELECTOR }),
       });
-      const contender: Contender = { id, proxy, elector, events: [] };
+      const contender: Contender = { id, proxy, api, elector, events: [] };
       elector.onChange((leadership) => contender.events.push({ at: performance.now(), leadership }));
       contenders.push(contender);
     }
@@ -327,6 +338,23 @@ describe('Kubernetes Lease election: three contenders as the chart ServiceAccoun
     const tookOverAt = firstEvent(next, 'primary', stoppedAt) as number;
     expect(tookOverAt - stoppedAt).toBeLessThan(TIMINGS.leaseDurationMs);
     expect(next.elector.current().epoch).toBeGreaterThan(oldEpoch);
+    await waitFor(() => labelledPods().join() === next.id, { timeoutMs: 10_000, message: `the label moved to ${next.id}` });
+    await old.elector.start();
+  });
+
+  test('a leader stopped while a renewal is on its way still releases the Lease: the successor does not wait it out', async () => {
+    // Released before the renewal lands, the release carries a stale resourceVersion (a 409) and
+    // the Lease stays held until it expires: what a SIGTERM mid-renewal once did (a CI failure).
+    const old = leaders()[0] as Contender;
+    old.proxy.setLatency(200); // the renewal stays on the wire while stop() runs
+    await new Promise<void>((resolve) => (old.api.replaceSent = resolve));
+    old.api.replaceSent = null;
+    const stoppedAt = performance.now();
+    await old.elector.stop();
+    old.proxy.setLatency(0);
+    await waitFor(() => leaders().some((c) => c !== old), { timeoutMs: 10_000, message: 'a successor' });
+    const next = leaders()[0] as Contender;
+    expect((firstEvent(next, 'primary', stoppedAt) as number) - stoppedAt).toBeLessThan(TIMINGS.leaseDurationMs);
     await waitFor(() => labelledPods().join() === next.id, { timeoutMs: 10_000, message: `the label moved to ${next.id}` });
     await old.elector.start();
   });

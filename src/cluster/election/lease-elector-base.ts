@@ -42,6 +42,8 @@ export abstract class LeaseElectorBase implements Elector {
   private deadlineTimer: NodeJS.Timeout | null = null;
   /** Bumped by every start(), so a round still running from before a stop() cannot start a second loop. */
   private loop = 0;
+  /** The round running now, if any: stop() lets it land before handing the lease back. */
+  private running: Promise<void> | null = null;
 
   constructor(private readonly base: LeaseElectorOptions) {
     this.id = base.id;
@@ -62,7 +64,7 @@ export abstract class LeaseElectorBase implements Elector {
     this.stopped = false;
     const loop = ++this.loop;
     try {
-      await this.round();
+      await this.runRound();
     } finally {
       this.schedule(loop);
     }
@@ -71,6 +73,10 @@ export abstract class LeaseElectorBase implements Elector {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.roundTimer) clearTimeout(this.roundTimer);
+    // A renewal in flight moves the lease past the version release() would hand back: released
+    // before it lands, the release is refused as stale and the successor waits the lease out.
+    // Every round's requests are bounded (by the renew deadline at most), so this wait is too.
+    await this.running?.catch(() => undefined);
     if (this.leadership.role !== 'primary') return;
     await Promise.all([this.stepDown('shutting down'), this.release()]);
   }
@@ -160,6 +166,14 @@ export abstract class LeaseElectorBase implements Elector {
     this.update({ role: this.leadership.role, epoch: this.leadership.epoch, leaderId: holder });
   }
 
+  private runRound(): Promise<void> {
+    const run: Promise<void> = this.round().finally(() => {
+      if (this.running === run) this.running = null;
+    });
+    this.running = run;
+    return run;
+  }
+
   private forgetTerm(): void {
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     this.renewedAt = -Infinity;
@@ -176,7 +190,7 @@ export abstract class LeaseElectorBase implements Elector {
     // client-go jitters retries by up to 1.2×; validateElectorTimings accounts for it.
     const delay = this.timings.retryPeriodMs * (1 + Math.random() * 0.2);
     this.roundTimer = setTimeout(() => {
-      this.round()
+      this.runRound()
         .catch((error: unknown) => this.log.warn({ err: error }, 'lease round failed'))
         .finally(() => this.schedule(loop));
     }, delay);
