@@ -254,6 +254,25 @@ describe('the bundle as a kind user runs it', () => {
     expect(helm('template', 'shop', CHART, '--set', 'cluster.modes=allotments').status).not.toBe(0);
   });
 
+  test('election settings reach the replicas only in primary mode, where something is elected', () => {
+    const electionVars = ['ELECTION', 'LEASE_NAME', 'POD_SELECTOR', 'LEASE_DURATION_MS', 'RENEW_DEADLINE_MS', 'RETRY_PERIOD_MS'];
+    const present = (...set: string[]) => electionVars.filter((name) => name in envOf(serviceContainer(render(...set))));
+    expect(present()).toEqual([]);
+    expect(present('--set', 'cluster.mode=primary')).toEqual(electionVars);
+  });
+
+  test('backpressure limits and extra env reach the container only when set; the schema refuses a negative limit or a non-string value', () => {
+    const defaults = envOf(serviceContainer(render()));
+    expect(['QUEUE_LIMIT', 'ADMISSION_LIMIT'].filter((name) => name in defaults)).toEqual([]);
+    const set = serviceContainer(render('--set', 'backpressure.queueLimit=500,backpressure.admissionLimit=64', '--set-string', 'extraEnv[0].name=DEPENDENCY_TIMEOUT_MS,extraEnv[0].value=400'));
+    expect(envOf(set).QUEUE_LIMIT).toEqual({ name: 'QUEUE_LIMIT', value: '500' });
+    expect(envOf(set).ADMISSION_LIMIT).toEqual({ name: 'ADMISSION_LIMIT', value: '64' });
+    // Last, so that a name given here overrides the chart's own.
+    expect(set.env.at(-1)).toEqual({ name: 'DEPENDENCY_TIMEOUT_MS', value: '400' });
+    expect(helm('template', 'shop', CHART, '--set', 'backpressure.queueLimit=-1').stderr).toContain("at '/backpressure/queueLimit': minimum");
+    expect(helm('template', 'shop', CHART, '--set', 'extraEnv[0].name=X,extraEnv[0].value=5').stderr).toContain("at '/extraEnv/0/value': got number, want string");
+  });
+
   test('a stopping replica keeps serving through a preStop sleep; the grace period covers the sleep and the drain, or the chart refuses', () => {
     const objects = render();
     const pod = workload(objects, 'StatefulSet', 'shop-superstock').spec.template.spec;
