@@ -23,7 +23,11 @@ export function spawnServer(kind, port, dir, persistent = false) {
   }
   // mongo-java-server keeps its data in memory: `dir` is unused, and a restart starts empty.
   if (!existsSync(WIRE_CLASSES)) throw new Error('the MongoDB wire server is missing: run `make setup` (scripts/setup.sh)');
-  return { url: `mongodb://127.0.0.1:${port}/`, child: spawn(WIRE_SERVER, [String(port)], { stdio: ['ignore', 'pipe', 'pipe'] }) };
+  // The shared instance holds every test file's databases: under the script's 1 GiB cap its old
+  // generation was 85 % full by the end of `make test`, so its serial collector ran ever more full
+  // collections — pauses a test's dependency timeout can mistake for an outage. A cap, not a size.
+  const env = { ...process.env, MONGO_WIRE_JAVA_OPTS: process.env.MONGO_WIRE_JAVA_OPTS ?? '-Xmx3g' };
+  return { url: `mongodb://127.0.0.1:${port}/`, child: spawn(WIRE_SERVER, [String(port)], { stdio: ['ignore', 'pipe', 'pipe'], env }) };
 }
 
 /** @param {number} port @returns {Promise<boolean>} */
