@@ -6,6 +6,7 @@
  * workers and exits.
  */
 import { createServer, type Server } from 'node:http';
+import { createServer as createTcpServer } from 'node:net';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { ClusterController } from './cluster/controller.js';
 import { AllotmentController } from './cluster/allotments/allotment-controller.js';
@@ -111,6 +112,7 @@ export class Supervisor {
     // The metrics port first: a taken port stops the replica before it seeds, serves or stands
     // for election.
     this.metricsServer = await this.serveMetrics();
+    await this.assertPortFree();
     this.seedStores();
     await Promise.all(Array.from({ length: this.config.workers }, (_, i) => this.spawn(i)));
     await this.cluster.start();
@@ -271,6 +273,20 @@ export class Supervisor {
         return levels;
       },
     };
+  }
+
+  /**
+   * The workers share PORT through SO_REUSEPORT, which shares it as gladly with another process of
+   * the same user: a replica started on the port of one still running would silently take part of
+   * its connections. One bind without that option first makes it a PortInUseError instead.
+   */
+  private assertPortFree(): Promise<void> {
+    if (this.config.port === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const probe = createTcpServer();
+      probe.once('error', (error) => reject(errorCode(error) === 'EADDRINUSE' ? new PortInUseError(this.config.port, 'PORT') : error));
+      probe.listen({ port: this.config.port, host: this.config.host, exclusive: true }, () => probe.close(() => resolve()));
+    });
   }
 
   private serveMetrics(): Promise<Server> {

@@ -20,6 +20,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './harness/deps.js';
+import { startService } from './harness/service.js';
 import { waitFor } from './harness/wait.js';
 
 const MARKER = 'SUPERSTOCK_SCRIPT_TEST_RUN';
@@ -322,6 +323,29 @@ describe('the service itself, when its port is taken', () => {
       expect(stderr).not.toContain('    at '); // one line, no stack trace
     } finally {
       await new Promise((r) => holder.close(r));
+    }
+  });
+
+  test('PORT held by a running replica (whose workers bind with SO_REUSEPORT, which the kernel would share): exit code 98, and the first keeps its port', async () => {
+    const first = await startService({ ELECTION: 'none', MONGO_URL: '', REDIS_URL: '' });
+    try {
+      const metricsPort = (await freePorts(1))[0] as number;
+      const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'main.js')], {
+        env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', WORKERS: '2', ELECTION: 'none', PORT: String(first.port), METRICS_PORT: String(metricsPort) },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      // Before the fix it did not exit at all: it served on beside the first.
+      const code = await new Promise<number | null | 'still running'>((resolve) => {
+        child.once('exit', resolve);
+        setTimeout(() => resolve('still running'), 20_000).unref();
+      });
+      child.kill('SIGKILL');
+      expect({ code, last: stderr.trim().split('\n').pop() }).toEqual({ code: 98, last: expect.stringContaining(`port ${first.port} (PORT) is already in use`) });
+      expect((await fetch(`${first.url}/readyz`)).status).toBe(200);
+    } finally {
+      await first.stop();
     }
   });
 });
