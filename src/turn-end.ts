@@ -17,11 +17,22 @@
  * So the admission gate runs `flushNow()` whenever it refuses: a refusal means this thread serves
  * all it may at once, so what was gathered cannot grow by waiting, and sending it is what frees
  * the slots. A flush run early is simply a turn that ended sooner; the `setImmediate` already
- * scheduled then finds nothing left to do.
+ * scheduled then finds nothing left to do. Until that check phase comes the thread counts as
+ * `saturated`: the group commit then reserves batch numbers ahead even for a lone batch, since under
+ * a flood each round trip waits behind a sweep of ready sockets.
  */
 export class TurnEnd {
   private due: Array<() => void> = [];
   private scheduled = false;
+  private broughtForward = false;
+
+  /**
+   * True from a `flushNow()` until the next check phase: the thread is refusing work, so batches
+   * follow one another (the group commit then reserves batch numbers ahead, saving a round trip).
+   */
+  get saturated(): boolean {
+    return this.broughtForward;
+  }
 
   /**
    * Run `flush` at the end of this turn, or at the next `flushNow()` if that comes first. A batcher
@@ -35,8 +46,13 @@ export class TurnEnd {
     }
   }
 
-  /** Run every flush scheduled so far, now (in the order they were scheduled). */
+  /** The thread is saturated (the admission gate refused): run every flush scheduled so far, now, in order. */
   flushNow(): void {
+    this.broughtForward = true;
+    this.runDue();
+  }
+
+  private runDue(): void {
     if (this.due.length === 0) return;
     const due = this.due;
     this.due = [];
@@ -45,6 +61,7 @@ export class TurnEnd {
 
   private readonly endOfTurn = (): void => {
     this.scheduled = false;
-    this.flushNow();
+    this.broughtForward = false;
+    this.runDue();
   };
 }

@@ -126,6 +126,8 @@ describe('the pipelined group commit', () => {
   });
 
   const batches = () => db.collection<BatchDocument>('ledger').find({}).sort({ epoch: 1, seq: 1 }).toArray();
+  /** The highest batch number reserved so far (the fence's counter). */
+  const reservedUpTo = async () => (await db.collection<{ _id: string; seq: number }>('fence').findOne({ _id: 'fence' }))?.seq;
   const batchPresent = async (epoch: number, seq: number) => (await db.collection<BatchDocument>('ledger').findOne({ _id: batchId(epoch, seq) })) !== null;
 
   test('several batches are out at once, each one insert; all are acknowledged in order; unkeyed sales of a SKU share an entry', async () => {
@@ -349,6 +351,7 @@ describe('the pipelined group commit', () => {
     expect(fence.reservations).toBe(0); // gathering until the turn ends
     turnEnd.flushNow(); // what the admission gate does when it refuses a request
     expect(fence.reservations).toBe(1); // the batch left: its number is being reserved
+    expect(turnEnd.saturated).toBe(true);
 
     // `limit` sales fill a batch: it leaves without anyone ending the turn, so the next sale finds
     // room. Left waiting for the check phase, it would have the queue refuse every buy until then.
@@ -360,6 +363,11 @@ describe('the pipelined group commit', () => {
 
     await waitFor(() => outcomes.order.length === 1 + limit, { timeoutMs: 5000, message: 'every sale answered' });
     expect(outcomes.order).toEqual(['alone ok', ...Array<string>(limit).fill('full ok')]);
+    // While the thread is saturated even a lone batch reserves numbers ahead: one round trip to the
+    // fence served both batches (a lone batch otherwise reserves just its own, and the next one
+    // another range).
+    expect(fence.reservations).toBe(1);
+    expect(await reservedUpTo()).toBe(16);
     // Two batches, as the gate and the limit cut them: not one batch cut at the check phase.
     expect((await batches()).map((b) => b.entries)).toEqual([
       [{ op: 'buy', lane: 'atomic', sku: 'HOT', q: 1, rem: 999 }],
@@ -367,7 +375,7 @@ describe('the pipelined group commit', () => {
     ]);
   });
 
-  test('nobody ends the turn: the batch leaves at the check phase, with every sale of the turn in it', async () => {
+  test('nobody ends the turn: the batch leaves at the check phase, with every sale of the turn in it, its number reserved alone', async () => {
     const fence = new ObservedFence(db, TIMEOUT_MS);
     const epoch = await fence.beginTerm('me');
     const turnEnd = new TurnEnd();
@@ -377,9 +385,10 @@ describe('the pipelined group commit', () => {
     expect(fence.reservations).toBe(0);
     await nextTurn();
     expect(fence.reservations).toBe(1);
-    turnEnd.flushNow(); // nothing left to flush: a no-op
+    expect(turnEnd.saturated).toBe(false);
     await waitFor(() => outcomes.order.length === 10, { timeoutMs: 5000, message: 'every sale answered' });
     expect((await batches()).map((b) => b.entries)).toEqual([[{ op: 'buy', lane: 'atomic', sku: 'HOT', q: 10, rem: 990 }]]);
+    expect(await reservedUpTo()).toBe(1);
   });
 
   test('reserveAheadAlone (allotments mode): lone batches reserve 16 numbers per round trip, and a number reserved ahead cannot land after a successor’s seal', async () => {

@@ -716,9 +716,13 @@ export class GroupCommit implements LedgerWriter {
         if (range.epoch === epoch) this.release(range);
       }
       // One number when this batch is the only one out (light load: as before, the reservation is
-      // also the check that the epoch is still current); a range while batches queue behind it, or
-      // always where a lease guards the term (`reserveAheadAlone`).
-      this.reserving ??= this.reserveRange(epoch, this.reserveAheadAlone || this.inFlight.length > 1 ? this.reserveAhead : 1).finally(() => {
+      // also the check that the epoch is still current); a range while batches queue behind it,
+      // while the thread is saturated (the admission gate refuses: batches follow one another, and
+      // a flooded thread pays each round trip behind a sweep of ready sockets), or always where a
+      // lease guards the term (`reserveAheadAlone`). Numbers reserved ahead are covered by a
+      // successor's seal like any other, and released when the writer idles.
+      const ahead = this.reserveAheadAlone || this.inFlight.length > 1 || this.turnEnd.saturated;
+      this.reserving ??= this.reserveRange(epoch, ahead ? this.reserveAhead : 1).finally(() => {
         this.reserving = null;
       });
       await this.reserving;
