@@ -10,6 +10,9 @@
  *   - one replica with QUEUE_LIMIT=BENCH_FLOOD_QUEUE_LIMIT (100): beyond it, fast 503s;
  *   - the same with the admission gate off (ADMISSION_LIMIT=1000000), as before the gate: the
  *     queues refuse only after Express has parsed a request — the gate's effect, side by side;
+ *   - one replica with that QUEUE_LIMIT and one worker thread (WORKERS=1), as each replica of the
+ *     cluster below has: every connection on one event loop (bench/FLOOD-ANALYSIS.md, "One worker
+ *     thread");
  *   - the primary of three replicas (ELECTION=mongo, as `make cluster`) with the same limit,
  *     driven on its own port: whether the flood costs it the lease.
  * Reported per cell: admitted (200/409) req/s, the share refused with 503 and how many of those
@@ -24,7 +27,7 @@
  * Environment: as bench/run.ts (BENCH_QUICK, BENCH_SMOKE, BENCH_DURATION, BENCH_WARMUP,
  * BENCH_REPEATS, BENCH_OUT, BENCH_DOCS, BENCH_LOAD, MONGO_URL, REDIS_URL), plus
  * BENCH_FLOOD_CONNECTIONS (2400), BENCH_FLOOD_REFERENCE (64), BENCH_FLOOD_QUEUE_LIMIT (100),
- * BENCH_FLOOD_LANE (atomic), BENCH_FLOOD_SYSTEMS (replica,replica-bounded,replica-ungated,cluster-primary; the
+ * BENCH_FLOOD_LANE (atomic), BENCH_FLOOD_SYSTEMS (replica,replica-bounded,replica-ungated,replica-one-thread,cluster-primary; the
  * smoke run: cluster-primary at 16 and 200 connections, QUEUE_LIMIT=10).
  */
 import { spawn } from 'node:child_process';
@@ -51,7 +54,7 @@ const RSS_SAMPLE_MS = 100;
 /** Log messages that mean a term ended or began, or a lease round failed (bench/replicas.ts counts them). */
 const LEASE_EVENTS = { stepDowns: 'stepping down', termsBegun: 'became primary', failedRounds: 'lease round failed' } as const;
 
-const SYSTEMS = ['replica', 'replica-bounded', 'replica-ungated', 'cluster-primary'] as const;
+const SYSTEMS = ['replica', 'replica-bounded', 'replica-ungated', 'replica-one-thread', 'cluster-primary'] as const;
 /** ADMISSION_LIMIT high enough that the gate never refuses: the service as it was before the gate. */
 const GATE_OFF = '1000000';
 type SystemName = (typeof SYSTEMS)[number];
@@ -63,6 +66,7 @@ const DESCRIPTIONS: Record<SystemName, string> = {
   replica: `one replica, default QUEUE_LIMIT`,
   'replica-bounded': `one replica, QUEUE_LIMIT=${QUEUE_LIMIT}`,
   'replica-ungated': `one replica, QUEUE_LIMIT=${QUEUE_LIMIT}, no admission gate`,
+  'replica-one-thread': `one replica, WORKERS=1, QUEUE_LIMIT=${QUEUE_LIMIT}`,
   'cluster-primary': `primary of 3 (ELECTION=mongo), QUEUE_LIMIT=${QUEUE_LIMIT}`,
 };
 
@@ -119,7 +123,8 @@ async function startSystem(name: SystemName): Promise<System> {
   const database = `bench_flood_${name.replace('-', '_')}_${randomBytes(3).toString('hex')}`;
   const common = { DURABILITY: 'sync', SEED_SKUS: SKU, INITIAL_STOCK: String(MAX_STOCK), ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'info', HOST: '127.0.0.1', MONGO_DB: database };
   if (name !== 'cluster-primary') {
-    const bound: Record<string, string> = name === 'replica-bounded' ? { QUEUE_LIMIT } : name === 'replica-ungated' ? { QUEUE_LIMIT, ADMISSION_LIMIT: GATE_OFF } : {};
+    const bound: Record<string, string> =
+      name === 'replica-bounded' ? { QUEUE_LIMIT } : name === 'replica-ungated' ? { QUEUE_LIMIT, ADMISSION_LIMIT: GATE_OFF } : name === 'replica-one-thread' ? { QUEUE_LIMIT, WORKERS: '1' } : {};
     const replica = await startReplica(`flood-${name}`, { ...common, ELECTION: 'none', WORKERS: String(CORES), ...bound });
     return { name, replicas: [replica], driven: replica };
   }

@@ -8,13 +8,15 @@
  *
  * The fences used here are real `Fence`s on real connections; the subclasses only hold a chosen
  * batch's insert back (or send it over a cut link), to put the pipeline in the state each test
- * needs, and count what went out.
+ * needs, and count what went out. Two tests check where a batch is cut under a flood (TurnEnd):
+ * when the admission gate ends the turn, or once it is full, never only at the check phase.
  * Budget: ~10 s.
  */
 import { randomBytes } from 'node:crypto';
 import { MongoClient, type Db } from 'mongodb';
 import { OutcomeUnknownError } from '../src/errors.js';
 import { Fence, FencedError, GroupCommit, batchId, type BatchDocument, type LedgerEntry } from '../src/cluster/ledger/ledger.js';
+import { TurnEnd } from '../src/turn-end.js';
 import { startTcpProxy, type TcpProxy } from './harness/tcp-proxy.js';
 import { waitFor } from './harness/wait.js';
 
@@ -124,6 +126,8 @@ describe('the pipelined group commit', () => {
   });
 
   const batches = () => db.collection<BatchDocument>('ledger').find({}).sort({ epoch: 1, seq: 1 }).toArray();
+  /** The highest batch number reserved so far (the fence's counter). */
+  const reservedUpTo = async () => (await db.collection<{ _id: string; seq: number }>('fence').findOne({ _id: 'fence' }))?.seq;
   const batchPresent = async (epoch: number, seq: number) => (await db.collection<BatchDocument>('ledger').findOne({ _id: batchId(epoch, seq) })) !== null;
 
   test('several batches are out at once, each one insert; all are acknowledged in order; unkeyed sales of a SKU share an entry', async () => {
@@ -330,6 +334,63 @@ describe('the pipelined group commit', () => {
     await writer.appendSale('atomic', 'HOT', 1, 8, null);
     expect(await batchPresent(epoch, 18)).toBe(true);
   });
+  // Under a flood the check phase, where a turn's batch is normally cut, can be a second or more
+  // away: libuv keeps polling while epoll hands it 1,024 ready sockets at a time, and a worker
+  // thread answered ~49,000 refusals before its admitted sales' batch left (bench/FLOOD-ANALYSIS.md).
+  // Each step below runs in one synchronous stretch, as inside one such poll phase: no check phase
+  // can come between, so what left, left without it.
+  test('a flood: the batch leaves when the admission gate ends the turn, and a full batch leaves at once — neither waits for the check phase', async () => {
+    const fence = new ObservedFence(db, TIMEOUT_MS);
+    const epoch = await fence.beginTerm('me');
+    const turnEnd = new TurnEnd();
+    const limit = 3;
+    const writer = new GroupCommit(fence, () => epoch, () => undefined, { depth: 4, limit, turnEnd, releaseAfterMs: NOT_DURING_THE_TEST });
+    const outcomes = new Outcomes();
+
+    outcomes.track('alone', writer.appendSale('atomic', 'HOT', 1, 999, null));
+    expect(fence.reservations).toBe(0); // gathering until the turn ends
+    turnEnd.flushNow(); // what the admission gate does when it refuses a request
+    expect(fence.reservations).toBe(1); // the batch left: its number is being reserved
+    expect(turnEnd.saturated).toBe(true);
+
+    // `limit` sales fill a batch: it leaves without anyone ending the turn, so the next sale finds
+    // room. Left waiting for the check phase, it would have the queue refuse every buy until then.
+    for (let sale = 0; sale < limit; sale++) {
+      expect(writer.hasRoom()).toBe(true);
+      outcomes.track('full', writer.appendSale('atomic', 'HOT', 1, 998 - sale, null));
+    }
+    expect(writer.hasRoom()).toBe(true);
+
+    await waitFor(() => outcomes.order.length === 1 + limit, { timeoutMs: 5000, message: 'every sale answered' });
+    expect(outcomes.order).toEqual(['alone ok', ...Array<string>(limit).fill('full ok')]);
+    // While the thread is saturated even a lone batch reserves numbers ahead: one round trip to the
+    // fence served both batches (a lone batch otherwise reserves just its own, and the next one
+    // another range).
+    expect(fence.reservations).toBe(1);
+    expect(await reservedUpTo()).toBe(16);
+    // Two batches, as the gate and the limit cut them: not one batch cut at the check phase.
+    expect((await batches()).map((b) => b.entries)).toEqual([
+      [{ op: 'buy', lane: 'atomic', sku: 'HOT', q: 1, rem: 999 }],
+      [{ op: 'buy', lane: 'atomic', sku: 'HOT', q: limit, rem: 998 - limit + 1 }],
+    ]);
+  });
+
+  test('nobody ends the turn: the batch leaves at the check phase, with every sale of the turn in it, its number reserved alone', async () => {
+    const fence = new ObservedFence(db, TIMEOUT_MS);
+    const epoch = await fence.beginTerm('me');
+    const turnEnd = new TurnEnd();
+    const writer = new GroupCommit(fence, () => epoch, () => undefined, { depth: 4, limit: 100, turnEnd, releaseAfterMs: NOT_DURING_THE_TEST });
+    const outcomes = new Outcomes();
+    for (let sale = 0; sale < 10; sale++) outcomes.track('turn', writer.appendSale('atomic', 'HOT', 1, 999 - sale, null));
+    expect(fence.reservations).toBe(0);
+    await nextTurn();
+    expect(fence.reservations).toBe(1);
+    expect(turnEnd.saturated).toBe(false);
+    await waitFor(() => outcomes.order.length === 10, { timeoutMs: 5000, message: 'every sale answered' });
+    expect((await batches()).map((b) => b.entries)).toEqual([[{ op: 'buy', lane: 'atomic', sku: 'HOT', q: 10, rem: 990 }]]);
+    expect(await reservedUpTo()).toBe(1);
+  });
+
   test('reserveAheadAlone (allotments mode): lone batches reserve 16 numbers per round trip, and a number reserved ahead cannot land after a successor’s seal', async () => {
     const fence = new ObservedFence(db, TIMEOUT_MS);
     const epoch = await fence.beginTerm('replica a');

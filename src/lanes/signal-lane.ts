@@ -11,6 +11,7 @@ import { STRIDE, type SharedStock } from '../memory/shared-stock.js';
 import type { BuyOutcome } from './lane.js';
 import { MemoryLane, outcomeOf } from './memory-lane.js';
 import { OP_BUY, applyStockOp, type StockOp } from './stock-ops.js';
+import { TurnEnd } from '../turn-end.js';
 
 /** How a signal-lane request reaches the owner. */
 export interface SignalChannel {
@@ -73,10 +74,14 @@ export class PortSignalChannel implements SignalChannel {
   private queue: number[] = [];
   private scheduled = false;
 
-  /** @param limit the most requests that may wait for the owner; beyond it a buy fails at once (503 overloaded). */
+  /**
+   * @param limit the most requests that may wait for the owner; beyond it a buy fails at once (503 overloaded).
+   * @param turnEnd where a turn's requests leave: the thread's, shared with the admission gate (see TurnEnd).
+   */
   constructor(
     private readonly port: MessagePort,
     private readonly limit = Number.POSITIVE_INFINITY,
+    private readonly turnEnd: TurnEnd = new TurnEnd(),
   ) {
     port.on('message', (answers: Int32Array) => {
       for (let j = 0; j < answers.length; j += 2) {
@@ -96,7 +101,7 @@ export class PortSignalChannel implements SignalChannel {
     this.queue.push(id, slot, op, arg);
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(this.flush);
+      this.turnEnd.schedule(this.flush);
     }
     return new Promise((resolve) => this.waiting.set(id, resolve));
   }

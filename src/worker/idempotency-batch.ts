@@ -12,6 +12,7 @@
  */
 import { ServiceError } from '../errors.js';
 import type { IdempotencyClaim, IdempotencyStore, StoredResponse } from '../idempotency.js';
+import { TurnEnd } from '../turn-end.js';
 
 export type IdempotencyAsk =
   | { readonly op: 'claim'; readonly key: string; readonly fingerprint: string }
@@ -50,10 +51,12 @@ export class BatchedIdempotencyClient implements IdempotencyStore {
   /**
    * @param send carries one batch to the registry and resolves with its answers.
    * @param claimLimit the most claims that may wait for an answer before a new one is refused.
+   * @param turnEnd where a turn's asks leave: the thread's, shared with the admission gate (see TurnEnd).
    */
   constructor(
     private readonly send: (asks: IdempotencyAsk[]) => Promise<IdempotencyAnswer[]>,
     private readonly claimLimit: number,
+    private readonly turnEnd: TurnEnd = new TurnEnd(),
   ) {}
 
   async claim(key: string, fingerprint: string): Promise<IdempotencyClaim> {
@@ -83,7 +86,7 @@ export class BatchedIdempotencyClient implements IdempotencyStore {
       this.waiting.push({ resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
-        setImmediate(this.flush);
+        this.turnEnd.schedule(this.flush);
       }
     });
   }

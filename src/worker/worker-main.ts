@@ -30,6 +30,7 @@ import { closeGracefully } from './graceful-close.js';
 import type { SupervisorApi, WorkerData } from './protocol.js';
 import { BatchedIdempotencyClient } from './idempotency-batch.js';
 import { RpcPeer } from './rpc.js';
+import { TurnEnd } from '../turn-end.js';
 
 if (!parentPort) throw new Error('worker-main must run in a worker thread');
 const { index, config, buffer, capacity, signalPort, clusterBuffer, clusterOrigin } = workerData as WorkerData;
@@ -52,8 +53,15 @@ const supervisor: RpcPeer<SupervisorApi> = new RpcPeer<SupervisorApi>(parentPort
   },
 });
 
+/**
+ * This thread's end of turn, where the batches gathered over a turn leave (ledger batches, keyed
+ * buys' claims, signal-lane hand-offs): the check phase, or sooner when the admission gate refuses
+ * — under a flood the poll phase can run for a second before the check phase comes (TurnEnd).
+ */
+const turnEnd = new TurnEnd();
+
 /** Keyed buys' claims travel batched, one message per event-loop turn; past the queue limit they are refused. */
-const idempotency: IdempotencyStore = new BatchedIdempotencyClient((asks) => supervisor.call('idempotencyBatch', asks), config.queueLimit);
+const idempotency: IdempotencyStore = new BatchedIdempotencyClient((asks) => supervisor.call('idempotencyBatch', asks), config.queueLimit, turnEnd);
 
 /** A batch whose write timed out has been settled: finish what its buyers' 504s left open. */
 function settled(entries: readonly LedgerEntry[], written: Promise<boolean>, sales: number): void {
@@ -92,7 +100,7 @@ const allotments = config.clusterMode === 'allotments';
 const allotmentLanes = (() => {
   let commit: GroupCommit | null = null;
   return (lane: MemoryLane, db: Db) => {
-    commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, replicaStream(config.hostId), directInserts), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges(), reserveAheadAlone: true });
+    commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, replicaStream(config.hostId), directInserts), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges(), reserveAheadAlone: true, turnEnd });
     return new AllotmentLane(lane, commit, cluster, (request) => supervisor.call('allotment', request), index);
   };
 })();
@@ -100,7 +108,7 @@ const allotmentLanes = (() => {
 const laneSet = buildLanes(
   config,
   stock,
-  new PortSignalChannel(signalPort, config.queueLimit),
+  new PortSignalChannel(signalPort, config.queueLimit, turnEnd),
   `superstock-${config.hostId}-w${index}`,
   allotments
     ? allotmentLanes
@@ -109,7 +117,7 @@ const laneSet = buildLanes(
         let commit: GroupCommit | null = null;
         return (lane, db) => {
           const fence = new Fence(db, config.dependencyTimeoutMs);
-          commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, PRIMARY_LEDGER, directInserts), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges() });
+          commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, PRIMARY_LEDGER, directInserts), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges(), turnEnd });
           if (!memoryAdmin) {
             const admin = new DurableMemoryAdmin(cluster, async (key) => (await fence.findKeyed([key])).has(key), config.dependencyTimeoutMs);
             // Admin batches go through a writer of their own, whose unknown outcomes the admin settles.
@@ -174,7 +182,15 @@ const app = createApp({
   }) }),
 });
 // The admission gate refuses past ADMISSION_LIMIT before Express sees the request (probes pass).
-server.on('request', admissionGate(app, config.admissionLimit, () => metrics.recordAdmissionRefused()));
+// A refusal also ends the turn: what the admitted requests gathered leaves now, not after the
+// flood's poll phase (TurnEnd).
+server.on(
+  'request',
+  admissionGate(app, config.admissionLimit, () => {
+    metrics.recordAdmissionRefused();
+    turnEnd.flushNow();
+  }),
+);
 // Redis commands fail at once until the connection is up (no offline queue): give it a moment.
 await laneSet.redis?.whenConnected(config.dependencyTimeoutMs);
 // A bind failure is reported, not thrown: the supervisor turns it into one clear message and exit.

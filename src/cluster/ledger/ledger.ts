@@ -37,6 +37,7 @@ import { bounded } from '../../mongo.js';
 import { buyFingerprint, fingerprintIsLedgered, soldBody, type DurableAnswer, type DurableAnswers } from '../../idempotency.js';
 import type { EpochStore } from '../election/elector.js';
 import type { LedgerInserts } from './direct-inserts.js';
+import { TurnEnd } from '../../turn-end.js';
 
 /** One change to one in-memory lane; replaying them in log order rebuilds the lane. */
 export type LedgerEntry =
@@ -561,11 +562,18 @@ export interface GroupCommitOptions {
    * round trips per batch.
    */
   readonly reserveAheadAlone?: boolean;
+  /**
+   * The thread's end of turn, where the filling batch is cut: shared with the admission gate,
+   * which ends the turn early when it refuses (a worker under a flood; see TurnEnd). By default
+   * a TurnEnd of the writer's own: the check phase.
+   */
+  readonly turnEnd?: TurnEnd;
 }
 
 /**
- * Group commit for one thread, pipelined. Sales of an event-loop turn join one batch; up to
- * `depth` batches are written at once, and while they are out the next one fills. A batch costs
+ * Group commit for one thread, pipelined. Sales of an event-loop turn join one batch (a turn the
+ * admission gate ends early when it refuses, see `TurnEnd`; a batch holding `limit` sales goes at
+ * once); up to `depth` batches are written at once, and while they are out the next one fills. A batch costs
  * one MongoDB round trip: its number comes from a range reserved ahead (`reserveAhead` numbers
  * per conditional update on the fence, see `Fence.reserve`), and its insert carries every sale.
  *
@@ -596,6 +604,7 @@ export class GroupCommit implements LedgerWriter {
   private readonly releaseAfterMs: number;
   private readonly adminChanges: () => number;
   private readonly reserveAheadAlone: boolean;
+  private readonly turnEnd: TurnEnd;
 
   constructor(
     private readonly fence: Fence,
@@ -609,6 +618,7 @@ export class GroupCommit implements LedgerWriter {
     this.releaseAfterMs = options.releaseAfterMs ?? 1000;
     this.adminChanges = options.adminChanges ?? (() => 0);
     this.reserveAheadAlone = options.reserveAheadAlone ?? false;
+    this.turnEnd = options.turnEnd ?? new TurnEnd();
   }
 
   hasRoom(): boolean {
@@ -618,6 +628,7 @@ export class GroupCommit implements LedgerWriter {
   appendSale(lane: MemoryLaneName, sku: string, q: number, rem: number, key: string | null): Promise<void> {
     const batch = this.batchToFill();
     batch.addSale(lane, sku, q, rem, key);
+    this.cutIfFull(batch);
     return batch.done;
   }
 
@@ -628,6 +639,7 @@ export class GroupCommit implements LedgerWriter {
   appendAll(entries: readonly LedgerEntry[]): Promise<void> {
     const batch = this.batchToFill();
     batch.addEntries(entries);
+    this.cutIfFull(batch);
     return batch.done;
   }
 
@@ -637,13 +649,21 @@ export class GroupCommit implements LedgerWriter {
     this.filling = batch;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      // After this turn's I/O callbacks: every request parsed in the same turn joins the batch.
-      setImmediate(() => {
-        this.flushScheduled = false;
-        this.cutIfRoom();
-      });
+      // After this turn's I/O callbacks: every request parsed in the same turn joins the batch
+      // (or sooner, when the admission gate refuses: see TurnEnd).
+      this.turnEnd.schedule(this.endOfTurn);
     }
     return batch;
+  }
+
+  private readonly endOfTurn = (): void => {
+    this.flushScheduled = false;
+    this.cutIfRoom();
+  };
+
+  /** A batch as full as `limit` lets it be cannot grow by waiting for the turn's end: it goes now. */
+  private cutIfFull(batch: Batch): void {
+    if (batch.waiting >= this.limit) this.cutIfRoom();
   }
 
   /** Send the filling batch when fewer than `depth` are out; otherwise it keeps filling. */
@@ -696,9 +716,13 @@ export class GroupCommit implements LedgerWriter {
         if (range.epoch === epoch) this.release(range);
       }
       // One number when this batch is the only one out (light load: as before, the reservation is
-      // also the check that the epoch is still current); a range while batches queue behind it, or
-      // always where a lease guards the term (`reserveAheadAlone`).
-      this.reserving ??= this.reserveRange(epoch, this.reserveAheadAlone || this.inFlight.length > 1 ? this.reserveAhead : 1).finally(() => {
+      // also the check that the epoch is still current); a range while batches queue behind it,
+      // while the thread is saturated (the admission gate refuses: batches follow one another, and
+      // a flooded thread pays each round trip behind a sweep of ready sockets), or always where a
+      // lease guards the term (`reserveAheadAlone`). Numbers reserved ahead are covered by a
+      // successor's seal like any other, and released when the writer idles.
+      const ahead = this.reserveAheadAlone || this.inFlight.length > 1 || this.turnEnd.saturated;
+      this.reserving ??= this.reserveRange(epoch, ahead ? this.reserveAhead : 1).finally(() => {
         this.reserving = null;
       });
       await this.reserving;
