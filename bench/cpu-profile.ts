@@ -262,19 +262,24 @@ const perBuy = (s: SystemSummary, key: string, tally: (s: SystemSummary) => Tall
 
 function table(systems: readonly SystemSummary[], tally: (s: SystemSummary) => Tally, first: string, limit = Infinity, minUs = 0, totalRow = limit === Infinity): string[] {
   const base = systems[0] as SystemSummary;
-  const other = systems[systems.length - 1] as SystemSummary;
+  // Each other system against the first (the standalone replica, as `make bench-cluster` runs them).
+  const others = systems.slice(1);
   const keys = new Set(systems.flatMap((s) => [...tally(s).micros.keys()]));
   const rows = [...keys].map((key) => ({ key, values: systems.map((s) => perBuy(s, key, tally)) }));
-  const diff = (r: { values: number[] }) => (r.values[r.values.length - 1] as number) - (r.values[0] as number);
-  rows.sort((a, b) => Math.abs(diff(b)) - Math.abs(diff(a)));
+  const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
+  // Sorted by how far the second system (allotments, when it ran) is from the first.
+  const lead = (r: { values: number[] }) => Math.abs((r.values[1] ?? 0) - (r.values[0] as number));
+  rows.sort((a, b) => lead(b) - lead(a));
   const shown = rows.filter((r) => Math.max(...r.values) >= minUs).slice(0, limit);
   const out = [
-    `| ${first} | ${systems.map((s) => `${s.mode} µs/buy`).join(' | ')} | ${other.mode} − ${base.mode} |`,
-    `|---|${systems.map(() => '---|').join('')}---|`,
+    `| ${first} | ${systems.map((s) => `${s.mode} µs/buy`).join(' | ')} | ${others.map((s) => `${s.mode} − ${base.mode}`).join(' | ')} |`,
+    `|---|${systems.map(() => '---|').join('')}${others.map(() => '---|').join('')}`,
   ];
-  for (const r of shown) out.push(`| ${r.key.replaceAll('|', '\\|')} | ${r.values.map((v) => v.toFixed(2)).join(' | ')} | ${diff(r) >= 0 ? '+' : ''}${diff(r).toFixed(2)} |`);
-  const totals = systems.map((s) => [...tally(s).micros.values()].reduce((a, b) => a + b, 0) / Math.max(1, s.acked));
-  if (totalRow) out.push(`| **all** | ${totals.map((v) => `**${v.toFixed(1)}**`).join(' | ')} | **+${((totals[totals.length - 1] as number) - (totals[0] as number)).toFixed(1)}** |`);
+  for (const r of shown) out.push(`| ${r.key.replaceAll('|', '\\|')} | ${r.values.map((v) => v.toFixed(2)).join(' | ')} | ${r.values.slice(1).map((v) => signed(v - (r.values[0] as number))).join(' | ')} |`);
+  if (totalRow) {
+    const totals = systems.map((s) => [...tally(s).micros.values()].reduce((a, b) => a + b, 0) / Math.max(1, s.acked));
+    out.push(`| **all** | ${totals.map((v) => `**${v.toFixed(1)}**`).join(' | ')} | ${totals.slice(1).map((v) => `**${signed(v - (totals[0] as number))}**`).join(' | ')} |`);
+  }
   return out;
 }
 
