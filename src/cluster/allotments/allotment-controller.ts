@@ -431,11 +431,18 @@ export class AllotmentController {
     return this.store.takeIfAmple(held.lane, held.sku, this.o.config.hostId, epoch, units, poolAtLeast);
   }
 
-  /** Take one chunk from the pool into memory: 'granted', 'empty' (pool empty), 'unknown_sku', or 'retry' (the term changed). */
-  private refill(lane: MemoryLaneName, sku: string, quantity: number): Promise<'granted' | 'empty' | 'unknown_sku' | 'retry'> {
+  /**
+   * Take one chunk from the pool into memory: 'granted', 'empty' (pool empty), 'unknown_sku', or
+   * 'retry' (the term changed). With `unlessHolding`, a buyer's refill: when its turn comes and
+   * memory already holds that many units (an earlier refill landed while it queued), it takes
+   * nothing and answers 'granted' — every buyer that found the allotment dry at once asks, and
+   * without this each of them took a chunk of its own.
+   */
+  private refill(lane: MemoryLaneName, sku: string, quantity: number, unlessHolding?: number): Promise<'granted' | 'empty' | 'unknown_sku' | 'retry'> {
     return this.serial(levelKey(lane, sku), async () => {
       const epoch = this.epoch;
       if (epoch === 0 || this.retaking) return 'retry';
+      if (unlessHolding !== undefined && this.local(lane, sku).remaining >= unlessHolding) return 'granted';
       this.refillsInFlight++;
       try {
         const held = this.held.get(levelKey(lane, sku)) ?? null;
@@ -518,7 +525,7 @@ export class AllotmentController {
       // an undercount of what is left), whatever grants or give-backs landed in between.
       const heard = new Map<string, PeerLevel | null>();
       for (const host of this.levels?.hosts() ?? []) heard.set(host, this.levels?.level(host, lane, sku) ?? null);
-      const refilled = await this.refill(lane, sku, quantity - this.local(lane, sku).remaining);
+      const refilled = await this.refill(lane, sku, quantity - this.local(lane, sku).remaining, quantity);
       if (refilled === 'unknown_sku') return { kind: 'unknown_sku' };
       if (refilled !== 'empty') continue;
       const doc = this.held.get(levelKey(lane, sku))?.doc;
