@@ -30,7 +30,8 @@
  * Environment: as bench/run.ts (BENCH_QUICK, BENCH_SMOKE, BENCH_DURATION, BENCH_WARMUP,
  * BENCH_REPEATS, BENCH_OUT, BENCH_DOCS, BENCH_LOAD, MONGO_URL, REDIS_URL), plus
  * BENCH_CLUSTER_LANE (atomic), BENCH_CLUSTER_WORKERS (1 per replica, as `make cluster`),
- * BENCH_HOT_STOCK (20000), BENCH_CLUSTER_MODES (standalone,primary,allotments).
+ * BENCH_HOT_STOCK (20000), BENCH_CLUSTER_MODES (standalone,primary,allotments; `standalone-third`
+ * on request: a standalone replica driven at one allotments replica's share of the connections).
  *
  * BENCH_CPU_PROF_DIR=<dir> (`make bench-cluster-profile`) starts every replica under `node
  * --cpu-prof` (every thread writes a profile into <dir> when the replica stops;
@@ -273,13 +274,13 @@ async function drive(system: System, seconds: number, clock: DependencyClock, ro
   const cpuBefore = replicas.map((r) => processCpuSeconds(r.pid));
   const mongoBefore = await clock.seconds('mongo');
   const redisBefore = await clock.seconds('redis');
-  const threadsBefore = replicas.map((r) => threadCpu(r.pid));
+  const threadsBefore = replicas.map((r) => (CPU_PROF_DIR === null ? [] : threadCpu(r.pid)));
   const loadBefore = loadavg()[0] as number;
   // The profiles' timestamps are microseconds on the monotonic clock, as process.hrtime's.
   const startUs = Number(process.hrtime.bigint() / 1000n);
   const results = await Promise.all(connectionsOf(system.mode).map((c, i) => runWrk(`${(replicas[i % replicas.length] as Replica).base}${path}`, c, seconds)));
   const endUs = Number(process.hrtime.bigint() / 1000n);
-  const threadsAfter = replicas.map((r) => threadCpu(r.pid));
+  const threadsAfter = replicas.map((r) => (CPU_PROF_DIR === null ? [] : threadCpu(r.pid)));
   const cpuAfter = replicas.map((r) => processCpuSeconds(r.pid));
   const mongoAfter = await clock.seconds('mongo');
   const redisAfter = await clock.seconds('redis');
