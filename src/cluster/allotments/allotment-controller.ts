@@ -433,19 +433,21 @@ export class AllotmentController {
 
   /**
    * Take one chunk from the pool into memory: 'granted', 'empty' (pool empty), 'unknown_sku', or
-   * 'retry' (the term changed). With `unlessHolding`, a buyer's refill: when its turn comes and
-   * memory already holds that many units (an earlier refill landed while it queued), it takes
-   * nothing and answers 'granted' — every buyer that found the allotment dry at once asks, and
-   * without this each of them took a chunk of its own.
+   * 'retry' (the term changed). With `unlessHolding`, a buyer's refill: when its turn comes,
+   * memory already holds that many units (an earlier refill landed while it queued) and the pool
+   * is ample, it takes nothing and answers 'granted' — every buyer that found the allotment dry at
+   * once asks, and each of them took a chunk of its own. Near the end of the pool the chunks are
+   * small fair shares, and there each waiting buyer still takes one (as many buyers as units
+   * arrive for, rather than sending them round again).
    */
   private refill(lane: MemoryLaneName, sku: string, quantity: number, unlessHolding?: number): Promise<'granted' | 'empty' | 'unknown_sku' | 'retry'> {
     return this.serial(levelKey(lane, sku), async () => {
       const epoch = this.epoch;
       if (epoch === 0 || this.retaking) return 'retry';
-      if (unlessHolding !== undefined && this.local(lane, sku).remaining >= unlessHolding) return 'granted';
+      const held = this.held.get(levelKey(lane, sku)) ?? null;
+      if (unlessHolding !== undefined && held && this.poolIsAmple(held) && this.local(lane, sku).remaining >= unlessHolding) return 'granted';
       this.refillsInFlight++;
       try {
-        const held = this.held.get(levelKey(lane, sku)) ?? null;
         let taken: { granted: number; doc: PoolDocument } | 'closed' | null;
         try {
           taken =
@@ -614,8 +616,13 @@ export class AllotmentController {
    */
   private publishDue(held: Held, now: number): boolean {
     if (now - held.publishedAt >= AMPLE_PUBLISH_MS || now < held.askedUntil) return true;
+    return !this.poolIsAmple(held);
+  }
+
+  /** The SKU's pool, as last read, holds at least 2 × replicas × a chunk: far from the end of the sale. */
+  private poolIsAmple(held: Held): boolean {
     const replicas = 1 + (this.levels?.liveCount() ?? 0);
-    return (held.doc?.pool ?? 0) < 2 * replicas * this.chunkByRate(held);
+    return (held.doc?.pool ?? 0) >= 2 * replicas * this.chunkByRate(held);
   }
 
   /** Sample the sell rate; refill ahead of a selling SKU; give back a SKU's units once idle. */
