@@ -30,7 +30,15 @@
  * Environment: as bench/run.ts (BENCH_QUICK, BENCH_SMOKE, BENCH_DURATION, BENCH_WARMUP,
  * BENCH_REPEATS, BENCH_OUT, BENCH_DOCS, BENCH_LOAD, MONGO_URL, REDIS_URL), plus
  * BENCH_CLUSTER_LANE (atomic), BENCH_CLUSTER_WORKERS (1 per replica, as `make cluster`),
- * BENCH_HOT_STOCK (20000), BENCH_CLUSTER_MODES (standalone,primary,allotments).
+ * BENCH_HOT_STOCK (20000), BENCH_CLUSTER_MODES (standalone,primary,allotments; `standalone-third`
+ * on request: a standalone replica driven at one allotments replica's share of the connections).
+ *
+ * BENCH_CPU_PROF_DIR=<dir> (`make bench-cluster-profile`) starts every replica under `node
+ * --cpu-prof` (every thread writes a profile into <dir> when the replica stops;
+ * BENCH_CPU_PROF_INTERVAL_US, 500) and records each measured round's window on the monotonic clock
+ * the profiles use, its acknowledged buys and every replica thread's CPU before and after
+ * (`windows.json`); at the end `bench/cpu-profile.ts` turns them into CPU per buy by category
+ * (`profile.md`). Profiling costs CPU of its own, so those runs' figures are not the bench's.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -40,7 +48,8 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MAX_STOCK } from '../src/config.js';
 import { writeSection } from './docs-section.js';
-import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, processCpuSeconds, until } from './measure.js';
+import { PROFILE_WINDOWS_FILE, summarizeProfiles, type ProfileWindow } from './cpu-profile.js';
+import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, processCpuSeconds, threadCpu, until } from './measure.js';
 import { ReplicaExited, metricsOf, roleOf, startReplica, stopReplica, type Replica } from './replicas.js';
 
 const OUT = resolve(env('BENCH_OUT', join(ROOT, 'bench', 'results')));
@@ -63,10 +72,22 @@ const IDLE_SECONDS = SMOKE ? 1 : 3;
 /** A sold-out answer must show on every port's Peek within this, or the run says it did not. */
 const PEEK_CONVERGENCE_LIMIT_MS = 10_000;
 
-const MODES = ['standalone', 'primary', 'allotments'] as const;
+const MODES = ['standalone', 'primary', 'allotments', 'standalone-third'] as const;
 type Mode = (typeof MODES)[number];
-const wantedModes = env('BENCH_CLUSTER_MODES', MODES.join(',')).split(',');
+const DEFAULT_MODES: readonly Mode[] = ['standalone', 'primary', 'allotments'];
+const wantedModes = env('BENCH_CLUSTER_MODES', DEFAULT_MODES.join(',')).split(',');
 const RUN_MODES = MODES.filter((m) => wantedModes.includes(m));
+/**
+ * The wrk processes driving a system. `standalone-third` (opt-in, for the profiles) is a
+ * standalone replica driven by one wrk of one replica's share of the connections (21): the control
+ * for what a third of the concurrency per process does to a buy's CPU, allotments apart.
+ */
+const connectionsOf = (mode: Mode): readonly number[] => (mode === 'standalone-third' ? [CONNECTION_SPLIT[1]] : CONNECTION_SPLIT);
+const isStandalone = (mode: Mode) => mode === 'standalone' || mode === 'standalone-third';
+const CPU_PROF_DIR = process.env.BENCH_CPU_PROF_DIR ? resolve(process.env.BENCH_CPU_PROF_DIR) : null;
+const CPU_PROF_INTERVAL_US = env('BENCH_CPU_PROF_INTERVAL_US', '500');
+/** The measured rounds' windows, for the profiles (BENCH_CPU_PROF_DIR). */
+const profileWindows: ProfileWindow[] = [];
 
 interface System {
   readonly mode: Mode;
@@ -153,8 +174,9 @@ class ModeNotAvailable extends Error {}
 // Replicas
 
 function replicaEnv(mode: Mode, database: string): Record<string, string> {
-  const common = { DURABILITY: 'sync', SEED_SKUS: BENCH_SKU, INITIAL_STOCK: String(MAX_STOCK), ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'warn', WORKERS: REPLICA_WORKERS, HOST: '127.0.0.1', MONGO_DB: database };
-  if (mode === 'standalone') return { ...common, ELECTION: 'none' };
+  const profiling: Record<string, string> = CPU_PROF_DIR === null ? {} : { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${CPU_PROF_DIR} --cpu-prof-interval=${CPU_PROF_INTERVAL_US}`.trim() };
+  const common = { DURABILITY: 'sync', SEED_SKUS: BENCH_SKU, INITIAL_STOCK: String(MAX_STOCK), ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'warn', WORKERS: REPLICA_WORKERS, HOST: '127.0.0.1', MONGO_DB: database, ...profiling };
+  if (isStandalone(mode)) return { ...common, ELECTION: 'none' };
   return { ...common, ELECTION: 'mongo', CLUSTER_MODE: mode };
 }
 
@@ -195,7 +217,7 @@ async function poolDrainedAtMs(replica: Replica): Promise<number | null> {
 async function startSystem(mode: Mode): Promise<System> {
   const database = `bench_cluster_${mode}_${randomBytes(3).toString('hex')}`;
   const childEnv = replicaEnv(mode, database);
-  if (mode === 'standalone') return { mode, replicas: [await startReplica(`bench-standalone`, childEnv)] };
+  if (isStandalone(mode)) return { mode, replicas: [await startReplica(`bench-${mode}`, childEnv)] };
   if (mode !== 'primary' && !(await buildReadsClusterMode())) {
     throw new ModeNotAvailable(`${NOT_AVAILABLE}: it does not read CLUSTER_MODE (a replica with CLUSTER_MODE=no-such-mode starts), so CLUSTER_MODE=${mode} would run primary mode`);
   }
@@ -244,14 +266,21 @@ function runWrk(url: string, connections: number, seconds: number): Promise<WrkR
   });
 }
 
-async function drive(system: System, seconds: number, clock: DependencyClock): Promise<ClusterRun> {
+/** @param round the measured round, or null for the warm-up (not recorded for the profiles). */
+async function drive(system: System, seconds: number, clock: DependencyClock, round: number | null): Promise<ClusterRun> {
   const path = `/v2/lanes/${LANE}/skus/${BENCH_SKU}/buy`;
   const { replicas } = system;
   const exportedBefore = await Promise.all(replicas.map(exportedCpuSeconds));
   const cpuBefore = replicas.map((r) => processCpuSeconds(r.pid));
   const mongoBefore = await clock.seconds('mongo');
   const redisBefore = await clock.seconds('redis');
-  const results = await Promise.all(CONNECTION_SPLIT.map((c, i) => runWrk(`${(replicas[i % replicas.length] as Replica).base}${path}`, c, seconds)));
+  const threadsBefore = replicas.map((r) => (CPU_PROF_DIR === null ? [] : threadCpu(r.pid)));
+  const loadBefore = loadavg()[0] as number;
+  // The profiles' timestamps are microseconds on the monotonic clock, as process.hrtime's.
+  const startUs = Number(process.hrtime.bigint() / 1000n);
+  const results = await Promise.all(connectionsOf(system.mode).map((c, i) => runWrk(`${(replicas[i % replicas.length] as Replica).base}${path}`, c, seconds)));
+  const endUs = Number(process.hrtime.bigint() / 1000n);
+  const threadsAfter = replicas.map((r) => (CPU_PROF_DIR === null ? [] : threadCpu(r.pid)));
   const cpuAfter = replicas.map((r) => processCpuSeconds(r.pid));
   const mongoAfter = await clock.seconds('mongo');
   const redisAfter = await clock.seconds('redis');
@@ -261,6 +290,17 @@ async function drive(system: System, seconds: number, clock: DependencyClock): P
   const acked = requests - non2xx;
   const perBuy = (seconds: number) => (acked > 0 ? (seconds * 1e6) / acked : NaN);
   const replicaCpuUsPerBuy = replicas.map((_, i) => perBuy((cpuAfter[i] as number) - (cpuBefore[i] as number)));
+  if (CPU_PROF_DIR !== null && round !== null) {
+    profileWindows.push({
+      mode: system.mode,
+      round,
+      startUs,
+      endUs,
+      acked,
+      load: [loadBefore, loadavg()[0] as number],
+      replicas: replicas.map((r, i) => ({ id: r.id, pid: r.pid, threadsBefore: threadsBefore[i] ?? [], threadsAfter: threadsAfter[i] ?? [] })),
+    });
+  }
   return {
     rps: results.reduce((s, r) => s + r.rps, 0),
     requests,
@@ -614,6 +654,7 @@ function markdown(rows: Row[], results: Verdict[], meta: { startedAt: string; lo
 async function main(): Promise<void> {
   if (!process.env.MONGO_URL || !process.env.REDIS_URL) throw new Error('set MONGO_URL and REDIS_URL (make bench-cluster starts both)');
   mkdirSync(OUT, { recursive: true });
+  if (CPU_PROF_DIR !== null) mkdirSync(CPU_PROF_DIR, { recursive: true });
   const startedAt = new Date().toISOString();
   const loadBefore = loadavg();
   const command = SMOKE ? 'make bench-cluster (smoke)' : QUICK ? 'make bench-cluster (quick)' : 'make bench-cluster';
@@ -636,10 +677,10 @@ async function main(): Promise<void> {
     const roles = new Map(await Promise.all(systems.map(async (s) => [s.mode, await Promise.all(s.replicas.map(async (r) => ({ id: r.id, role: await roleOf(r) })))] as const)));
     const idle = new Map<Mode, number>();
     for (const system of systems) idle.set(system.mode, await idleCpuMsPerSecond(system, IDLE_SECONDS));
-    for (const system of systems) await drive(system, WARMUP, clock);
+    for (const system of systems) await drive(system, WARMUP, clock, null);
     const runs = new Map<Mode, ClusterRun[]>(systems.map((s) => [s.mode, []]));
     for (let round = 0; round < REPEATS; round++) {
-      for (const system of systems) runs.get(system.mode)?.push(await drive(system, DURATION, clock));
+      for (const system of systems) runs.get(system.mode)?.push(await drive(system, DURATION, clock, round));
     }
     const rows: Row[] = [];
     for (const mode of RUN_MODES) {
@@ -673,6 +714,12 @@ async function main(): Promise<void> {
   } finally {
     clock.close();
     await Promise.all(systems.flatMap((s) => s.replicas.map(stopReplica)));
+  }
+  if (CPU_PROF_DIR !== null) {
+    // The replicas wrote their profiles as they stopped.
+    writeFileSync(join(CPU_PROF_DIR, PROFILE_WINDOWS_FILE), JSON.stringify(profileWindows));
+    const summary = summarizeProfiles(CPU_PROF_DIR);
+    console.log(`\n${summary}\nwritten to ${join(CPU_PROF_DIR, 'profile.md')}`);
   }
 }
 

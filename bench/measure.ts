@@ -5,7 +5,7 @@
  * Redis's and the MongoDB wire server's, so a row can say what the stores spent beside the service.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
@@ -47,6 +47,29 @@ export function processCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** One OS thread of a process and the CPU seconds it has used so far (utime + stime). */
+export interface ThreadCpu {
+  readonly tid: number;
+  /** The thread's name (`MainThread`, `WorkerThread`, `V8Worker`, `libuv-worker` …). */
+  readonly comm: string;
+  readonly seconds: number;
+}
+
+/** CPU seconds used so far by each thread of `pid` (threads that ended meanwhile are not listed). */
+export function threadCpu(pid: number): ThreadCpu[] {
+  const out: ThreadCpu[] = [];
+  for (const entry of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.push({ tid: Number(entry), comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), seconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS });
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return out;
 }
 
 /** The resident set of `pid` now (VmRSS: every thread), MiB. */

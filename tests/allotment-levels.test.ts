@@ -6,10 +6,14 @@
  * replica's main thread under load) — and what matters beside the rate: the figures still arrive,
  * and once the sales stop, the other replica's global Peek shows exactly what was sold.
  * An upper bound on a count of messages only (a slow machine sends fewer, never more).
+ * In the same sale, how often the seller takes units from an ample pool (`takeAmple`): AMPLE_CHUNKS
+ * chunks per grant, counted by the pool document's version once the sell rate is known — a chunk
+ * is sized by the rate, so the count per second does not depend on the machine's speed.
  * Budget: ~20-40 s (one cluster of two replicas).
  */
 import { Redis } from 'ioredis';
-import { AMPLE_PUBLISH_MS } from '../src/cluster/allotments/allotment-controller.js';
+import { MongoClient } from 'mongodb';
+import { AMPLE_CHUNKS, AMPLE_PUBLISH_MS } from '../src/cluster/allotments/allotment-controller.js';
 import { FULL_EVERY_MS } from '../src/cluster/allotments/levels.js';
 import { HistoryRecorder, readLevel } from './checker/history.js';
 import { startMongo, startRedis, stopAll, type Dependency } from './harness/deps.js';
@@ -34,12 +38,26 @@ interface LevelsMessage {
   levels: Array<[number, string, number]>;
 }
 
-const SELLING_MS = 2000;
+const SELLING_MS = 3000;
+/** When the sell rate is known and grants are rate-sized (the first ones are MIN_CHUNK units). */
+const STEADY_FROM_MS = 1000;
+const CHUNK_MS = 150;
+
+/** The pool document's version: every change to it (a grant, a give-back, an admin set) adds one. */
+async function poolVersion(database: string, id: string): Promise<number> {
+  const client = new MongoClient(mongo.url);
+  try {
+    const doc = await client.db(database).collection<{ _id: string; v: number }>('allotments').findOne({ _id: id });
+    return doc?.v ?? NaN;
+  } finally {
+    await client.close();
+  }
+}
 const BUYERS = 8;
 
-test('while the pool is ample, a selling replica publishes a SKU’s sales at most every AMPLE_PUBLISH_MS, and Peek elsewhere still ends exact', async () => {
+test('while the pool is ample, a selling replica publishes a SKU’s sales at most every AMPLE_PUBLISH_MS and takes AMPLE_CHUNKS chunks per grant, and Peek elsewhere still ends exact', async () => {
   await redis.command('FLUSHALL');
-  const cluster = await TestCluster.start(2, { CLUSTER_MODE: 'allotments', MONGO_URL: mongo.url, REDIS_URL: redis.url, WORKERS: '1' }, () => ({}), 'ready', 60_000);
+  const cluster = await TestCluster.start(2, { CLUSTER_MODE: 'allotments', MONGO_URL: mongo.url, REDIS_URL: redis.url, WORKERS: '1', ALLOTMENT_CHUNK_MS: String(CHUNK_MS) }, () => ({}), 'ready', 60_000);
   const listener = new Redis(redis.url);
   try {
     const [seller, other] = cluster.replicas as [Replica, Replica];
@@ -58,6 +76,14 @@ test('while the pool is ample, a selling replica publishes a SKU’s sales at mo
 
     let sold = 0;
     const started = performance.now();
+    // The pool's version from STEADY_FROM_MS into the sale until the sales stop (read again below).
+    const steadyGrants = (async () => {
+      await new Promise((r) => setTimeout(r, STEADY_FROM_MS));
+      const from = await poolVersion(cluster.database, 'atomic/AMPLE');
+      const fromAt = performance.now();
+      while (performance.now() - started < SELLING_MS) await new Promise((r) => setTimeout(r, 10));
+      return { grants: (await poolVersion(cluster.database, 'atomic/AMPLE')) - from, windowMs: performance.now() - fromAt };
+    })();
     await Promise.all(
       Array.from({ length: BUYERS }, async () => {
         while (performance.now() - started < SELLING_MS) {
@@ -69,6 +95,13 @@ test('while the pool is ample, a selling replica publishes a SKU’s sales at mo
     );
     const sellingMs = performance.now() - started;
     expect(sold).toBeGreaterThan(BUYERS); // it did sell throughout
+    const { grants, windowMs } = await steadyGrants;
+    // Grants while the pool is ample: AMPLE_CHUNKS chunks each, so about one per AMPLE_CHUNKS ×
+    // ALLOTMENT_CHUNK_MS of sales, whatever the sell rate (a chunk is sized by it); one chunk per
+    // grant made about four times as many. Counted after the sell rate is known (the first chunks
+    // are MIN_CHUNK-sized), with slack for a rate that moves on a busy machine.
+    expect(grants).toBeGreaterThan(0);
+    expect(grants).toBeLessThanOrEqual(Math.ceil((1.5 * windowMs) / (AMPLE_CHUNKS * CHUNK_MS)) + 2);
 
     // Once the sales stop, the other replica's global Peek counts exactly what was sold (the last
     // figures go out within AMPLE_PUBLISH_MS, and again in every full round).
@@ -82,7 +115,7 @@ test('while the pool is ample, a selling replica publishes a SKU’s sales at mo
     expect(heard.at(-1)?.sold).toBe(sold);
 
     // The rate: the sales went out as they changed (delta messages), but not every sweep. Before,
-    // a selling replica sent one every SYNC_INTERVAL_MS (20 ms): about 100 in these 2 s.
+    // a selling replica sent one every SYNC_INTERVAL_MS (20 ms): about 150 in these 3 s.
     const deltas = heard.filter((h) => !h.full).length;
     expect(deltas).toBeGreaterThan(0);
     expect(deltas).toBeLessThanOrEqual(Math.ceil(sellingMs / AMPLE_PUBLISH_MS) + 2);

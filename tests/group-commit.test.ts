@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { MongoClient, type Db } from 'mongodb';
 import { OutcomeUnknownError } from '../src/errors.js';
-import { Fence, FencedError, GroupCommit, batchId, type BatchDocument, type LedgerEntry } from '../src/cluster/ledger/ledger.js';
+import { ALLOTMENT_RESERVE_AHEAD, Fence, FencedError, GroupCommit, batchId, type BatchDocument, type LedgerEntry } from '../src/cluster/ledger/ledger.js';
 import { TurnEnd } from '../src/turn-end.js';
 import { startTcpProxy, type TcpProxy } from './harness/tcp-proxy.js';
 import { waitFor } from './harness/wait.js';
@@ -391,14 +391,16 @@ describe('the pipelined group commit', () => {
     expect(await reservedUpTo()).toBe(1);
   });
 
-  test('reserveAheadAlone (allotments mode): lone batches reserve 16 numbers per round trip, and a number reserved ahead cannot land after a successor’s seal', async () => {
+  test('reserveAheadAlone (allotments mode): lone batches reserve ALLOTMENT_RESERVE_AHEAD numbers per round trip, and a number reserved ahead cannot land after a successor’s seal', async () => {
     const fence = new ObservedFence(db, TIMEOUT_MS);
     const epoch = await fence.beginTerm('replica a');
-    const writer = new GroupCommit(fence, () => epoch, () => undefined, { depth: 4, reserveAheadAlone: true, releaseAfterMs: NOT_DURING_THE_TEST });
+    // As an allotments replica's worker builds its writer (src/worker/worker-main.ts).
+    const writer = new GroupCommit(fence, () => epoch, () => undefined, { depth: 4, reserveAheadAlone: true, reserveAhead: ALLOTMENT_RESERVE_AHEAD, releaseAfterMs: NOT_DURING_THE_TEST });
     // Ten lone batches, one after another (each acknowledged before the next is appended).
     for (let sale = 1; sale <= 10; sale++) await writer.appendSale('atomic', 'HOT', 1, 100 - sale, null);
     expect(fence.writesBegun).toBe(10);
-    expect(fence.reservations).toBe(1); // numbers 1-16 in one round trip, where the default takes ten
+    expect(ALLOTMENT_RESERVE_AHEAD).toBeGreaterThan(10);
+    expect(fence.reservations).toBe(1); // numbers 1-ALLOTMENT_RESERVE_AHEAD in one round trip, where the default takes ten
 
     // A successor fences and seals the stream (what the reclaimer does to a paused replica).
     const successor = new Fence(db, TIMEOUT_MS);
@@ -407,13 +409,13 @@ describe('the pipelined group commit', () => {
     const replayed: number[] = [];
     for await (const batch of successor.replay()) replayed.push(batch.seq);
 
-    // The old writer still holds 11-16: its next sale takes 11 and meets the seal's tombstone.
+    // The old writer still holds 11-ALLOTMENT_RESERVE_AHEAD: its next sale takes 11 and meets the seal's tombstone.
     const late = writer.appendSale('atomic', 'HOT', 1, 90, null);
     await expect(late).rejects.toBeInstanceOf(FencedError);
     expect(fence.reservations).toBe(1); // it was refused by the tombstone, not by a reservation
     expect(replayed).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     const oldTerm = (await batches()).filter((b) => b.epoch === epoch);
     expect(oldTerm.filter((b) => !b.tombstone).map((b) => b.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-    expect(oldTerm).toHaveLength(16); // every reserved number is written or tombstoned
+    expect(oldTerm).toHaveLength(ALLOTMENT_RESERVE_AHEAD); // every reserved number is written or tombstoned
   });
 });

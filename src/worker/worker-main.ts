@@ -10,7 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ClusterState } from '../cluster/cluster-state.js';
 import { DurableMemoryAdmin, DurableMemoryLane } from '../cluster/ledger/durable-lane.js';
 import { forwardUnlessPrimary } from '../cluster/forwarding/forwarder.js';
-import { Fence, GroupCommit, PRIMARY_LEDGER, replicaStream, type LedgerEntry } from '../cluster/ledger/ledger.js';
+import { ALLOTMENT_RESERVE_AHEAD, Fence, GroupCommit, PRIMARY_LEDGER, replicaStream, type LedgerEntry } from '../cluster/ledger/ledger.js';
 import { DirectInserts, directInsertTarget } from '../cluster/ledger/direct-inserts.js';
 import { AllotmentLane } from '../cluster/allotments/allotment-lane.js';
 import { SharedAdminLock } from '../memory/admin-lock.js';
@@ -100,7 +100,7 @@ const allotments = config.clusterMode === 'allotments';
 const allotmentLanes = (() => {
   let commit: GroupCommit | null = null;
   return (lane: MemoryLane, db: Db) => {
-    commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, replicaStream(config.hostId), directInserts), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges(), reserveAheadAlone: true, turnEnd });
+    commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, replicaStream(config.hostId), directInserts), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges(), reserveAheadAlone: true, reserveAhead: ALLOTMENT_RESERVE_AHEAD, turnEnd });
     return new AllotmentLane(lane, commit, cluster, (request) => supervisor.call('allotment', request), index);
   };
 })();

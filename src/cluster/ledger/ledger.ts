@@ -536,6 +536,17 @@ interface ReservedRange {
   readonly adminChanges: number;
 }
 
+/**
+ * Batch numbers an allotments replica's sales writer reserves per round trip to its fence (with
+ * `reserveAheadAlone`). A reservation is a driver round trip on the worker (~0.35 ms of its CPU on
+ * the 2-core machine): at 16 a replica made ~5 per 1,000 buys in the cluster bench, at 64 about
+ * one (bench/CLUSTER-ANALYSIS.md). What more numbers cost: those left unused are tombstoned when
+ * the writer idles (one `insertMany`) or by a successor's seal (after a crash or a fence), and a
+ * fenced replica could insert more of them before that seal — which its lease already forbids
+ * (its gate closes before anyone may fence it) and the seal refuses or counts either way.
+ */
+export const ALLOTMENT_RESERVE_AHEAD = 64;
+
 export interface GroupCommitOptions {
   /** The most sales/appends that may wait for the next batch (backpressure: beyond it, 503 overloaded). */
   readonly limit?: number;
