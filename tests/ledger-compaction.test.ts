@@ -156,7 +156,7 @@ describe('a fold reads the ledger by _id', () => {
     expect(first.filter((c) => c.name === 'delete')).toHaveLength(1);
 
     // The open number lands: the next fold reads only from there on, and drops nothing (at most
-    // once per the TTL, up to 10 minutes).
+    // once per the TTL, up to an hour).
     await write(1306, 1306);
     const next = await ledgerCommands(() => compactor.compactOnce());
     expect(replay.position).toEqual({ epoch, seq: 1310 });
