@@ -599,6 +599,16 @@ export interface GroupCommitOptions {
    * round trips per batch.
    */
   readonly reserveAheadAlone?: boolean;
+  /**
+   * Reserve `reserveAhead` numbers for a batch that is alone too, but only while the writer is
+   * busy: when the batch before it was cut less than `releaseAfterMs` earlier. A lone batch after a
+   * quieter spell still reserves its own number, so under light load the reservation stays the check
+   * that the epoch is current, exactly as by default; under sustained load (a primary's workers at
+   * 64 connections: 1.1–1.4 batches in flight, most of them alone) a batch costs one round trip
+   * instead of two, and the numbers it reserved ahead are covered by a successor's seal like those
+   * reserved while batches queue. The primary's sales writers use it.
+   */
+  readonly reserveAheadWhileBusy?: boolean;
 }
 
 /**
@@ -634,6 +644,10 @@ export class GroupCommit implements LedgerWriter {
   private readonly releaseAfterMs: number;
   private readonly adminChanges: () => number;
   private readonly reserveAheadAlone: boolean;
+  private readonly reserveAheadWhileBusy: boolean;
+  /** When the last batch was cut (performance.now()), and how long after the one before it. */
+  private lastCutAt = Number.NEGATIVE_INFINITY;
+  private lastCutGapMs = Number.POSITIVE_INFINITY;
 
   constructor(
     private readonly fence: Fence,
@@ -647,6 +661,7 @@ export class GroupCommit implements LedgerWriter {
     this.releaseAfterMs = options.releaseAfterMs ?? 1000;
     this.adminChanges = options.adminChanges ?? (() => 0);
     this.reserveAheadAlone = options.reserveAheadAlone ?? false;
+    this.reserveAheadWhileBusy = options.reserveAheadWhileBusy ?? false;
   }
 
   hasRoom(): boolean {
@@ -690,6 +705,9 @@ export class GroupCommit implements LedgerWriter {
     if (batch === null || this.inFlight.length >= this.depth) return;
     this.filling = null;
     this.inFlight.push(batch);
+    const now = performance.now();
+    this.lastCutGapMs = now - this.lastCutAt;
+    this.lastCutAt = now;
     if (this.releaseTimer) {
       clearTimeout(this.releaseTimer);
       this.releaseTimer = null;
@@ -734,9 +752,12 @@ export class GroupCommit implements LedgerWriter {
         if (range.epoch === epoch) this.release(range);
       }
       // One number when this batch is the only one out (light load: as before, the reservation is
-      // also the check that the epoch is still current); a range while batches queue behind it, or
-      // always where a lease guards the term (`reserveAheadAlone`).
-      this.reserving ??= this.reserveRange(epoch, this.reserveAheadAlone || this.inFlight.length > 1 ? this.reserveAhead : 1).finally(() => {
+      // also the check that the epoch is still current); a range while batches queue behind it,
+      // while the writer is busy (`reserveAheadWhileBusy`: this batch was cut soon after the one
+      // before; read here before the first await, so it is this batch's gap), or always where a
+      // lease guards the term (`reserveAheadAlone`).
+      const ahead = this.reserveAheadAlone || this.inFlight.length > 1 || (this.reserveAheadWhileBusy && this.lastCutGapMs < this.releaseAfterMs);
+      this.reserving ??= this.reserveRange(epoch, ahead ? this.reserveAhead : 1).finally(() => {
         this.reserving = null;
       });
       await this.reserving;
