@@ -26,6 +26,7 @@ import { copyFileSync, createReadStream, mkdirSync, readFileSync, rmSync, writeF
 import { request } from 'node:http';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
+import { MongoClient } from 'mongodb';
 import { MAX_STOCK } from '../src/config.js';
 import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, freePort, processCpuSeconds, residentMiB, until, type Dependency } from './measure.js';
 import { keepSections } from './docs-section.js';
@@ -114,6 +115,8 @@ interface Started {
   readonly pid: number;
   /** Everything the process printed on stdout. */
   readonly output: () => string;
+  /** The service's own MongoDB database (none for the no-op servers). */
+  readonly database?: string;
 }
 
 async function startServer(spec: ServerSpec, workers: number, extra: Record<string, string> = {}): Promise<Started> {
@@ -127,8 +130,9 @@ async function startServer(spec: ServerSpec, workers: number, extra: Record<stri
     await until('no-op server', async () => out.includes('ready'));
     return { base, child, pid: child.pid as number, output: () => out };
   }
+  const database = `bench_${randomBytes(4).toString('hex')}`;
   const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'main.js')], {
-    env: { ...childEnv, MONGO_DB: `bench_${randomBytes(4).toString('hex')}`, ...spec.env, ...extra },
+    env: { ...childEnv, MONGO_DB: database, ...spec.env, ...extra },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
@@ -136,14 +140,31 @@ async function startServer(spec: ServerSpec, workers: number, extra: Record<stri
     if (child.exitCode !== null) throw new Error(`service exited with ${child.exitCode}`);
     return (await fetch(`${base}/readyz`)).status === 200;
   });
-  return { base, child, pid: child.pid as number, output: () => out };
+  return { base, child, pid: child.pid as number, output: () => out, database };
 }
 
-async function stopServer({ child }: Started): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
+/**
+ * Stop a server; a service's database goes with it. The wire server keeps everything on its heap
+ * (~1.4 KB per ledger batch, and a durable row writes 1,000–3,000 batches a second), so what the
+ * earlier servers left would fill it under the later rows and benches, whose every request then
+ * waits out multi-second full collections (bench/ANALYSIS.md).
+ */
+async function stopServer({ child, database }: Started): Promise<void> {
+  if (child.exitCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+  if (database && process.env.MONGO_URL) {
+    const client = await new MongoClient(process.env.MONGO_URL).connect();
+    try {
+      const batches = await client.db(database).collection('ledger').estimatedDocumentCount();
+      if (batches > 0) console.log(`  (${database}: ${batches} ledger batches, dropped with the database)`);
+      await client.db(database).dropDatabase();
+    } finally {
+      await client.close();
+    }
+  }
 }
 
 const LATENCY_UNITS: Record<string, number> = { us: 0.001, ms: 1, s: 1000 };

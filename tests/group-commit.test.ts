@@ -418,4 +418,55 @@ describe('the pipelined group commit', () => {
     expect(oldTerm.filter((b) => !b.tombstone).map((b) => b.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     expect(oldTerm).toHaveLength(ALLOTMENT_RESERVE_AHEAD); // every reserved number is written or tombstoned
   });
+  test('reserveAheadWhileBusy (the primary’s sales writers): lone batches cut back to back reserve 16 numbers per round trip, and a number reserved ahead cannot land after a successor’s seal', async () => {
+    const fence = new ObservedFence(db, TIMEOUT_MS);
+    const epoch = await fence.beginTerm('old primary');
+    // Busy = cut within releaseAfterMs of the batch before: here every batch after the first.
+    const writer = new GroupCommit(fence, () => epoch, () => undefined, { depth: 4, reserveAheadWhileBusy: true, releaseAfterMs: NOT_DURING_THE_TEST });
+    for (let sale = 1; sale <= 10; sale++) await writer.appendSale('atomic', 'HOT', 1, 100 - sale, null);
+    expect(fence.writesBegun).toBe(10);
+    // The first batch (after no other) reserved its own number; the next nine took 2-17 in one round trip.
+    expect(fence.reservations).toBe(2);
+
+    const successor = new Fence(db, TIMEOUT_MS);
+    const next = await successor.beginTerm('new primary');
+    await successor.seal(next);
+    const replayed: number[] = [];
+    for await (const batch of successor.replay()) replayed.push(batch.seq);
+
+    // The old writer still holds 11-17: its next sale takes 11 and meets the seal's tombstone.
+    await expect(writer.appendSale('atomic', 'HOT', 1, 90, null)).rejects.toBeInstanceOf(FencedError);
+    expect(fence.reservations).toBe(2);
+    expect(replayed).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const oldTerm = (await batches()).filter((b) => b.epoch === epoch);
+    expect(oldTerm.filter((b) => !b.tombstone).map((b) => b.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(oldTerm).toHaveLength(17); // every reserved number is written or tombstoned
+  });
+
+  test('reserveAheadWhileBusy: a lone batch after a quiet spell reserves its own number, so a writer fenced meanwhile is refused by the reservation', async () => {
+    const QUIET_MS = 50;
+    const fence = new ObservedFence(db, TIMEOUT_MS);
+    const epoch = await fence.beginTerm('old primary');
+    const writer = new GroupCommit(fence, () => epoch, () => undefined, { depth: 4, reserveAheadWhileBusy: true, releaseAfterMs: QUIET_MS });
+    const quietSpell = async () => {
+      const from = performance.now();
+      await waitFor(() => performance.now() - from > QUIET_MS, { timeoutMs: 5000, intervalMs: 10, message: 'a quiet spell' });
+    };
+    await writer.appendSale('atomic', 'HOT', 1, 99, null);
+    await quietSpell();
+    await writer.appendSale('atomic', 'HOT', 1, 98, null);
+    expect(fence.reservations).toBe(2); // one number each, as by default
+    expect((await batches()).map((b) => [b.seq, b.tombstone ?? false])).toEqual([
+      [1, false],
+      [2, false],
+    ]);
+
+    // Another writer raises the epoch (no seal yet): after a quiet spell the old writer's next
+    // batch asks the fence for its number, and the fence refuses it — nothing is written.
+    await new Fence(db, TIMEOUT_MS).beginTerm('contender');
+    await quietSpell();
+    await expect(writer.appendSale('atomic', 'HOT', 1, 97, null)).rejects.toBeInstanceOf(FencedError);
+    expect(fence.reservations).toBe(3);
+    expect(fence.writesBegun).toBe(2);
+  });
 });

@@ -117,7 +117,7 @@ const laneSet = buildLanes(
         let commit: GroupCommit | null = null;
         return (lane, db) => {
           const fence = new Fence(db, config.dependencyTimeoutMs);
-          commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, PRIMARY_LEDGER, directInserts), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges(), turnEnd });
+          commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, PRIMARY_LEDGER, directInserts), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges(), reserveAheadWhileBusy: true, turnEnd });
           if (!memoryAdmin) {
             const admin = new DurableMemoryAdmin(cluster, async (key) => (await fence.findKeyed([key])).has(key), config.dependencyTimeoutMs);
             // Admin batches go through a writer of their own, whose unknown outcomes the admin settles.

@@ -91,6 +91,14 @@ const snapshotId = (lane: MemoryLaneName, at: LedgerPosition): string => `${lane
 
 const DUPLICATE_KEY = 11000;
 
+/**
+ * `_id`s per read of a known range (`Fence.closedUpTo`, `Fence.range`). Small on purpose:
+ * mongo-java-server checks each document it finds against the whole `$in` list, so a page costs
+ * the square of its size (10,000 batches read in pages of 1,000: 6.3 s; of 500: 2.7 s; of 100:
+ * 0.5 s), and it holds the collection's lock for a page at a time.
+ */
+const ID_PAGE = 100;
+
 /** This replica's epoch is no longer current: it must not acknowledge anything. */
 export class FencedError extends ServiceError {
   constructor(epoch: number) {
@@ -384,15 +392,45 @@ export class Fence implements EpochStore {
     await this.snapshots.deleteMany({ _id: { $nin: [SNAPSHOT_HEAD, ...MEMORY_LANES.map((lane) => snapshotId(lane, position))] } });
   }
 
-  /** The highest seq of `epoch` with every seq up to it present (written or tombstoned). */
-  async closedUpTo(epoch: number, from: number): Promise<number> {
-    const seqs = (await this.batches.find({ ...this.mine, epoch, seq: { $gt: from } }, { projection: { seq: 1 } }).sort({ seq: 1 }).toArray()).map((b) => b.seq);
+  /**
+   * The highest seq of `epoch` with every seq up to it present (written or tombstoned), read a page
+   * of `_id`s at a time from `from` on: its cost is what was written since, not the ledger's size.
+   */
+  async closedUpTo(epoch: number, from: number, pageSize = ID_PAGE): Promise<number> {
     let closed = from;
-    for (const seq of seqs) {
-      if (seq !== closed + 1) break;
-      closed = seq;
+    for (;;) {
+      const first = closed + 1;
+      const present = new Set((await this.batches.find({ _id: { $in: this.batchIds(epoch, first, first + pageSize - 1) } }, { projection: { seq: 1 } }).toArray()).map((b) => b.seq));
+      while (present.has(closed + 1)) closed++;
+      if (closed < first + pageSize - 1) return closed;
     }
-    return closed;
+  }
+
+  /**
+   * The batches of `epoch` numbered `from`+1 to `to`, in order (tombstones left out), a page of
+   * `_id`s at a time. For a range `closedUpTo` vouched for (every number present), which is what
+   * the compactor folds: looked up by `_id`, its cost is the range's, not the ledger's.
+   */
+  async *range(epoch: number, from: number, to: number, pageSize = ID_PAGE): AsyncGenerator<BatchDocument> {
+    for (let first = from + 1; first <= to; first += pageSize) {
+      const page = await this.batches.find({ _id: { $in: this.batchIds(epoch, first, Math.min(to, first + pageSize - 1)) } }).toArray();
+      page.sort((a, b) => a.seq - b.seq);
+      for (const batch of page) if (!batch.tombstone) yield batch;
+    }
+  }
+
+  /**
+   * `_id`s `first`..`last` of `epoch`. Reads of a known range go by `_id` because the `_id` index is
+   * the one every MongoDB has: mongo-java-server (the tests', `make run`'s and the bench's server)
+   * accepts a secondary index but ignores it, so a query on `epoch`/`seq` scans the whole
+   * collection and sorts what matches — holding the collection's lock, so the sales' inserts wait
+   * behind it. Folding ten seconds of batches that way, in pages of 500, took seconds per fold
+   * once the ledger held some 10^5 batches, and grew with it (bench/ANALYSIS.md).
+   */
+  private batchIds(epoch: number, first: number, last: number): string[] {
+    const ids: string[] = [];
+    for (let seq = first; seq <= last; seq++) ids.push(this.batchId(epoch, seq));
+    return ids;
   }
 
   /**
@@ -579,6 +617,16 @@ export interface GroupCommitOptions {
    * a TurnEnd of the writer's own: the check phase.
    */
   readonly turnEnd?: TurnEnd;
+  /**
+   * Reserve `reserveAhead` numbers for a batch that is alone too, but only while the writer is
+   * busy: when the batch before it was cut less than `releaseAfterMs` earlier. A lone batch after a
+   * quieter spell still reserves its own number, so under light load the reservation stays the check
+   * that the epoch is current, exactly as by default; under sustained load (a primary's workers at
+   * 64 connections: 1.1–1.4 batches in flight, most of them alone) a batch costs one round trip
+   * instead of two, and the numbers it reserved ahead are covered by a successor's seal like those
+   * reserved while batches queue. The primary's sales writers use it.
+   */
+  readonly reserveAheadWhileBusy?: boolean;
 }
 
 /**
@@ -616,6 +664,10 @@ export class GroupCommit implements LedgerWriter {
   private readonly adminChanges: () => number;
   private readonly reserveAheadAlone: boolean;
   private readonly turnEnd: TurnEnd;
+  private readonly reserveAheadWhileBusy: boolean;
+  /** When the last batch was cut (performance.now()), and how long after the one before it. */
+  private lastCutAt = Number.NEGATIVE_INFINITY;
+  private lastCutGapMs = Number.POSITIVE_INFINITY;
 
   constructor(
     private readonly fence: Fence,
@@ -630,6 +682,7 @@ export class GroupCommit implements LedgerWriter {
     this.adminChanges = options.adminChanges ?? (() => 0);
     this.reserveAheadAlone = options.reserveAheadAlone ?? false;
     this.turnEnd = options.turnEnd ?? new TurnEnd();
+    this.reserveAheadWhileBusy = options.reserveAheadWhileBusy ?? false;
   }
 
   hasRoom(): boolean {
@@ -683,6 +736,9 @@ export class GroupCommit implements LedgerWriter {
     if (batch === null || this.inFlight.length >= this.depth) return;
     this.filling = null;
     this.inFlight.push(batch);
+    const now = performance.now();
+    this.lastCutGapMs = now - this.lastCutAt;
+    this.lastCutAt = now;
     if (this.releaseTimer) {
       clearTimeout(this.releaseTimer);
       this.releaseTimer = null;
@@ -729,10 +785,12 @@ export class GroupCommit implements LedgerWriter {
       // One number when this batch is the only one out (light load: as before, the reservation is
       // also the check that the epoch is still current); a range while batches queue behind it,
       // while the thread is saturated (the admission gate refuses: batches follow one another, and
-      // a flooded thread pays each round trip behind a sweep of ready sockets), or always where a
-      // lease guards the term (`reserveAheadAlone`). Numbers reserved ahead are covered by a
-      // successor's seal like any other, and released when the writer idles.
-      const ahead = this.reserveAheadAlone || this.inFlight.length > 1 || this.turnEnd.saturated;
+      // a flooded thread pays each round trip behind a sweep of ready sockets), while the writer is
+      // busy (`reserveAheadWhileBusy`: this batch was cut soon after the one before; read here
+      // before the first await, so it is this batch's gap), or always where a lease guards the term
+      // (`reserveAheadAlone`). Numbers reserved ahead are covered by a successor's seal like any
+      // other, and released when the writer idles.
+      const ahead = this.reserveAheadAlone || this.inFlight.length > 1 || this.turnEnd.saturated || (this.reserveAheadWhileBusy && this.lastCutGapMs < this.releaseAfterMs);
       this.reserving ??= this.reserveRange(epoch, ahead ? this.reserveAhead : 1).finally(() => {
         this.reserving = null;
       });

@@ -15,6 +15,9 @@ import type { Logger } from '../../logger.js';
 import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../../memory/shared-stock.js';
 import { LEDGER_START, type Fence, type LedgerEntry, type LedgerPosition, type SnapshotDocument } from './ledger.js';
 
+/** The longest a folded batch past the idempotency TTL waits to be dropped (see `Compactor`). */
+const DROP_AT_MOST_EVERY_MS = 3_600_000;
+
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export interface Level {
@@ -52,6 +55,22 @@ export class LedgerReplay {
     let batches = 0;
     for await (const batch of fence.replay(this.position)) {
       if (until && (batch.epoch > until.epoch || (batch.epoch === until.epoch && batch.seq > until.seq))) break;
+      for (const entry of batch.entries ?? []) this.apply(entry);
+      this.position = { epoch: batch.epoch, seq: batch.seq };
+      if (++batches % 100 === 0) await yieldToEventLoop();
+    }
+    return batches;
+  }
+
+  /**
+   * The compactor's fold: apply the batches of `epoch` after this replay's position up to `to`, a
+   * range `Fence.closedUpTo` vouched for, looked up by `_id` (`Fence.range`). A replay that ended in
+   * an earlier epoch starts `epoch` at its first number: a takeover seals the earlier epochs before
+   * its rebuild reads them, so nothing is added to them afterwards.
+   */
+  async foldRange(fence: Fence, epoch: number, to: number): Promise<number> {
+    let batches = 0;
+    for await (const batch of fence.range(epoch, this.position.epoch === epoch ? this.position.seq : 0, to)) {
       for (const entry of batch.entries ?? []) this.apply(entry);
       this.position = { epoch: batch.epoch, seq: batch.seq };
       if (++batches % 100 === 0) await yieldToEventLoop();
@@ -123,6 +142,15 @@ export async function rebuildFromLedger(fence: Fence, stock: SharedStock): Promi
 export class Compactor {
   private timer: NodeJS.Timeout | null = null;
   private running = false;
+  /** When the folded batches past the TTL were last dropped (the first fold always drops). */
+  private droppedAt = Number.NEGATIVE_INFINITY;
+  /**
+   * How often to drop them: the drop's query is not one the `_id` index answers, so on a server
+   * without secondary indexes (mongo-java-server) it scans the ledger holding its lock (a racing
+   * insert waited 1.9 s at 10^5 batches), and every 10 s that grew with the ledger. A batch outlives
+   * the TTL by at most this much (keys last longer, never less).
+   */
+  private readonly dropEveryMs: number;
 
   constructor(
     private readonly fence: Fence,
@@ -131,7 +159,9 @@ export class Compactor {
     private readonly intervalMs: number,
     private readonly keepMs: number,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.dropEveryMs = Math.min(keepMs, DROP_AT_MOST_EVERY_MS);
+  }
 
   start(): void {
     this.timer = setInterval(() => void this.compactOnce(), this.intervalMs);
@@ -151,9 +181,12 @@ export class Compactor {
       const closed = await this.fence.closedUpTo(this.epoch, from.epoch === this.epoch ? from.seq : 0);
       const until = { epoch: this.epoch, seq: closed };
       if (until.epoch > from.epoch || until.seq > from.seq) {
-        await this.replay.catchUp(this.fence, until);
+        await this.replay.foldRange(this.fence, this.epoch, closed);
         await this.fence.writeSnapshot(this.replay.position, this.replay.toSnapshot());
-        await this.fence.dropFolded(this.replay.position, new Date(Date.now() - this.keepMs));
+        if (Date.now() - this.droppedAt >= this.dropEveryMs) {
+          await this.fence.dropFolded(this.replay.position, new Date(Date.now() - this.keepMs));
+          this.droppedAt = Date.now();
+        }
       }
     } catch (error) {
       this.log.warn({ err: error }, 'ledger compaction failed; retrying later');
