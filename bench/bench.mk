@@ -29,5 +29,5 @@ bench-smoke: setup-bench build ## the same harness in seconds, the flood bench t
 siege: setup-bench build ## the original's exact siege commands against a local service, beside its published figures
 	@bash scripts/with-deps.sh bash scripts/siege.sh
 
-bench-takeover: build ## takeover time with 1M recorded sales: cold, from a snapshot, idle (BENCH_TAKEOVER_SALES=1000000,10000000; 10M needs MONGO_WIRE_JAVA_OPTS="-Xmx12g -Xmn1g", see README)
+bench-takeover: build ## takeover time with 1M recorded sales: cold, from a snapshot, idle (BENCH_TAKEOVER_SALES=1000000,10000000; BENCH_TAKEOVER_ELECTION=mongo: as an elected primary, counting step-downs; 10M needs MONGO_WIRE_JAVA_OPTS="-Xmx12g -Xmn1g", see README)
 	@bash scripts/with-deps.sh node dist/bench/takeover.js

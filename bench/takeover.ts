@@ -9,6 +9,11 @@
  *   idle       — nothing new since the last snapshot.
  * Writes bench/results/takeover.json and .md.
  *
+ * BENCH_TAKEOVER_ELECTION=mongo runs each takeover as an elected primary would (ELECTION=mongo,
+ * the default lease: 3 s, renew deadline 2 s, retry 0.5 s) and counts the terms it began and the
+ * times it stepped down before it was ready: a replay that starved the lease renewals on the main
+ * thread past the renew deadline steps down and starts over (the item's "steps down, forever").
+ *
  * Environment: BENCH_TAKEOVER_SALES (comma-separated, default 1000000), MONGO_URL (required; a
  * private server is best: the sales stay in it until the database is dropped at the end; the
  * wire server needs MONGO_WIRE_JAVA_OPTS='-Xmx12g -Xmn1g' for 10M), BENCH_TAKEOVER_TIMEOUT_S (how long one takeover
@@ -30,6 +35,7 @@ const SIZES = (process.env.BENCH_TAKEOVER_SALES ?? '1000000').split(',').map(Num
 const MONGO_URL = process.env.MONGO_URL;
 const PER_BATCH = 1000;
 const TAKEOVER_TIMEOUT_MS = Number(process.env.BENCH_TAKEOVER_TIMEOUT_S ?? 1800) * 1000;
+const ELECTION = process.env.BENCH_TAKEOVER_ELECTION === 'mongo' ? 'mongo' : 'none';
 const LANES = ['atomic', 'lock', 'signal'] as const;
 const SKUS = ['NVDA', 'TSLA', 'AMD', 'STOCK'];
 
@@ -41,6 +47,9 @@ interface Takeover {
   readonly readyMs: number;
   /** The 1-minute load average when the service became ready: the machine may be shared. */
   readonly load: number;
+  /** With an election: terms begun ('became primary') and step-downs logged until ready and through its first fold. */
+  readonly terms: number | null;
+  readonly stepDowns: number | null;
 }
 
 function freePort(): Promise<number> {
@@ -84,7 +93,8 @@ async function takeOver(database: string, sales: number, scenario: Takeover['sce
       MONGO_URL: MONGO_URL as string,
       MONGO_DB: database,
       DURABILITY: 'sync',
-      ELECTION: 'none',
+      ELECTION,
+      ...(ELECTION === 'mongo' ? { REDIS_URL: process.env.REDIS_URL as string } : {}),
       WORKERS: '1',
       PORT: String(port),
       METRICS_PORT: String(await freePort()),
@@ -110,7 +120,8 @@ async function takeOver(database: string, sales: number, scenario: Takeover['sce
     const logged = line ? (JSON.parse(line) as { ms: number; batches: number }) : { ms: Number.NaN, batches: Number.NaN };
     // Let the first fold (the snapshot of what was replayed) finish before the next round.
     await new Promise((r) => setTimeout(r, Math.min(30_000, 1000 + logged.ms)));
-    return { sales, scenario, batchesReplayed: logged.batches, rebuildMs: logged.ms, readyMs: Math.round(readyMs), load };
+    const count = (message: string) => (ELECTION === 'none' ? null : output.split('\n').filter((l) => l.includes(message)).length);
+    return { sales, scenario, batchesReplayed: logged.batches, rebuildMs: logged.ms, readyMs: Math.round(readyMs), load, terms: count('became primary'), stepDowns: count('stepping down') };
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
@@ -119,6 +130,7 @@ async function takeOver(database: string, sales: number, scenario: Takeover['sce
 
 async function main(): Promise<void> {
   if (!MONGO_URL) throw new Error('MONGO_URL is required (make bench-takeover sets it up)');
+  if (ELECTION === 'mongo' && !process.env.REDIS_URL) throw new Error('BENCH_TAKEOVER_ELECTION=mongo needs REDIS_URL (make bench-takeover sets it up)');
   const client = await new MongoClient(MONGO_URL).connect();
   const results: Takeover[] = [];
   try {
@@ -142,13 +154,16 @@ async function main(): Promise<void> {
     await client.close();
   }
   mkdirSync(OUT, { recursive: true });
-  writeFileSync(join(OUT, 'takeover.json'), JSON.stringify(results, null, 2) + '\n');
-  const rows = results.map((r) => `| ${r.sales.toLocaleString('en')} | ${r.scenario} | ${r.batchesReplayed} | ${r.rebuildMs} | ${r.readyMs} | ${r.load} |`);
-  writeFileSync(
-    join(OUT, 'takeover.md'),
-    ['| recorded sales | takeover | batches replayed | rebuild (ms, service log) | spawn → ready (ms) | load (1 min) |', '|---|---|---|---|---|---|', ...rows, ''].join('\n'),
+  const elected = ELECTION === 'mongo';
+  const rows = results.map(
+    (r) => `| ${r.sales.toLocaleString('en')} | ${r.scenario} | ${r.batchesReplayed} | ${r.rebuildMs} | ${r.readyMs} | ${r.load} |${elected ? ` ${r.terms} | ${r.stepDowns} |` : ''}`,
   );
-  console.log(['| recorded sales | takeover | batches replayed | rebuild ms | spawn → ready ms | load |', ...rows].join('\n'));
+  const head = `| recorded sales | takeover | batches replayed | rebuild (ms, service log) | spawn → ready (ms) | load (1 min) |${elected ? ' terms begun | step-downs |' : ''}`;
+  const rule = `|---|---|---|---|---|---|${elected ? '---|---|' : ''}`;
+  const title = elected ? ['Takeovers as an elected primary (ELECTION=mongo, lease 3 s, renew deadline 2 s):', ''] : [];
+  writeFileSync(join(OUT, elected ? 'takeover-elected.json' : 'takeover.json'), JSON.stringify(results, null, 2) + '\n');
+  writeFileSync(join(OUT, elected ? 'takeover-elected.md' : 'takeover.md'), [...title, head, rule, ...rows, ''].join('\n'));
+  console.log([head, ...rows].join('\n'));
 }
 
 await main();
