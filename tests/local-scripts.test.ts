@@ -303,24 +303,30 @@ describe('a taken port fails at once, naming the port and what holds it', () => 
   });
 });
 
+/** The service alone on `port`, no stores, its stderr collected (the tests of a taken port read its last line). */
+function spawnBareService(port: number, metricsPort: number): { child: ChildProcess; stderr: () => string } {
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'main.js')], {
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', WORKERS: '2', ELECTION: 'none', PORT: String(port), METRICS_PORT: String(metricsPort) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  return { child, stderr: () => stderr };
+}
+
 describe('the service itself, when its port is taken', () => {
   test.each(['PORT', 'METRICS_PORT'] as const)('%s taken: one message naming the port, exit code 98', async (variable) => {
     const [port, metricsPort] = (await freePorts(2)) as [number, number];
     const taken = variable === 'PORT' ? port : metricsPort;
     const holder = await occupy(taken);
     try {
-      const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'main.js')], {
-        env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', WORKERS: '2', ELECTION: 'none', PORT: String(port), METRICS_PORT: String(metricsPort) },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stderr = '';
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const { child, stderr } = spawnBareService(port, metricsPort);
       const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
       expect(code).toBe(98);
-      const fatal = JSON.parse(stderr.trim().split('\n').pop() ?? '{}') as { level?: string; msg?: string; port?: number; variable?: string };
+      const fatal = JSON.parse(stderr().trim().split('\n').pop() ?? '{}') as { level?: string; msg?: string; port?: number; variable?: string };
       expect(fatal).toMatchObject({ level: 'fatal', port: taken, variable });
       expect(fatal.msg).toContain(`port ${taken} (${variable}) is already in use`);
-      expect(stderr).not.toContain('    at '); // one line, no stack trace
+      expect(stderr()).not.toContain('    at '); // one line, no stack trace
     } finally {
       await new Promise((r) => holder.close(r));
     }
@@ -330,19 +336,14 @@ describe('the service itself, when its port is taken', () => {
     const first = await startService({ ELECTION: 'none', MONGO_URL: '', REDIS_URL: '' });
     try {
       const metricsPort = (await freePorts(1))[0] as number;
-      const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'main.js')], {
-        env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', WORKERS: '2', ELECTION: 'none', PORT: String(first.port), METRICS_PORT: String(metricsPort) },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stderr = '';
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const { child, stderr } = spawnBareService(first.port, metricsPort);
       // Before the fix it did not exit at all: it served on beside the first.
       const code = await new Promise<number | null | 'still running'>((resolve) => {
         child.once('exit', resolve);
         setTimeout(() => resolve('still running'), 20_000).unref();
       });
       child.kill('SIGKILL');
-      expect({ code, last: stderr.trim().split('\n').pop() }).toEqual({ code: 98, last: expect.stringContaining(`port ${first.port} (PORT) is already in use`) });
+      expect({ code, last: stderr().trim().split('\n').pop() }).toEqual({ code: 98, last: expect.stringContaining(`port ${first.port} (PORT) is already in use`) });
       expect((await fetch(`${first.url}/readyz`)).status).toBe(200);
     } finally {
       await first.stop();

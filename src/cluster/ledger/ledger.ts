@@ -400,7 +400,7 @@ export class Fence implements EpochStore {
     let closed = from;
     for (;;) {
       const first = closed + 1;
-      const present = new Set((await this.batches.find({ _id: { $in: this.batchIds(epoch, first, first + pageSize - 1) } }, { projection: { seq: 1 } }).toArray()).map((b) => b.seq));
+      const present = new Set((await this.batchesNumbered(epoch, first, first + pageSize - 1, { seq: 1 })).map((b) => b.seq));
       while (present.has(closed + 1)) closed++;
       if (closed < first + pageSize - 1) return closed;
     }
@@ -413,24 +413,24 @@ export class Fence implements EpochStore {
    */
   async *range(epoch: number, from: number, to: number, pageSize = ID_PAGE): AsyncGenerator<BatchDocument> {
     for (let first = from + 1; first <= to; first += pageSize) {
-      const page = await this.batches.find({ _id: { $in: this.batchIds(epoch, first, Math.min(to, first + pageSize - 1)) } }).toArray();
+      const page = await this.batchesNumbered(epoch, first, Math.min(to, first + pageSize - 1));
       page.sort((a, b) => a.seq - b.seq);
       for (const batch of page) if (!batch.tombstone) yield batch;
     }
   }
 
   /**
-   * `_id`s `first`..`last` of `epoch`. Reads of a known range go by `_id` because the `_id` index is
+   * The batches (in no order) whose `_id`s are `first`..`last` of `epoch`. Reads of a known range go by `_id` because the `_id` index is
    * the one every MongoDB has: mongo-java-server (the tests', `make run`'s and the bench's server)
    * accepts a secondary index but ignores it, so a query on `epoch`/`seq` scans the whole
    * collection and sorts what matches — holding the collection's lock, so the sales' inserts wait
    * behind it. Folding ten seconds of batches that way, in pages of 500, took seconds per fold
    * once the ledger held some 10^5 batches, and grew with it (bench/ANALYSIS.md).
    */
-  private batchIds(epoch: number, first: number, last: number): string[] {
+  private batchesNumbered(epoch: number, first: number, last: number, projection?: { seq: 1 }): Promise<BatchDocument[]> {
     const ids: string[] = [];
     for (let seq = first; seq <= last; seq++) ids.push(this.batchId(epoch, seq));
-    return ids;
+    return this.batches.find({ _id: { $in: ids } }, projection ? { projection } : {}).toArray();
   }
 
   /**

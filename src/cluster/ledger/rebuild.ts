@@ -13,7 +13,7 @@
 import { MEMORY_LANES, type MemoryLaneName } from '../../config.js';
 import type { Logger } from '../../logger.js';
 import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../../memory/shared-stock.js';
-import { LEDGER_START, type Fence, type LedgerEntry, type LedgerPosition, type SnapshotDocument } from './ledger.js';
+import { LEDGER_START, type BatchDocument, type Fence, type LedgerEntry, type LedgerPosition, type SnapshotDocument } from './ledger.js';
 
 /** The longest a folded batch past the idempotency TTL waits to be dropped (see `Compactor`). */
 const DROP_AT_MOST_EVERY_MS = 3_600_000;
@@ -51,15 +51,8 @@ export class LedgerReplay {
   }
 
   /** Apply the ledger's batches after this replay's position, up to `until` (inclusive) if given. */
-  async catchUp(fence: Fence, until?: LedgerPosition): Promise<number> {
-    let batches = 0;
-    for await (const batch of fence.replay(this.position)) {
-      if (until && (batch.epoch > until.epoch || (batch.epoch === until.epoch && batch.seq > until.seq))) break;
-      for (const entry of batch.entries ?? []) this.apply(entry);
-      this.position = { epoch: batch.epoch, seq: batch.seq };
-      if (++batches % 100 === 0) await yieldToEventLoop();
-    }
-    return batches;
+  catchUp(fence: Fence, until?: LedgerPosition): Promise<number> {
+    return this.applyBatches(fence.replay(this.position), until);
   }
 
   /**
@@ -68,14 +61,20 @@ export class LedgerReplay {
    * an earlier epoch starts `epoch` at its first number: a takeover seals the earlier epochs before
    * its rebuild reads them, so nothing is added to them afterwards.
    */
-  async foldRange(fence: Fence, epoch: number, to: number): Promise<number> {
-    let batches = 0;
-    for await (const batch of fence.range(epoch, this.position.epoch === epoch ? this.position.seq : 0, to)) {
+  foldRange(fence: Fence, epoch: number, to: number): Promise<number> {
+    return this.applyBatches(fence.range(epoch, this.position.epoch === epoch ? this.position.seq : 0, to));
+  }
+
+  /** Apply `batches` in their order, up to `until` (inclusive) if given, yielding to the event loop now and then. */
+  private async applyBatches(batches: AsyncIterable<BatchDocument>, until?: LedgerPosition): Promise<number> {
+    let applied = 0;
+    for await (const batch of batches) {
+      if (until && (batch.epoch > until.epoch || (batch.epoch === until.epoch && batch.seq > until.seq))) break;
       for (const entry of batch.entries ?? []) this.apply(entry);
       this.position = { epoch: batch.epoch, seq: batch.seq };
-      if (++batches % 100 === 0) await yieldToEventLoop();
+      if (++applied % 100 === 0) await yieldToEventLoop();
     }
-    return batches;
+    return applied;
   }
 
   apply(entry: LedgerEntry): void {
