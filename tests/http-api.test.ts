@@ -3,6 +3,7 @@
  * shapes, the v2 API, idempotency, admin, and every validation error — each refused request must
  * leave every lane's stock exactly as it was.
  */
+import { Redis } from 'ioredis';
 import { LANE_NAMES } from '../src/config.js';
 import { ERROR_CATALOGUE } from '../src/errors.js';
 import { buy, peek, putSku, request, type ErrorBody } from './support/http.js';
@@ -181,6 +182,31 @@ describe('validation: every bad input is a 4xx JSON error and changes nothing', 
     expect(answer.status).toBe(status);
     expect((answer.body as ErrorBody).error.code).toBe(code);
     expect(await levels(sku)).toEqual(before);
+  });
+});
+
+describe('two clusters sharing one Redis', () => {
+  test('the redis lane keeps each CLUSTER_NAME\'s stock apart: a buy or a reset in one changes nothing in the other', async () => {
+    const other = await startLocalApp();
+    const redis = new Redis(process.env.REDIS_URL ?? '', { lazyConnect: true });
+    try {
+      expect(other.config.clusterName).not.toBe(app.config.clusterName);
+      const auth = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
+      await putSku(base, TEST_ADMIN_TOKEN, 'SHARED', 5);
+      await putSku(other.url, TEST_ADMIN_TOKEN, 'SHARED', 7);
+      expect((await buy(base, 'redis', 'SHARED', 2)).body.remaining).toBe(3);
+      expect((await peek(other.url, 'redis', 'SHARED')).body).toEqual({ lane: 'redis', sku: 'SHARED', remaining: 7, sold: 0, initial: 7 });
+      expect((await buy(other.url, 'redis', 'SHARED', 1)).body.remaining).toBe(6);
+      expect((await request('POST', `${other.url}/v2/admin/reset`, { headers: auth })).status).toBe(204);
+      expect((await peek(base, 'redis', 'SHARED')).body).toMatchObject({ remaining: 3, sold: 2, initial: 5 });
+      // Each cluster's hash is named after it, beside its sync channel and snapshot.
+      await redis.connect();
+      expect(await redis.hget(`superstock:${app.config.clusterName}:redis-lane:sku:SHARED`, 'remaining')).toBe('3');
+      expect(await redis.hget(`superstock:${other.config.clusterName}:redis-lane:sku:SHARED`, 'remaining')).toBe('7');
+    } finally {
+      redis.disconnect();
+      await other.close();
+    }
   });
 });
 

@@ -28,7 +28,7 @@ describe('graceful shutdown', () => {
 
   test('SIGTERM with 30 buys in flight: all 30 get their 200, the stock shows exactly 30 sold, exit code 0', async () => {
     redis = await startRedis();
-    service = await startService({ REDIS_URL: redis.url, MONGO_URL: '', DEPENDENCY_TIMEOUT_MS: '20000', ADMIN_TOKEN: TEST_ADMIN_TOKEN });
+    service = await startService({ REDIS_URL: redis.url, MONGO_URL: '', CLUSTER_NAME: 'drain', DEPENDENCY_TIMEOUT_MS: '20000', ADMIN_TOKEN: TEST_ADMIN_TOKEN });
     expect((await putSku(service.url, TEST_ADMIN_TOKEN, 'DRAIN', 100)).status).toBe(201);
 
     redis.pause();
@@ -45,6 +45,6 @@ describe('graceful shutdown', () => {
     expect(answers.map((a) => a.status)).toEqual(Array(30).fill(200));
     expect(new Set(answers.map((a) => a.body.remaining)).size).toBe(30);
     expect(await exited).toBe(0);
-    expect(Number(await redis.command('HGET', 'superstock:redis-lane:sku:DRAIN', 'sold'))).toBe(30);
+    expect(Number(await redis.command('HGET', 'superstock:drain:redis-lane:sku:DRAIN', 'sold'))).toBe(30);
   });
 });

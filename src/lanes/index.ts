@@ -47,7 +47,7 @@ export function buildLanes(
   const mongo = config.mongoUrl ? new MongoConnection(createMongoClient(config.mongoUrl, config.dependencyTimeoutMs, appName, config.mongoWriteConcern), onMongoRestart) : null;
   const mongoDb = mongo ? mongo.db(config.mongoDb) : null;
   const db = mongoDb ? new DbLane(mongoDb, config.dependencyTimeoutMs, config.dbLaneMode, config.queueLimit, config.idempotencyTtlMs) : null;
-  const redis = config.redisUrl ? new RedisLane({ url: config.redisUrl, timeoutMs: config.dependencyTimeoutMs, idempotencyTtlMs: config.idempotencyTtlMs }) : null;
+  const redis = config.redisUrl ? new RedisLane({ url: config.redisUrl, clusterName: config.clusterName, timeoutMs: config.dependencyTimeoutMs, idempotencyTtlMs: config.idempotencyTtlMs }) : null;
   const dependencies: DependencyCheck[] = [];
   // A 503 like any missing dependency: admin routes check these before changing anything.
   const seeded = (name: 'mongo' | 'redis') => {

@@ -4,6 +4,9 @@
  * buyer's idempotency key with the answer in the same step. Commands fail at
  * once while Redis is unreachable (no offline queue) and time out after DEPENDENCY_TIMEOUT_MS,
  * so an outage is a fast 503, never a hang.
+ *
+ * Every key lives under `superstock:<CLUSTER_NAME>:redis-lane:`, like the cluster's sync channel
+ * and snapshot: two deployments sharing one Redis keep their own stock.
  */
 import { Redis } from 'ioredis';
 import { defineStockCommands } from '../commands/index.js';
@@ -11,18 +14,32 @@ import { MAX_STOCK } from '../config.js';
 import { DependencyUnavailableError, OutcomeUnknownError, ServiceError, StockLimitError } from '../errors.js';
 import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane.js';
 
-const KEY_PREFIX = 'superstock:redis-lane:sku:';
-const SKU_SET = 'superstock:redis-lane:skus';
-const IDEMPOTENCY_PREFIX = 'superstock:redis-lane:idempotency:';
-/** A keyed restock's record, kept as long as a buyer's key. */
-const RESTOCK_PREFIX = 'superstock:redis-lane:restock:';
 /** Commands per pipeline in a bulk put. */
 const REDIS_PIPELINE = 250;
-/** KEYS[2] of buy-2.lua for a request without a key: named, never written. */
-const NO_KEY = 'superstock:redis-lane:no-key';
+
+/** The Redis keys of one cluster's redis lane. */
+export interface RedisLaneKeys {
+  /** + SKU: the SKU's hash (remaining, sold, initial). */
+  readonly sku: string;
+  /** The set of every SKU's name (what a reset walks). */
+  readonly skus: string;
+  /** + a buyer's key: the answer recorded with the sale. */
+  readonly idempotency: string;
+  /** + an admin's key: a keyed restock's record, kept as long as a buyer's key. */
+  readonly restock: string;
+  /** KEYS[2] of buy-2.lua for a request without a key: named, never written. */
+  readonly noKey: string;
+}
+
+export function redisLaneKeys(clusterName: string): RedisLaneKeys {
+  const base = `superstock:${clusterName}:redis-lane:`;
+  return { sku: `${base}sku:`, skus: `${base}skus`, idempotency: `${base}idempotency:`, restock: `${base}restock:`, noKey: `${base}no-key` };
+}
 
 export interface RedisLaneOptions {
   readonly url: string;
+  /** CLUSTER_NAME: whose keys these are. */
+  readonly clusterName: string;
   readonly timeoutMs: number;
   /** How long a buyer's idempotency key and answer are kept in Redis. */
   readonly idempotencyTtlMs: number;
@@ -50,8 +67,10 @@ export class RedisLane implements Lane {
   readonly name = 'redis' as const;
   private readonly redis: Redis;
   private readonly idempotencyTtlSeconds: number;
+  private readonly keys: RedisLaneKeys;
 
   constructor(options: RedisLaneOptions) {
+    this.keys = redisLaneKeys(options.clusterName);
     this.idempotencyTtlSeconds = Math.ceil(options.idempotencyTtlMs / 1000);
     this.redis = createRedisClient(options.url, options.timeoutMs, true);
     defineStockCommands(this.redis);
@@ -70,8 +89,9 @@ export class RedisLane implements Lane {
   }
 
   async tryBuy(sku: string, quantity: number, key: string | null = null): Promise<BuyOutcome> {
+    const keys = this.keys;
     const [code, remaining] = await this.write(() =>
-      this.redis.stockBuy(KEY_PREFIX + sku, key === null ? NO_KEY : IDEMPOTENCY_PREFIX + key, quantity, key === null ? '0' : '1', this.idempotencyTtlSeconds),
+      this.redis.stockBuy(keys.sku + sku, key === null ? keys.noKey : keys.idempotency + key, quantity, key === null ? '0' : '1', this.idempotencyTtlSeconds),
     );
     switch (code) {
       case 1:
@@ -89,7 +109,7 @@ export class RedisLane implements Lane {
   }
 
   async peek(sku: string): Promise<StockLevel | null> {
-    const [remaining, sold, initial] = await this.call(() => this.redis.hmget(KEY_PREFIX + sku, 'remaining', 'sold', 'initial'));
+    const [remaining, sold, initial] = await this.call(() => this.redis.hmget(this.keys.sku + sku, 'remaining', 'sold', 'initial'));
     if (remaining === null || remaining === undefined) return null;
     return { remaining: Number(remaining), sold: Number(sold), initial: Number(initial) };
   }
@@ -105,8 +125,8 @@ export class RedisLane implements Lane {
     for (let from = 0; from < entries.length; from += REDIS_PIPELINE) {
       const part = entries.slice(from, from + REDIS_PIPELINE);
       const pipeline = this.redis.pipeline();
-      for (const [sku, stock] of part) pipeline.stockPut(KEY_PREFIX + sku, stock, keepExisting ? 1 : 0);
-      pipeline.sadd(SKU_SET, ...part.map(([sku]) => sku));
+      for (const [sku, stock] of part) pipeline.stockPut(this.keys.sku + sku, stock, keepExisting ? 1 : 0);
+      pipeline.sadd(this.keys.skus, ...part.map(([sku]) => sku));
       const results = await this.call(() => pipeline.exec());
       const failed = results?.find(([error]) => error !== null);
       if (!results || failed) throw new DependencyUnavailableError('redis', failed?.[0]?.message ?? 'the pipeline was not run');
@@ -120,17 +140,17 @@ export class RedisLane implements Lane {
 
   /** With a key, at most once per key (recorded in the same script): a retry of a restock whose answer was lost adds nothing. */
   async restock(sku: string, quantity: number, key: string | null = null): Promise<StockLevel | null> {
-    const restockKey = key === null ? NO_KEY : RESTOCK_PREFIX + key;
+    const restockKey = key === null ? this.keys.noKey : this.keys.restock + key;
     const [code, remaining, sold, initial] = await this.write(() =>
-      this.redis.stockRestock(KEY_PREFIX + sku, restockKey, quantity, MAX_STOCK, key === null ? '0' : '1', this.idempotencyTtlSeconds),
+      this.redis.stockRestock(this.keys.sku + sku, restockKey, quantity, MAX_STOCK, key === null ? '0' : '1', this.idempotencyTtlSeconds),
     );
     if (code === -2) throw new StockLimitError({ sku, lane: this.name, limit: MAX_STOCK, initial, quantity, wouldBe: initial + quantity });
     return code === 1 || code === 2 ? { remaining, sold, initial } : null;
   }
 
   async resetAll(): Promise<void> {
-    const skus = await this.call(() => this.redis.smembers(SKU_SET));
-    for (const sku of skus) await this.write(() => this.redis.stockReset(KEY_PREFIX + sku));
+    const skus = await this.call(() => this.redis.smembers(this.keys.skus));
+    for (const sku of skus) await this.write(() => this.redis.stockReset(this.keys.sku + sku));
   }
 
   /**
@@ -159,8 +179,8 @@ export class RedisLane implements Lane {
   }
 
   private async store(sku: string, stock: number, keepExisting: 0 | 1): Promise<boolean> {
-    const created = await this.write(() => this.redis.stockPut(KEY_PREFIX + sku, stock, keepExisting));
-    await this.write(() => this.redis.sadd(SKU_SET, sku));
+    const created = await this.write(() => this.redis.stockPut(this.keys.sku + sku, stock, keepExisting));
+    await this.write(() => this.redis.sadd(this.keys.skus, sku));
     return created === 1;
   }
 
