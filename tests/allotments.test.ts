@@ -13,8 +13,11 @@
  * - A replica holding units is killed: the same, and a restarted one closes its own old allotment.
  * - PUT of an existing SKU and reset while every replica sells it: each closes the allotments
  *   handed out before it (fencing their holders); the checker judges the history.
+ * - A replica's ledger stream does not grow without end: a restarted replica drops its earlier
+ *   terms' batches once past the idempotency TTL, keeps its open term's and the tombstones, and
+ *   its counts stay exact.
  *
- * Budget: ~60-90 s on a quiet two-core machine (four clusters of three replicas).
+ * Budget: ~70-100 s on a quiet two-core machine (four clusters of three replicas, one of one).
  */
 import { MongoClient } from 'mongodb';
 import { MEMORY_LANES } from '../src/config.js';
@@ -73,6 +76,22 @@ async function ledgerBuys(database: string): Promise<LedgerBuy[]> {
   try {
     const batches = await client.db(database).collection<{ tombstone?: true; entries?: Array<LedgerBuy & { op: string }> }>('allotment_ledger').find({ tombstone: { $exists: false } }).toArray();
     return batches.flatMap((b) => b.entries ?? []).filter((e) => e.op === 'buy');
+  } finally {
+    await client.close();
+  }
+}
+
+interface StoredBatch {
+  stream: string;
+  epoch: number;
+  tombstone?: true;
+}
+
+/** Every batch and tombstone in the replicas' ledger streams. */
+async function storedBatches(database: string): Promise<StoredBatch[]> {
+  const client = new MongoClient(mongo.url);
+  try {
+    return await client.db(database).collection<StoredBatch>('allotment_ledger').find({}, { projection: { stream: 1, epoch: 1, tombstone: 1 } }).toArray();
   } finally {
     await client.close();
   }
@@ -257,6 +276,42 @@ describe('allotments mode: every replica sells', () => {
       await cluster.stop();
     }
   }, 150_000);
+
+  test('a restarted replica drops its earlier terms\' batches past the idempotency TTL; its open term\'s, the tombstones and the counts stay', async () => {
+    await redis.command('FLUSHALL');
+    const cluster = await TestCluster.start(1, { CLUSTER_MODE: 'allotments', MONGO_URL: mongo.url, REDIS_URL: redis.url, DEPENDENCY_TIMEOUT_MS: '1000', IDEMPOTENCY_TTL_MS: '1000' }, () => ({}), 'ready', 60_000);
+    try {
+      const [replica] = cluster.replicas as [Replica];
+      const recorder = new HistoryRecorder({ requestTimeoutMs: 5000, adminToken: TEST_ADMIN_TOKEN });
+      const target = () => targetOf(cluster, replica);
+      expect((await recorder.put(target(), 'TRIM', 100)).status).toBe(201);
+      for (const lane of LANES) for (let i = 0; i < 3; i++) expect((await recorder.buy(target(), lane, 'TRIM', 1, `trim-${lane}-${i}`)).status).toBe(200);
+      const firstTerm = await storedBatches(cluster.database);
+      const oldEpoch = Math.max(...firstTerm.filter((b) => !b.tombstone).map((b) => b.epoch));
+      expect(firstTerm.filter((b) => !b.tombstone && b.epoch === oldEpoch).length).toBeGreaterThan(0);
+
+      await replica.service?.stop();
+      await cluster.startReplica(replica);
+      for (const lane of LANES) expect((await recorder.buy(target(), lane, 'TRIM', 1, `trim-${lane}-last`)).status).toBe(200);
+      // The first term's batches go (at the new term's start, or the sweep a TTL later); the new term's stay.
+      await waitFor(async () => (await storedBatches(cluster.database)).every((b) => b.tombstone || b.epoch > oldEpoch), {
+        timeoutMs: 15_000,
+        intervalMs: 200,
+        message: 'the first term\'s batches dropped',
+      });
+      const after = await storedBatches(cluster.database);
+      expect(after.filter((b) => !b.tombstone).length).toBeGreaterThan(0);
+      for (const tombstone of firstTerm.filter((b) => b.tombstone)) expect(after).toContainEqual(tombstone);
+      // What the dropped batches sold was settled into the pool when the first term's allotment closed.
+      for (const lane of LANES) expect(await readLevel(target(), lane, 'TRIM')).toEqual({ remaining: 96, sold: 4, initial: 100 });
+      // And a third term, closing the second from its batches, still counts every sale once.
+      await replica.service?.stop();
+      await cluster.startReplica(replica);
+      for (const lane of LANES) expect(await readLevel(target(), lane, 'TRIM')).toEqual({ remaining: 96, sold: 4, initial: 100 });
+    } finally {
+      await cluster.stop();
+    }
+  }, 90_000);
 
   test('a killed replica holding units: reclaimed; restarted, it sells again from a new term', async () => {
     const cluster = await startAllotments();

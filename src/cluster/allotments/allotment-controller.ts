@@ -37,7 +37,7 @@ import type { Logger } from '../../logger.js';
 import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../../memory/shared-stock.js';
 import { PREFIX, registerRoleGauges } from '../../metrics.js';
 import { ClusterState, monotonicMs } from '../cluster-state.js';
-import { Fence, replicaStream } from '../ledger/ledger.js';
+import { DROP_AT_MOST_EVERY_MS, Fence, replicaStream } from '../ledger/ledger.js';
 import { GlobalKeyClaims } from './global-keys.js';
 import { FRESH_MS, FULL_EVERY_MS, PeerLevels, allotmentChannel, levelKey, type LevelUpdate, type PeerLevel } from './levels.js';
 import { hostField, hostOfField, type PoolDocument, PoolStore } from './pool-store.js';
@@ -194,6 +194,11 @@ export class AllotmentController {
     this.timers.push(setInterval(() => void this.beat(), config.retryPeriodMs));
     this.timers.push(setInterval(() => void this.sweep(), config.syncIntervalMs));
     this.timers.push(setInterval(() => void this.reclaimer.watch(), config.retryPeriodMs));
+    this.timers.push(
+      setInterval(() => {
+        if (this.epoch !== 0 && !this.retaking) void this.dropClosedBatches(this.epoch);
+      }, Math.min(config.idempotencyTtlMs, DROP_AT_MOST_EVERY_MS)),
+    );
     void this.retake();
   }
 
@@ -312,6 +317,23 @@ export class AllotmentController {
     state.becomePrimary(epoch, monotonicMs() + this.o.config.renewDeadlineMs);
     this.metrics.terms.inc();
     this.o.log.info({ epoch }, 'allotments: selling from this replica\'s allotments');
+    void this.dropClosedBatches(epoch);
+  }
+
+  /**
+   * Keep this replica's ledger stream from growing without end: drop its batches of earlier epochs
+   * once past the idempotency TTL. Nothing reads them again — every allotment of an epoch below
+   * the open one was closed (its sales settled into the pool) before the term opened, and a close
+   * still racing it compares the pool document's version, which the close that happened changed.
+   * The open epoch's batches stay: another replica settles them if this one is fenced.
+   */
+  private async dropClosedBatches(epoch: number): Promise<void> {
+    try {
+      const dropped = await this.own.dropFolded({ epoch, seq: 0 }, new Date(Date.now() - this.o.config.idempotencyTtlMs));
+      if (dropped > 0) this.o.log.info({ epoch, dropped }, 'allotments: dropped ledger batches of closed epochs past the idempotency TTL');
+    } catch (error) {
+      this.o.log.warn({ err: error }, 'allotments: could not drop old ledger batches; retrying later');
+    }
   }
 
   /** The seed SKUs exist in the pool (created with INITIAL_STOCK if missing; counts never touched). */

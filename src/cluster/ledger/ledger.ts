@@ -99,6 +99,15 @@ const DUPLICATE_KEY = 11000;
  */
 const ID_PAGE = 100;
 
+/**
+ * The longest a batch past the idempotency TTL waits to be dropped (`Fence.dropFolded`). The
+ * drop's query is not one the `_id` index answers, so on a server without secondary indexes
+ * (mongo-java-server) it scans the ledger holding its lock (a racing insert waited 1.9 s at 10^5
+ * batches): run often, that grows with the ledger. A batch outlives the TTL by at most this much
+ * (keys last longer, never less).
+ */
+export const DROP_AT_MOST_EVERY_MS = 3_600_000;
+
 /** This replica's epoch is no longer current: it must not acknowledge anything. */
 export class FencedError extends ServiceError {
   constructor(epoch: number) {
@@ -434,9 +443,11 @@ export class Fence implements EpochStore {
   }
 
   /**
-   * Drop batches folded into the snapshot at `upTo` and written before `before` (their keys are
-   * past the idempotency TTL). Tombstones stay: they are what refuses a deposed primary's late
-   * insert under their `_id`, however late it comes.
+   * Drop batches at or below `upTo` written before `before` (their keys are past the idempotency
+   * TTL) that nothing will read again: on a primary's ledger, those folded into the snapshot at
+   * `upTo`; on a replica's stream (allotments mode), those of epochs whose allotments are closed
+   * (`upTo` is the open epoch at seq 0: its numbers start at 1). Tombstones stay: they are what
+   * refuses a deposed writer's late insert under their `_id`, however late it comes.
    */
   async dropFolded(upTo: LedgerPosition, before: Date): Promise<number> {
     const result = await this.batches.deleteMany({

@@ -13,10 +13,7 @@
 import { MEMORY_LANES, type MemoryLaneName } from '../../config.js';
 import type { Logger } from '../../logger.js';
 import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../../memory/shared-stock.js';
-import { LEDGER_START, type BatchDocument, type Fence, type LedgerEntry, type LedgerPosition, type SnapshotDocument } from './ledger.js';
-
-/** The longest a folded batch past the idempotency TTL waits to be dropped (see `Compactor`). */
-const DROP_AT_MOST_EVERY_MS = 3_600_000;
+import { DROP_AT_MOST_EVERY_MS, LEDGER_START, type BatchDocument, type Fence, type LedgerEntry, type LedgerPosition, type SnapshotDocument } from './ledger.js';
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -143,12 +140,7 @@ export class Compactor {
   private running = false;
   /** When the folded batches past the TTL were last dropped (the first fold always drops). */
   private droppedAt = Number.NEGATIVE_INFINITY;
-  /**
-   * How often to drop them: the drop's query is not one the `_id` index answers, so on a server
-   * without secondary indexes (mongo-java-server) it scans the ledger holding its lock (a racing
-   * insert waited 1.9 s at 10^5 batches), and every 10 s that grew with the ledger. A batch outlives
-   * the TTL by at most this much (keys last longer, never less).
-   */
+  /** How often to drop them (see `DROP_AT_MOST_EVERY_MS`). */
   private readonly dropEveryMs: number;
 
   constructor(
