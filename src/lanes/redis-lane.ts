@@ -18,7 +18,7 @@ import { UNKNOWN_SKU, type BuyOutcome, type Lane, type StockLevel } from './lane
 const REDIS_PIPELINE = 250;
 
 /** The Redis keys of one cluster's redis lane. */
-export interface RedisLaneKeys {
+interface RedisLaneKeys {
   /** + SKU: the SKU's hash (remaining, sold, initial). */
   readonly sku: string;
   /** The set of every SKU's name (what a reset walks). */
@@ -31,7 +31,7 @@ export interface RedisLaneKeys {
   readonly noKey: string;
 }
 
-export function redisLaneKeys(clusterName: string): RedisLaneKeys {
+function redisLaneKeys(clusterName: string): RedisLaneKeys {
   const base = `superstock:${clusterName}:redis-lane:`;
   return { sku: `${base}sku:`, skus: `${base}skus`, idempotency: `${base}idempotency:`, restock: `${base}restock:`, noKey: `${base}no-key` };
 }
