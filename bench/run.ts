@@ -459,13 +459,17 @@ async function main(): Promise<void> {
   console.log(`bench: ${TARGETS.length} targets × ${CONNECTIONS.join('/')} connections, interleaved: ${WARMUP}s warm-up + ${REPEATS} rounds × ${DURATION}s, ${WORKERS} workers, wrk -t1`);
   const clock = new DependencyClock(process.env.REDIS_URL, ROOT);
   if (profile !== null && CPU_PROF_DIR !== null) {
+    let profiled: Cell[];
     try {
-      await runTargets(TARGETS, CONNECTIONS, WORKERS, clock);
+      profiled = await runTargets(TARGETS, CONNECTIONS, WORKERS, clock);
     } finally {
       clock.close();
     }
-    // The servers wrote their profiles as they stopped.
-    console.log(`\n${profile.finish()}\nwritten to ${join(CPU_PROF_DIR, 'profile.md')}`);
+    // The servers wrote their profiles as they stopped. The bench's own reading of the same rounds goes beside them.
+    const summary = `${profile.finish()}\n### The same rounds as \`make bench\` reads them (medians; the store's own CPU beside the server's)\n\n${table(profiled)}\n`;
+    writeFileSync(join(CPU_PROF_DIR, 'profile.md'), summary);
+    writeFileSync(join(OUT, 'bench.json'), JSON.stringify({ startedAt, load: { before: loadBefore, after: loadavg() }, cells: profiled }, null, 2));
+    console.log(`\n${summary}\nwritten to ${join(CPU_PROF_DIR, 'profile.md')}`);
     return;
   }
   let cells: Cell[];
