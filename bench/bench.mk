@@ -4,7 +4,7 @@
 # collection of a few hundred MiB stops it past the 1 s dependency bound (1.3 s at 219 MiB,
 # bench/ANALYSIS.md). It commits only what it uses.
 BENCH_WIRE_OPTS = MONGO_WIRE_JAVA_OPTS="$${MONGO_WIRE_JAVA_OPTS:--Xmx3g}"
-.PHONY: bench bench-quick bench-smoke bench-cluster bench-cluster-profile bench-flood bench-takeover siege
+.PHONY: bench bench-quick bench-smoke bench-profile bench-cluster bench-cluster-profile bench-flood bench-takeover siege
 
 bench: setup-bench build ## every lane side by side with the no-op ceilings, req/s and server CPU per request, a million SKUs loaded in bulk, then the cluster and flood sections (bench-cluster, bench-flood); writes bench/results/ and docs/benchmarks.md (~25 min)
 	@$(BENCH_WIRE_OPTS) bash scripts/with-deps.sh bash -c 'node dist/bench/run.js && node dist/bench/cluster.js && node dist/bench/flood.js'
@@ -16,6 +16,11 @@ bench-cluster-profile: setup-bench build ## where a buy's CPU goes: the cluster 
 	@rm -rf bench/results/cluster-profile
 	@BENCH_CPU_PROF_DIR=bench/results/cluster-profile BENCH_OUT=bench/results/cluster-profile BENCH_CLUSTER_MODES=$${BENCH_CLUSTER_MODES:-standalone,allotments,standalone-third} \
 	  BENCH_QUICK=1 BENCH_WARMUP=$${BENCH_WARMUP:-10} BENCH_DURATION=$${BENCH_DURATION:-5} BENCH_HOT_STOCK=$${BENCH_HOT_STOCK:-3000} bash scripts/with-deps.sh node dist/bench/cluster.js
+
+bench-profile: setup-bench build ## where one replica's CPU per request goes: BENCH_TARGETS (lock,lock, durable; names as make bench's rows) at BENCH_CONNECTIONS (256) under node --cpu-prof, 3 interleaved rounds, CPU per request by thread and category side by side against the first; writes bench/results/profile/profile.md (~30 s per target; not the bench's figures: profiling costs CPU)
+	@rm -rf bench/results/profile
+	@BENCH_CPU_PROF_DIR=bench/results/profile BENCH_OUT=bench/results/profile BENCH_TARGETS="$${BENCH_TARGETS:-lock,lock, durable}" BENCH_CONNECTIONS=$${BENCH_CONNECTIONS:-256} \
+	  BENCH_WARMUP=$${BENCH_WARMUP:-5} BENCH_DURATION=$${BENCH_DURATION:-5} $(BENCH_WIRE_OPTS) bash scripts/with-deps.sh node dist/bench/run.js
 
 bench-flood: setup-bench build ## a durable replica (and a cluster's primary) at 64 and at 2,400 connections: admitted req/s, share refused with 503, admitted p50/p99, peak RSS, sold == acknowledged, no failover; writes the flood section of docs/benchmarks.md (~3 min)
 	@$(BENCH_WIRE_OPTS) bash scripts/with-deps.sh node dist/bench/flood.js

@@ -48,8 +48,8 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MAX_STOCK } from '../src/config.js';
 import { writeSection } from './docs-section.js';
-import { PROFILE_WINDOWS_FILE, summarizeProfiles, type ProfileWindow } from './cpu-profile.js';
-import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, processCpuSeconds, threadCpu, until } from './measure.js';
+import { CPU_PROF_DIR, ProfileRecorder, profilingEnv } from './cpu-profile.js';
+import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, processCpuSeconds, until } from './measure.js';
 import { ReplicaExited, metricsOf, roleOf, startReplica, stopReplica, type Replica } from './replicas.js';
 
 const OUT = resolve(env('BENCH_OUT', join(ROOT, 'bench', 'results')));
@@ -84,10 +84,8 @@ const RUN_MODES = MODES.filter((m) => wantedModes.includes(m));
  */
 const connectionsOf = (mode: Mode): readonly number[] => (mode === 'standalone-third' ? [CONNECTION_SPLIT[1]] : CONNECTION_SPLIT);
 const isStandalone = (mode: Mode) => mode === 'standalone' || mode === 'standalone-third';
-const CPU_PROF_DIR = process.env.BENCH_CPU_PROF_DIR ? resolve(process.env.BENCH_CPU_PROF_DIR) : null;
-const CPU_PROF_INTERVAL_US = env('BENCH_CPU_PROF_INTERVAL_US', '500');
 /** The measured rounds' windows, for the profiles (BENCH_CPU_PROF_DIR). */
-const profileWindows: ProfileWindow[] = [];
+const profile = CPU_PROF_DIR === null ? null : new ProfileRecorder(CPU_PROF_DIR);
 
 interface System {
   readonly mode: Mode;
@@ -174,8 +172,7 @@ class ModeNotAvailable extends Error {}
 // Replicas
 
 function replicaEnv(mode: Mode, database: string): Record<string, string> {
-  const profiling: Record<string, string> = CPU_PROF_DIR === null ? {} : { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${CPU_PROF_DIR} --cpu-prof-interval=${CPU_PROF_INTERVAL_US}`.trim() };
-  const common = { DURABILITY: 'sync', SEED_SKUS: BENCH_SKU, INITIAL_STOCK: String(MAX_STOCK), ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'warn', WORKERS: REPLICA_WORKERS, HOST: '127.0.0.1', MONGO_DB: database, ...profiling };
+  const common = { DURABILITY: 'sync', SEED_SKUS: BENCH_SKU, INITIAL_STOCK: String(MAX_STOCK), ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'warn', WORKERS: REPLICA_WORKERS, HOST: '127.0.0.1', MONGO_DB: database, ...profilingEnv() };
   if (isStandalone(mode)) return { ...common, ELECTION: 'none' };
   return { ...common, ELECTION: 'mongo', CLUSTER_MODE: mode };
 }
@@ -274,13 +271,9 @@ async function drive(system: System, seconds: number, clock: DependencyClock, ro
   const cpuBefore = replicas.map((r) => processCpuSeconds(r.pid));
   const mongoBefore = await clock.seconds('mongo');
   const redisBefore = await clock.seconds('redis');
-  const threadsBefore = replicas.map((r) => (CPU_PROF_DIR === null ? [] : threadCpu(r.pid)));
-  const loadBefore = loadavg()[0] as number;
-  // The profiles' timestamps are microseconds on the monotonic clock, as process.hrtime's.
-  const startUs = Number(process.hrtime.bigint() / 1000n);
+  const closeWindow = round === null ? null : profile?.open(system.mode, round, replicas);
   const results = await Promise.all(connectionsOf(system.mode).map((c, i) => runWrk(`${(replicas[i % replicas.length] as Replica).base}${path}`, c, seconds)));
-  const endUs = Number(process.hrtime.bigint() / 1000n);
-  const threadsAfter = replicas.map((r) => (CPU_PROF_DIR === null ? [] : threadCpu(r.pid)));
+  closeWindow?.(results.reduce((s, r) => s + r.requests - r.non2xx, 0));
   const cpuAfter = replicas.map((r) => processCpuSeconds(r.pid));
   const mongoAfter = await clock.seconds('mongo');
   const redisAfter = await clock.seconds('redis');
@@ -290,17 +283,6 @@ async function drive(system: System, seconds: number, clock: DependencyClock, ro
   const acked = requests - non2xx;
   const perBuy = (seconds: number) => (acked > 0 ? (seconds * 1e6) / acked : NaN);
   const replicaCpuUsPerBuy = replicas.map((_, i) => perBuy((cpuAfter[i] as number) - (cpuBefore[i] as number)));
-  if (CPU_PROF_DIR !== null && round !== null) {
-    profileWindows.push({
-      mode: system.mode,
-      round,
-      startUs,
-      endUs,
-      acked,
-      load: [loadBefore, loadavg()[0] as number],
-      replicas: replicas.map((r, i) => ({ id: r.id, pid: r.pid, threadsBefore: threadsBefore[i] ?? [], threadsAfter: threadsAfter[i] ?? [] })),
-    });
-  }
   return {
     rps: results.reduce((s, r) => s + r.rps, 0),
     requests,
@@ -654,7 +636,6 @@ function markdown(rows: Row[], results: Verdict[], meta: { startedAt: string; lo
 async function main(): Promise<void> {
   if (!process.env.MONGO_URL || !process.env.REDIS_URL) throw new Error('set MONGO_URL and REDIS_URL (make bench-cluster starts both)');
   mkdirSync(OUT, { recursive: true });
-  if (CPU_PROF_DIR !== null) mkdirSync(CPU_PROF_DIR, { recursive: true });
   const startedAt = new Date().toISOString();
   const loadBefore = loadavg();
   const command = SMOKE ? 'make bench-cluster (smoke)' : QUICK ? 'make bench-cluster (quick)' : 'make bench-cluster';
@@ -715,11 +696,9 @@ async function main(): Promise<void> {
     clock.close();
     await Promise.all(systems.flatMap((s) => s.replicas.map(stopReplica)));
   }
-  if (CPU_PROF_DIR !== null) {
+  if (profile !== null && CPU_PROF_DIR !== null) {
     // The replicas wrote their profiles as they stopped.
-    writeFileSync(join(CPU_PROF_DIR, PROFILE_WINDOWS_FILE), JSON.stringify(profileWindows));
-    const summary = summarizeProfiles(CPU_PROF_DIR);
-    console.log(`\n${summary}\nwritten to ${join(CPU_PROF_DIR, 'profile.md')}`);
+    console.log(`\n${profile.finish()}\nwritten to ${join(CPU_PROF_DIR, 'profile.md')}`);
   }
 }
 

@@ -1,8 +1,9 @@
 /**
  * Where a buy's CPU goes, from `node --cpu-prof` profiles of whole replicas
- * (`make bench-cluster-profile`: `bench/cluster.ts` with BENCH_CPU_PROF_DIR). The cluster bench
- * records each measured round's window on the monotonic clock the profiles use, its acknowledged
- * buys, and every replica thread's CPU time before and after it (/proc/<pid>/task). For each
+ * (`make bench-cluster-profile`: `bench/cluster.ts`, and `make bench-profile`: `bench/run.ts`,
+ * both with BENCH_CPU_PROF_DIR). The bench starts its servers with `profilingEnv()` and, through a
+ * `ProfileRecorder`, records each measured round's window on the monotonic clock the profiles use,
+ * its acknowledged buys, and every server thread's CPU time before and after it (/proc/<pid>/task). For each
  * JavaScript thread (the main thread, the worker threads) the samples inside the windows are
  * sorted into categories by the code they were taken in, and the thread's measured CPU time is
  * shared out in those proportions — so the figures add up to what the kernel counted, not to
@@ -16,12 +17,60 @@
  *
  * `node dist/bench/cpu-profile.js <dir>` summarises a directory again.
  */
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { ThreadCpu } from './measure.js';
+import { env, threadCpu, type ThreadCpu } from './measure.js';
 
 export const PROFILE_WINDOWS_FILE = 'windows.json';
+/** BENCH_CPU_PROF_DIR: where the profiled servers write their profiles; null when not profiling. */
+export const CPU_PROF_DIR = process.env.BENCH_CPU_PROF_DIR ? resolve(process.env.BENCH_CPU_PROF_DIR) : null;
+
+/** What a server's environment gains to run under `node --cpu-prof` (every thread; BENCH_CPU_PROF_INTERVAL_US, 500) — nothing when not profiling. */
+export function profilingEnv(): Record<string, string> {
+  if (CPU_PROF_DIR === null) return {};
+  const interval = env('BENCH_CPU_PROF_INTERVAL_US', '500');
+  return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${CPU_PROF_DIR} --cpu-prof-interval=${interval}`.trim() };
+}
+
+/** The measured rounds' windows of one profiled bench run, written beside the profiles and summarised at the end. */
+export class ProfileRecorder {
+  private readonly windows: ProfileWindow[] = [];
+
+  constructor(private readonly dir: string) {
+    mkdirSync(dir, { recursive: true });
+  }
+
+  /**
+   * Opens a round's window now: every thread's CPU of each server and the monotonic clock (µs, as
+   * the profiles' timestamps). The function returned closes it once the load has stopped.
+   */
+  open(mode: string, round: number, replicas: ReadonlyArray<{ readonly id: string; readonly pid: number }>): (acked: number) => void {
+    const threadsBefore = replicas.map((r) => threadCpu(r.pid));
+    const loadBefore = loadavg()[0] as number;
+    const startUs = Number(process.hrtime.bigint() / 1000n);
+    return (acked) => {
+      const endUs = Number(process.hrtime.bigint() / 1000n);
+      const threadsAfter = replicas.map((r) => threadCpu(r.pid));
+      this.windows.push({
+        mode,
+        round,
+        startUs,
+        endUs,
+        acked,
+        load: [loadBefore, loadavg()[0] as number],
+        replicas: replicas.map((r, i) => ({ id: r.id, pid: r.pid, threadsBefore: threadsBefore[i] ?? [], threadsAfter: threadsAfter[i] ?? [] })),
+      });
+    };
+  }
+
+  /** Once every server has stopped (each thread writes its profile as it exits): writes the windows and `profile.md`, and returns the summary. */
+  finish(): string {
+    writeFileSync(join(this.dir, PROFILE_WINDOWS_FILE), JSON.stringify(this.windows));
+    return summarizeProfiles(this.dir);
+  }
+}
 
 export interface ProfileWindow {
   readonly mode: string;

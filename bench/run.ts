@@ -19,6 +19,13 @@
  * BENCH_CONNECTIONS (1,16,64,256), BENCH_TARGETS (all), BENCH_SKUS (1000000), BENCH_OUT
  * (bench/results), BENCH_DOCS=1 (write docs/benchmarks.md from a quick run too), BENCH_LOAD (a
  * note on what else ran on the machine, printed with the figures), MONGO_URL / REDIS_URL (required).
+ * `atomic (again)` (opt-in, never in the default list) is the atomic lane on a second, identical
+ * server: beside `atomic`, an A/A row that shows how far two measurements of the same thing differ.
+ *
+ * BENCH_CPU_PROF_DIR=<dir> (`make bench-profile`) runs only the targets: every server under `node
+ * --cpu-prof` (every thread), each measured round's window and every server thread's CPU recorded,
+ * then `bench/cpu-profile.ts`'s CPU per request by thread and category, the targets side by side
+ * against the first (`<dir>/profile.md`). Profiling costs CPU of its own: not the bench's figures.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -30,6 +37,7 @@ import { MongoClient } from 'mongodb';
 import { MAX_STOCK } from '../src/config.js';
 import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, freePort, processCpuSeconds, residentMiB, until, type Dependency } from './measure.js';
 import { keepSections } from './docs-section.js';
+import { CPU_PROF_DIR, ProfileRecorder, profilingEnv } from './cpu-profile.js';
 
 const CONNECTIONS = env('BENCH_CONNECTIONS', SMOKE ? '1,16' : QUICK ? '64' : '1,16,64,256').split(',').map(Number);
 const SKUS = Number(env('BENCH_SKUS', SMOKE ? '2000' : '1000000'));
@@ -50,6 +58,8 @@ interface Target {
   readonly keyed?: true;
   /** The store whose own CPU time this row adds. */
   readonly dependency?: Dependency;
+  /** Measured only when BENCH_TARGETS names it. */
+  readonly optIn?: true;
 }
 
 interface Run {
@@ -81,6 +91,7 @@ const SERVERS: Record<string, ServerSpec> = {
   'noop-http': { kind: 'noop', mode: 'http' },
   'noop-express': { kind: 'noop', mode: 'express' },
   service: { kind: 'service', env: { ...SERVICE_ENV, DB_LANE_MODE: 'combined' } },
+  'service-again': { kind: 'service', env: { ...SERVICE_ENV, DB_LANE_MODE: 'combined' } },
   'service-db-single': { kind: 'service', env: { ...SERVICE_ENV, DB_LANE_MODE: 'single' } },
   'service-durable': { kind: 'service', env: { ...SERVICE_ENV, DURABILITY: 'sync' } },
   // The same with the ledger's batches sent through the driver's insertOne (before direct inserts): for before ÷ after.
@@ -91,6 +102,7 @@ const ALL_TARGETS: Target[] = [
   { name: 'node:http no-op', server: 'noop-http', path: '/noop' },
   { name: 'express no-op', server: 'noop-express', path: '/noop' },
   { name: 'atomic', server: 'service', path: buyPath('atomic') },
+  { name: 'atomic (again)', server: 'service-again', path: buyPath('atomic'), optIn: true },
   { name: 'signal', server: 'service', path: buyPath('signal') },
   { name: 'lock', server: 'service', path: buyPath('lock') },
   { name: 'atomic, Idempotency-Key', server: 'service', path: buyPath('atomic'), keyed: true },
@@ -106,8 +118,10 @@ const ALL_TARGETS: Target[] = [
 const MEMORY_LANES = ['atomic', 'signal', 'lock'] as const;
 const SMOKE_TARGETS = ['express no-op', 'atomic'];
 // Names may hold ", " ("atomic, durable"): only a comma without a space after it separates them.
-const wanted = process.env.BENCH_TARGETS?.split(/,(?! )/) ?? (SMOKE ? SMOKE_TARGETS : ALL_TARGETS.map((t) => t.name));
+const wanted = process.env.BENCH_TARGETS?.split(/,(?! )/) ?? (SMOKE ? SMOKE_TARGETS : ALL_TARGETS.filter((t) => !t.optIn).map((t) => t.name));
 const TARGETS = ALL_TARGETS.filter((t) => wanted.includes(t.name));
+/** The measured rounds' windows, for the profiles (BENCH_CPU_PROF_DIR). */
+const profile = CPU_PROF_DIR === null ? null : new ProfileRecorder(CPU_PROF_DIR);
 
 interface Started {
   readonly base: string;
@@ -122,7 +136,7 @@ interface Started {
 async function startServer(spec: ServerSpec, workers: number, extra: Record<string, string> = {}): Promise<Started> {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const childEnv = { ...process.env, PORT: String(port), METRICS_PORT: String(await freePort()), HOST: '127.0.0.1', WORKERS: String(workers) };
+  const childEnv = { ...process.env, PORT: String(port), METRICS_PORT: String(await freePort()), HOST: '127.0.0.1', WORKERS: String(workers), ...profilingEnv() };
   let out = '';
   if (spec.kind === 'noop') {
     const child = spawn(process.execPath, [join(ROOT, 'dist', 'bench', 'noop-server.js'), spec.mode], { env: childEnv, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -246,7 +260,10 @@ async function runTargets(targets: Target[], connections: number[], workers: num
       for (let round = 0; round < REPEATS; round++) {
         for (const target of targets) {
           const server = servers.get(target.server) as Started;
-          runs.get(target.name)?.push(await wrk(target, server.base + target.path, c, DURATION, server.pid, clock));
+          const closeWindow = profile?.open(`${target.name} @${c}`, round, [{ id: target.server, pid: server.pid }]);
+          const run = await wrk(target, server.base + target.path, c, DURATION, server.pid, clock);
+          closeWindow?.(run.requests - run.non2xx);
+          runs.get(target.name)?.push(run);
         }
       }
       for (const target of targets) {
@@ -441,6 +458,20 @@ async function main(): Promise<void> {
   const command = SMOKE ? 'make bench-smoke' : QUICK ? 'make bench-quick' : 'make bench';
   console.log(`bench: ${TARGETS.length} targets × ${CONNECTIONS.join('/')} connections, interleaved: ${WARMUP}s warm-up + ${REPEATS} rounds × ${DURATION}s, ${WORKERS} workers, wrk -t1`);
   const clock = new DependencyClock(process.env.REDIS_URL, ROOT);
+  if (profile !== null && CPU_PROF_DIR !== null) {
+    let profiled: Cell[];
+    try {
+      profiled = await runTargets(TARGETS, CONNECTIONS, WORKERS, clock);
+    } finally {
+      clock.close();
+    }
+    // The servers wrote their profiles as they stopped. The bench's own reading of the same rounds goes beside them.
+    const summary = `${profile.finish()}\n### The same rounds as \`make bench\` reads them (medians; the store's own CPU beside the server's)\n\n${table(profiled)}\n`;
+    writeFileSync(join(CPU_PROF_DIR, 'profile.md'), summary);
+    writeFileSync(join(OUT, 'bench.json'), JSON.stringify({ startedAt, load: { before: loadBefore, after: loadavg() }, cells: profiled }, null, 2));
+    console.log(`\n${summary}\nwritten to ${join(CPU_PROF_DIR, 'profile.md')}`);
+    return;
+  }
   let cells: Cell[];
   let scaling: Array<{ target: string; connections: number; oneWorker: number; allWorkers: number; oneWorkerCpuUs: number; allWorkersCpuUs: number }>;
   try {

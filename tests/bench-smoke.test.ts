@@ -3,10 +3,12 @@
  * the flood bench must run end to end and produce well-formed JSON and Markdown (and the lane
  * bench its chart). Figures are only checked for being there; what is asserted beyond that is
  * correctness the flood must keep whatever the load (answers counted once, Retry-After on every
- * 503, sold == the 200s). Budget: ~60 s for the lane bench, ~20–35 s for the flood bench.
+ * 503, sold == the 200s). `make bench-profile`'s path (the lane bench under `node --cpu-prof`)
+ * must leave every server thread's profile and a summary of each target's measured rounds.
+ * Budget: ~60 s for the lane bench, ~20–35 s for the flood bench, ~15 s for the profiled one.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './harness/deps.js';
@@ -19,11 +21,11 @@ interface BenchJson {
 }
 
 /** Runs `dist/bench/<script>` in its smoke size, writing into a fresh folder; resolves with its exit code and the folder. */
-async function runSmoke(script: string): Promise<{ exitCode: number | null; out: string }> {
+async function runSmoke(script: string, extraEnv: (out: string) => Record<string, string> = () => ({})): Promise<{ exitCode: number | null; out: string }> {
   const out = mkdtempSync(join(tmpdir(), 'superstock-bench-'));
   const exitCode = await new Promise<number | null>((resolve) => {
     const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'bench', script)], {
-      env: { ...process.env, BENCH_SMOKE: '1', BENCH_OUT: out },
+      env: { ...process.env, BENCH_SMOKE: '1', BENCH_OUT: out, ...extraEnv(out) },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     child.once('exit', resolve);
@@ -58,6 +60,30 @@ test('make bench-smoke produces req/s and server CPU per request for every cell,
   const png = readFileSync(join(out, 'bench.png'));
   expect(png.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
 }, 180_000);
+
+test('make bench-profile, tiny: every server thread profiled, each target\'s rounds summarised per request side by side', async () => {
+  const { exitCode, out } = await runSmoke('run.js', (dir) => ({ BENCH_CPU_PROF_DIR: dir, BENCH_TARGETS: 'express no-op,atomic', BENCH_CONNECTIONS: '16' }));
+  expect(exitCode).toBe(0);
+
+  const windows = JSON.parse(readFileSync(join(out, 'windows.json'), 'utf8')) as Array<{ mode: string; acked: number; startUs: number; endUs: number; replicas: Array<{ pid: number; threadsAfter: unknown[] }> }>;
+  expect(windows.map((w) => w.mode)).toEqual(['express no-op @16', 'atomic @16']);
+  for (const window of windows) {
+    expect(window.acked).toBeGreaterThan(0);
+    expect(window.endUs).toBeGreaterThan(window.startUs);
+    expect(window.replicas[0]?.threadsAfter.length).toBeGreaterThan(1);
+  }
+  // Each server's main thread (0) and its worker threads wrote a profile as it stopped.
+  const profiles = readdirSync(out).map((name) => /^CPU\.\d+\.\d+\.(\d+)\.(\d+)\.\d+\.cpuprofile$/.exec(name)).filter((m) => m !== null);
+  for (const pid of windows.map((w) => String(w.replicas[0]?.pid))) {
+    const threads = profiles.filter((m) => m[1] === pid).map((m) => Number(m[2]));
+    expect(threads).toContain(0);
+    expect(threads.some((t) => t > 0)).toBe(true);
+  }
+  const summary = readFileSync(join(out, 'profile.md'), 'utf8');
+  expect(summary).toContain('| category | express no-op @16 µs/buy | atomic @16 µs/buy | atomic @16 − express no-op @16 |');
+  expect(summary).toMatch(/\| \*\*all\*\* \| \*\*[1-9][\d.]*\*\* \| \*\*[1-9][\d.]*\*\* \|/);
+  expect(summary).toMatch(/\| atomic \| 16 \| \d+ \| \d+–\d+ \| [\d.]+ \|/);
+}, 120_000);
 
 interface FloodJson {
   cells: Array<{ system: string; connections: number; waitRetryAfter: boolean; admittedRps: number; peakRssMiB: number; result: { sent: number; refusedWithRetryAfter: number; unanswered: number; statuses: Record<string, number>; admitted: { count: number; p99: number }; refused: { count: number } } }>;
