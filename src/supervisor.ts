@@ -32,8 +32,15 @@ import { RpcPeer } from './worker/rpc.js';
  * MiB per isolate) under any sustained load and keeps it resident; a worker's live set between
  * scavenges is only its requests in flight, so a small one costs a few more, cheap scavenges and
  * saves tens of MiB per worker (a million SKUs loaded in bulk: 294 -> under 250 MiB resident).
+ *
+ * Twice that with DURABILITY=sync: there a sale's request, answer and promise stay alive for the
+ * group commit's round trip, so every scavenge that falls inside it copies them (and promotes what
+ * survives two). Scavenging half as often halves that copying: at 256 connections the workers'
+ * GC pauses went from 3.3–4.3 to 2.2–2.5 µs per buy, the replica's resident set within its
+ * run-to-run spread (bench/ANALYSIS.md, "Young generation"). `NODE_OPTIONS=--max-semi-space-size`
+ * overrides either.
  */
-const WORKER_YOUNG_GENERATION_MB = 12;
+const WORKER_YOUNG_GENERATION_MB = { none: 12, sync: 24 } as const;
 const WORKER_URL = new URL('./worker/worker-main.js', import.meta.url);
 const SEED_RETRY_MS = 1000;
 const SNAPSHOT_TIMEOUT_MS = 2000;
@@ -158,7 +165,7 @@ export class Supervisor {
       clusterBuffer: this.cluster.state.buffer,
       clusterOrigin: this.cluster.state.origin,
     };
-    const thread = new Worker(WORKER_URL, { workerData: data, transferList: [port2], resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
+    const thread = new Worker(WORKER_URL, { workerData: data, transferList: [port2], resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB[this.config.durability] } });
     // A worker that cannot bind the HTTP port fails the start; replacing it would only fail again.
     let cannotListen = false;
     return new Promise((resolve, reject) => {
