@@ -36,7 +36,7 @@ import { RpcPeer } from './worker/rpc.js';
  * Twice that with DURABILITY=sync: there a sale's request, answer and promise stay alive for the
  * group commit's round trip, so every scavenge that falls inside it copies them (and promotes what
  * survives two). Scavenging half as often halves that copying: at 256 connections the workers'
- * GC pauses went from 3.3–4.3 to 2.2–2.5 µs per buy, the replica's resident set within its
+ * GC pauses went from 3.3–4.3 to 2.2–2.8 µs per buy, the replica's resident set within its
  * run-to-run spread (bench/ANALYSIS.md, "Young generation"). `NODE_OPTIONS=--max-semi-space-size`
  * overrides either.
  */

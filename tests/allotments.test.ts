@@ -70,31 +70,26 @@ interface LedgerBuy {
   key?: string;
 }
 
-/** Every buy in every replica's ledger stream (tombstones left out). */
-async function ledgerBuys(database: string): Promise<LedgerBuy[]> {
-  const client = new MongoClient(mongo.url);
-  try {
-    const batches = await client.db(database).collection<{ tombstone?: true; entries?: Array<LedgerBuy & { op: string }> }>('allotment_ledger').find({ tombstone: { $exists: false } }).toArray();
-    return batches.flatMap((b) => b.entries ?? []).filter((e) => e.op === 'buy');
-  } finally {
-    await client.close();
-  }
-}
-
 interface StoredBatch {
   stream: string;
   epoch: number;
   tombstone?: true;
+  entries?: Array<LedgerBuy & { op: string }>;
 }
 
-/** Every batch and tombstone in the replicas' ledger streams. */
+/** Every batch and tombstone in the replicas' ledger streams (they share one collection). */
 async function storedBatches(database: string): Promise<StoredBatch[]> {
   const client = new MongoClient(mongo.url);
   try {
-    return await client.db(database).collection<StoredBatch>('allotment_ledger').find({}, { projection: { stream: 1, epoch: 1, tombstone: 1 } }).toArray();
+    return await client.db(database).collection<StoredBatch>('allotment_ledger').find({}).toArray();
   } finally {
     await client.close();
   }
+}
+
+/** Every buy in every replica's ledger stream (tombstones hold no entries). */
+async function ledgerBuys(database: string): Promise<LedgerBuy[]> {
+  return (await storedBatches(database)).flatMap((b) => b.entries ?? []).filter((e) => e.op === 'buy');
 }
 
 async function levelsOn(cluster: TestCluster, r: Replica, sku: string): Promise<Map<string, Level | null>> {
