@@ -48,7 +48,7 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MAX_STOCK } from '../src/config.js';
 import { writeSection } from './docs-section.js';
-import { CPU_PROF_DIR, ProfileRecorder, profilingEnv } from './cpu-profile.js';
+import { profileRecorder, profilingEnv } from './cpu-profile.js';
 import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, processCpuSeconds, until } from './measure.js';
 import { ReplicaExited, metricsOf, roleOf, startReplica, stopReplica, type Replica } from './replicas.js';
 
@@ -85,7 +85,7 @@ const RUN_MODES = MODES.filter((m) => wantedModes.includes(m));
 const connectionsOf = (mode: Mode): readonly number[] => (mode === 'standalone-third' ? [CONNECTION_SPLIT[1]] : CONNECTION_SPLIT);
 const isStandalone = (mode: Mode) => mode === 'standalone' || mode === 'standalone-third';
 /** The measured rounds' windows, for the profiles (BENCH_CPU_PROF_DIR). */
-const profile = CPU_PROF_DIR === null ? null : new ProfileRecorder(CPU_PROF_DIR);
+const profile = profileRecorder();
 
 interface System {
   readonly mode: Mode;
@@ -696,10 +696,8 @@ async function main(): Promise<void> {
     clock.close();
     await Promise.all(systems.flatMap((s) => s.replicas.map(stopReplica)));
   }
-  if (profile !== null && CPU_PROF_DIR !== null) {
-    // The replicas wrote their profiles as they stopped.
-    console.log(`\n${profile.finish()}\nwritten to ${join(CPU_PROF_DIR, 'profile.md')}`);
-  }
+  // The replicas wrote their profiles as they stopped.
+  profile?.finish();
 }
 
 await main();

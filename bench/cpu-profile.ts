@@ -34,6 +34,11 @@ export function profilingEnv(): Record<string, string> {
   return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${CPU_PROF_DIR} --cpu-prof-interval=${interval}`.trim() };
 }
 
+/** The recorder of a bench run under BENCH_CPU_PROF_DIR; null when not profiling. */
+export function profileRecorder(): ProfileRecorder | null {
+  return CPU_PROF_DIR === null ? null : new ProfileRecorder(CPU_PROF_DIR);
+}
+
 /** The measured rounds' windows of one profiled bench run, written beside the profiles and summarised at the end. */
 export class ProfileRecorder {
   private readonly windows: ProfileWindow[] = [];
@@ -65,10 +70,13 @@ export class ProfileRecorder {
     };
   }
 
-  /** Once every server has stopped (each thread writes its profile as it exits): writes the windows and `profile.md`, and returns the summary. */
-  finish(): string {
+  /**
+   * Once every server has stopped (each thread writes its profile as it exits): writes the windows
+   * and `profile.md` (the summary, then `appendix`), and prints them.
+   */
+  finish(appendix = ''): void {
     writeFileSync(join(this.dir, PROFILE_WINDOWS_FILE), JSON.stringify(this.windows));
-    return summarizeProfiles(this.dir);
+    console.log(`\n${summarizeProfiles(this.dir, appendix)}\nwritten to ${join(this.dir, 'profile.md')}`);
   }
 }
 
@@ -332,8 +340,8 @@ function table(systems: readonly SystemSummary[], tally: (s: SystemSummary) => T
   return out;
 }
 
-/** Writes `<dir>/profile.md` (and returns it) from the profiles and windows in `dir`. */
-export function summarizeProfiles(dir: string): string {
+/** Writes `<dir>/profile.md` (and returns it) from the profiles and windows in `dir`, `appendix` at its end. */
+export function summarizeProfiles(dir: string, appendix = ''): string {
   const windows = JSON.parse(readFileSync(join(dir, PROFILE_WINDOWS_FILE), 'utf8')) as ProfileWindow[];
   const profiles = loadProfiles(dir);
   const modes = [...new Set(windows.map((w) => w.mode))];
@@ -370,7 +378,7 @@ export function summarizeProfiles(dir: string): string {
     ...table(systems, (s) => s.byFunction, 'function', 40, 0.2),
     '',
   ];
-  const text = lines.join('\n');
+  const text = lines.join('\n') + appendix;
   writeFileSync(join(dir, 'profile.md'), text);
   return text;
 }

@@ -40,7 +40,7 @@ import { MongoClient } from 'mongodb';
 import { MAX_STOCK } from '../src/config.js';
 import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, freePort, processCpuSeconds, residentMiB, until, type Dependency } from './measure.js';
 import { keepSections } from './docs-section.js';
-import { CPU_PROF_DIR, ProfileRecorder, profilingEnv } from './cpu-profile.js';
+import { profileRecorder, profilingEnv } from './cpu-profile.js';
 
 const CONNECTIONS = env('BENCH_CONNECTIONS', SMOKE ? '1,16' : QUICK ? '64' : '1,16,64,256').split(',').map(Number);
 const SKUS = Number(env('BENCH_SKUS', SMOKE ? '2000' : '1000000'));
@@ -90,11 +90,13 @@ interface Cell {
 }
 
 const SERVICE_ENV = { ELECTION: 'none', DURABILITY: 'none', SEED_SKUS: 'BENCH,NVDA', INITIAL_STOCK: String(STOCK), ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'warn' };
+/** The service the lane rows share; `atomic (again)` runs a second, identical one. */
+const SERVICE: ServerSpec = { kind: 'service', env: { ...SERVICE_ENV, DB_LANE_MODE: 'combined' } };
 const SERVERS: Record<string, ServerSpec> = {
   'noop-http': { kind: 'noop', mode: 'http' },
   'noop-express': { kind: 'noop', mode: 'express' },
-  service: { kind: 'service', env: { ...SERVICE_ENV, DB_LANE_MODE: 'combined' } },
-  'service-again': { kind: 'service', env: { ...SERVICE_ENV, DB_LANE_MODE: 'combined' } },
+  service: SERVICE,
+  'service-again': SERVICE,
   'service-db-single': { kind: 'service', env: { ...SERVICE_ENV, DB_LANE_MODE: 'single' } },
   'service-durable': { kind: 'service', env: { ...SERVICE_ENV, DURABILITY: 'sync' } },
   // The same with the ledger's batches sent through the driver's insertOne (before direct inserts): for before ÷ after.
@@ -124,7 +126,7 @@ const SMOKE_TARGETS = ['express no-op', 'atomic'];
 const wanted = process.env.BENCH_TARGETS?.split(/,(?! )/) ?? (SMOKE ? SMOKE_TARGETS : ALL_TARGETS.filter((t) => !QUICK || !t.fullRunOnly).map((t) => t.name));
 const TARGETS = ALL_TARGETS.filter((t) => wanted.includes(t.name));
 /** The measured rounds' windows, for the profiles (BENCH_CPU_PROF_DIR). */
-const profile = CPU_PROF_DIR === null ? null : new ProfileRecorder(CPU_PROF_DIR);
+const profile = profileRecorder();
 
 interface Started {
   readonly base: string;
@@ -425,7 +427,10 @@ function noiseAt(cells: Cell[], connections: number): { rps: number; cpu: number
   const a = cellAt(cells, 'atomic', connections);
   const b = cellAt(cells, 'atomic (again)', connections);
   if (!a || !b) return null;
-  const pairs = a.runs.map((run, i) => [run, b.runs[i] as Run] as const).filter(([x, y]) => y !== undefined && x.rps > 0 && y.rps > 0);
+  const pairs = a.runs.flatMap((x, i): Array<readonly [Run, Run]> => {
+    const y = b.runs[i];
+    return y !== undefined && x.rps > 0 && y.rps > 0 ? [[x, y]] : [];
+  });
   const gap = (ratios: number[]) => Math.max(0, ...ratios.map((r) => Math.max(r, 1 / r) - 1));
   const rpsRatios = pairs.map(([x, y]) => y.rps / x.rps);
   const cpuRatios = pairs.map(([x, y]) => y.cpuUs / x.cpuUs);
@@ -442,13 +447,12 @@ function verdicts(cells: Cell[], loads: BulkLoad[]): Verdict[] {
     const shortfall = atLeast ? goal / value - 1 : value / goal - 1;
     return { target: name, goal: `${atLeast ? '≥' : '≤'} ${goal.toFixed(2)}×`, measured: `${value.toFixed(2)}×`, met, ...(!met && noise !== undefined && shortfall <= noise ? { withinNoise: noise } : {}) };
   };
-  for (const at of [64, 256]) {
-    const noise = noiseAt(cells, at);
+  const noiseBy = new Map([64, 256].map((at) => [at, noiseAt(cells, at)] as const));
+  for (const [at, noise] of noiseBy) {
     if (noise) out.push({ target: `A/A: atomic (again) ÷ atomic @${at}, two identical servers`, goal: 'reported', measured: noise.rounds, met: null });
   }
   // Durable in-memory lanes beside the same lane without durability.
-  for (const at of [64, 256]) {
-    const noise = noiseAt(cells, at);
+  for (const [at, noise] of noiseBy) {
     for (const lane of MEMORY_LANES) {
       const plain = cellAt(cells, lane, at);
       const durable = cellAt(cells, `${lane}, durable`, at);
@@ -459,7 +463,7 @@ function verdicts(cells: Cell[], loads: BulkLoad[]): Verdict[] {
   }
   const express = cellAt(cells, 'express no-op', 64);
   const redis = cellAt(cells, 'redis', 64);
-  const noise64 = noiseAt(cells, 64);
+  const noise64 = noiseBy.get(64);
   for (const lane of MEMORY_LANES) {
     const cell = cellAt(cells, lane, 64);
     if (!cell) continue;
@@ -492,7 +496,7 @@ async function main(): Promise<void> {
   const command = SMOKE ? 'make bench-smoke' : QUICK ? 'make bench-quick' : 'make bench';
   console.log(`bench: ${TARGETS.length} targets × ${CONNECTIONS.join('/')} connections, interleaved: ${WARMUP}s warm-up + ${REPEATS} rounds × ${DURATION}s, ${WORKERS} workers, wrk -t1`);
   const clock = new DependencyClock(process.env.REDIS_URL, ROOT);
-  if (profile !== null && CPU_PROF_DIR !== null) {
+  if (profile !== null) {
     let profiled: Cell[];
     try {
       profiled = await runTargets(TARGETS, CONNECTIONS, WORKERS, clock);
@@ -500,10 +504,8 @@ async function main(): Promise<void> {
       clock.close();
     }
     // The servers wrote their profiles as they stopped. The bench's own reading of the same rounds goes beside them.
-    const summary = `${profile.finish()}\n### The same rounds as \`make bench\` reads them (medians; the store's own CPU beside the server's)\n\n${table(profiled)}\n`;
-    writeFileSync(join(CPU_PROF_DIR, 'profile.md'), summary);
     writeFileSync(join(OUT, 'bench.json'), JSON.stringify({ startedAt, load: { before: loadBefore, after: loadavg() }, cells: profiled }, null, 2));
-    console.log(`\n${summary}\nwritten to ${join(CPU_PROF_DIR, 'profile.md')}`);
+    profile.finish(`\n### The same rounds as \`make bench\` reads them (medians; the store's own CPU beside the server's)\n\n${table(profiled)}\n`);
     return;
   }
   let cells: Cell[];

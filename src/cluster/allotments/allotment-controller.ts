@@ -37,7 +37,7 @@ import type { Logger } from '../../logger.js';
 import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../../memory/shared-stock.js';
 import { PREFIX, registerRoleGauges } from '../../metrics.js';
 import { ClusterState, monotonicMs } from '../cluster-state.js';
-import { DROP_AT_MOST_EVERY_MS, Fence, replicaStream } from '../ledger/ledger.js';
+import { Fence, dropInterval, replicaStream } from '../ledger/ledger.js';
 import { GlobalKeyClaims } from './global-keys.js';
 import { FRESH_MS, FULL_EVERY_MS, PeerLevels, allotmentChannel, levelKey, type LevelUpdate, type PeerLevel } from './levels.js';
 import { hostField, hostOfField, type PoolDocument, PoolStore } from './pool-store.js';
@@ -197,7 +197,7 @@ export class AllotmentController {
     this.timers.push(
       setInterval(() => {
         if (this.epoch !== 0 && !this.retaking) void this.dropClosedBatches(this.epoch);
-      }, Math.min(config.idempotencyTtlMs, DROP_AT_MOST_EVERY_MS)),
+      }, dropInterval(config.idempotencyTtlMs)),
     );
     void this.retake();
   }

@@ -100,13 +100,15 @@ const DUPLICATE_KEY = 11000;
 const ID_PAGE = 100;
 
 /**
- * The longest a batch past the idempotency TTL waits to be dropped (`Fence.dropFolded`). The
- * drop's query is not one the `_id` index answers, so on a server without secondary indexes
- * (mongo-java-server) it scans the ledger holding its lock (a racing insert waited 1.9 s at 10^5
- * batches): run often, that grows with the ledger. A batch outlives the TTL by at most this much
- * (keys last longer, never less).
+ * How often a ledger's batches past the idempotency TTL (`ttlMs`) are dropped (`Fence.dropFolded`):
+ * at most hourly. The drop's query is not one the `_id` index answers, so on a server without
+ * secondary indexes (mongo-java-server) it scans the ledger holding its lock (a racing insert waited
+ * 1.9 s at 10^5 batches): run often, that grows with the ledger. A batch outlives the TTL by at most
+ * this much (keys last longer, never less).
  */
-export const DROP_AT_MOST_EVERY_MS = 3_600_000;
+export function dropInterval(ttlMs: number): number {
+  return Math.min(ttlMs, 3_600_000);
+}
 
 /** This replica's epoch is no longer current: it must not acknowledge anything. */
 export class FencedError extends ServiceError {

@@ -13,7 +13,7 @@
 import { MEMORY_LANES, type MemoryLaneName } from '../../config.js';
 import type { Logger } from '../../logger.js';
 import { INITIAL, REMAINING, STRIDE, type SharedStock } from '../../memory/shared-stock.js';
-import { DROP_AT_MOST_EVERY_MS, LEDGER_START, type BatchDocument, type Fence, type LedgerEntry, type LedgerPosition, type SnapshotDocument } from './ledger.js';
+import { LEDGER_START, type BatchDocument, type Fence, type LedgerEntry, type LedgerPosition, type SnapshotDocument, dropInterval } from './ledger.js';
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -140,7 +140,7 @@ export class Compactor {
   private running = false;
   /** When the folded batches past the TTL were last dropped (the first fold always drops). */
   private droppedAt = Number.NEGATIVE_INFINITY;
-  /** How often to drop them (see `DROP_AT_MOST_EVERY_MS`). */
+  /** How often to drop them (see `dropInterval`). */
   private readonly dropEveryMs: number;
 
   constructor(
@@ -151,7 +151,7 @@ export class Compactor {
     private readonly keepMs: number,
     private readonly log: Logger,
   ) {
-    this.dropEveryMs = Math.min(keepMs, DROP_AT_MOST_EVERY_MS);
+    this.dropEveryMs = dropInterval(keepMs);
   }
 
   start(): void {
