@@ -219,6 +219,7 @@ describe('the chart on a real single-node Kubernetes', () => {
   }, 420_000);
 
   test("the original's siege commands run as an in-cluster Job", () => {
+    const browsers = 5;
     apply('siege-job', {
       apiVersion: 'batch/v1',
       kind: 'Job',
@@ -229,7 +230,7 @@ describe('the chart on a real single-node Kubernetes', () => {
           spec: {
             restartPolicy: 'Never',
             securityContext: { runAsNonRoot: true, runAsUser: 1000 },
-            containers: [{ name: 'siege', image: 'localhost/superstock-siege:local', imagePullPolicy: 'Never', command: ['siege', '-c5', '-t5S', '-b', `${MAIN_URL}/api/v1/OneStock/Cache/Atomic/Buy POST`], env: [{ name: 'HOME', value: '/tmp' }] }],
+            containers: [{ name: 'siege', image: 'localhost/superstock-siege:local', imagePullPolicy: 'Never', command: ['siege', `-c${browsers}`, '-t5S', '-b', `${MAIN_URL}/api/v1/OneStock/Cache/Atomic/Buy POST`], env: [{ name: 'HOME', value: '/tmp' }] }],
           },
         },
       },
@@ -237,8 +238,13 @@ describe('the chart on a real single-node Kubernetes', () => {
     kubectl('wait', '-n', NAMESPACE, '--for=condition=Complete', 'job/siege', '--timeout=120s');
     const report = JSON.parse(/\{[\s\S]*\}/.exec(kubectl('logs', '-n', NAMESPACE, 'job/siege'))?.[0] ?? '{}') as { transactions?: number; successful_transactions?: number; failed_transactions?: number };
     expect(report.transactions).toBeGreaterThan(100);
-    expect(report.successful_transactions).toBe(report.transactions);
     expect(report.failed_transactions).toBe(0);
+    // siege counts a response as successful before it counts the transaction, and its -t timer
+    // cancels each browser wherever it is: one cancelled between the two counts
+    // leaves successful_transactions one ahead (CI saw 4389 of 4388). So it may lead by at most
+    // one per browser, and never trail: every transaction it finished succeeded.
+    expect(report.successful_transactions).toBeGreaterThanOrEqual(report.transactions ?? Infinity);
+    expect(report.successful_transactions).toBeLessThanOrEqual((report.transactions ?? 0) + browsers);
   }, 180_000);
 
   describe('a real Prometheus scraping the pods', () => {
