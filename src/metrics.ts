@@ -9,6 +9,7 @@ import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefault
 import type { ClusterMode, LaneName } from './config.js';
 import { LANE_NAMES } from './config.js';
 import type { StockLevel } from './lanes/lane.js';
+import type { BatchOutcomeKind } from './cluster/ledger/ledger.js';
 
 export const PREFIX = 'superstock_';
 
@@ -52,6 +53,8 @@ export const REQUEST_OUTCOMES = ['sold', 'sold_out', 'not_found', 'unavailable',
 export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
 
 const DURATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+const BATCH_SALES_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+const BATCH_OUTCOMES: readonly BatchOutcomeKind[] = ['written', 'failed', 'unknown'];
 const LANE_INDEX: Readonly<Record<LaneName, number>> = { db: 0, atomic: 1, signal: 2, lock: 3, redis: 4 };
 const OUTCOME_INDEX: Readonly<Record<RequestOutcome, number>> = { sold: 0, sold_out: 1, not_found: 2, unavailable: 3, replayed: 4 };
 
@@ -68,6 +71,9 @@ export class WorkerMetrics {
   readonly registry = new Registry();
   private readonly dependencyErrors: Counter<'dependency'>;
   private readonly forwarded: Counter<'outcome'>;
+  private readonly ledgerBatches: Counter<'outcome'>;
+  private readonly ledgerBatchSales: Histogram;
+  private readonly ledgerCommitSeconds: Histogram;
   /** The duration histogram's shape (name, help, type) for snapshots; its values are ours. */
   private readonly durationShape: Histogram<'lane'>;
   private readonly outcomes = new Float64Array(LANE_NAMES.length * REQUEST_OUTCOMES.length);
@@ -136,6 +142,11 @@ export class WorkerMetrics {
       },
     });
     for (const dependency of ['mongo', 'redis']) this.dependencyErrors.labels(dependency).inc(0);
+    // Per batch, not per request: a batch carries every sale of a worker's event-loop turn.
+    this.ledgerBatches = new Counter({ name: `${PREFIX}ledger_batches_total`, help: 'Ledger batches of sales (DURABILITY=sync) by outcome: written, failed (nothing written, its buyers got 503) or unknown (its buyers got 504; settled in the background).', labelNames: ['outcome'], registers });
+    for (const outcome of BATCH_OUTCOMES) this.ledgerBatches.labels(outcome).inc(0);
+    this.ledgerBatchSales = new Histogram({ name: `${PREFIX}ledger_batch_sales`, help: 'Sales per ledger batch (group commit: one insert carries every sale of a worker turn).', buckets: BATCH_SALES_BUCKETS, registers });
+    this.ledgerCommitSeconds = new Histogram({ name: `${PREFIX}ledger_commit_seconds`, help: 'Seconds from a ledger batch being cut to its outcome (a number reservation when one is due, and the insert): what a durable buy waits beyond the sale itself.', buckets: DURATION_BUCKETS, registers });
     const refusedNow = (): number => this.admissionRefused;
     new Counter({
       name: `${PREFIX}admission_refused_total`,
@@ -171,6 +182,13 @@ export class WorkerMetrics {
       if (remaining === 0) bump(this.soldOut, l, 1);
     }
   }
+
+  /** A sales batch of this worker's group commit, once its outcome is known (GroupCommit's `observeBatch`). */
+  readonly recordLedgerBatch = (outcome: BatchOutcomeKind, sales: number, seconds: number): void => {
+    this.ledgerBatches.labels(outcome).inc();
+    this.ledgerBatchSales.observe(sales);
+    this.ledgerCommitSeconds.observe(seconds);
+  };
 
   recordForward(outcome: 'ok' | 'failed'): void {
     this.forwarded.labels(outcome).inc();

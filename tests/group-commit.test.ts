@@ -168,7 +168,8 @@ describe('the pipelined group commit', () => {
   test('batch N fails while N+1 is in flight: N+1 is written but acknowledged only after N has failed', async () => {
     const fence = new ObservedFence(db, TIMEOUT_MS);
     const epoch = await fence.beginTerm('me');
-    const writer = new GroupCommit(fence, () => epoch, () => undefined, { depth: 4, releaseAfterMs: NOT_DURING_THE_TEST });
+    const observed: Array<[string, number]> = [];
+    const writer = new GroupCommit(fence, () => epoch, () => undefined, { depth: 4, releaseAfterMs: NOT_DURING_THE_TEST, observeBatch: (outcome, sales) => observed.push([outcome, sales]) });
     const outcomes = new Outcomes();
     // Batch 1's number is already taken (as a successor's seal would take it): its insert must fail.
     await db.collection<BatchDocument>('ledger').insertOne({ _id: batchId(epoch, 1), epoch, seq: 1, tombstone: true });
@@ -184,6 +185,11 @@ describe('the pipelined group commit', () => {
     await waitFor(() => outcomes.order.length === 2, { timeoutMs: 5000, message: 'both answered' });
     expect(outcomes.order).toEqual(['N failed', 'N+1 ok']);
     expect(outcomes.errors.get('N')).toBeInstanceOf(FencedError); // a 503: nothing of it was written
+    // The metrics hear each batch as its outcome comes, N+1 first (it was written before N failed).
+    expect(observed).toEqual([
+      ['written', 1],
+      ['failed', 1],
+    ]);
     const ledger = await batches();
     expect(ledger.map((b) => [b.seq, b.tombstone === true])).toEqual([
       [1, true],
@@ -202,6 +208,7 @@ describe('the pipelined group commit', () => {
       const epoch = await fence.beginTerm('me');
       const settlements: Array<{ sales: number; entries: readonly LedgerEntry[]; written: Promise<boolean> }> = [];
       const outcomes = new Outcomes();
+      const observed: Array<[string, number, number]> = [];
       const writer = new GroupCommit(
         fence,
         () => epoch,
@@ -209,7 +216,7 @@ describe('the pipelined group commit', () => {
           outcomes.order.push('N handed to settlement');
           settlements.push({ entries, written, sales });
         },
-        { releaseAfterMs: NOT_DURING_THE_TEST },
+        { releaseAfterMs: NOT_DURING_THE_TEST, observeBatch: (outcome, sales, seconds) => observed.push([outcome, sales, seconds]) },
       );
       fence.hold(1);
       outcomes.track('N', writer.appendSale('signal', 'HOT', 1, 10, null));
@@ -227,6 +234,12 @@ describe('the pipelined group commit', () => {
       expect(settlements).toHaveLength(1);
       expect(settlements[0]?.sales).toBe(2);
       expect(settlements[0]?.entries).toEqual([{ op: 'buy', lane: 'signal', sku: 'HOT', q: 2, rem: 9 }]);
+      // N's commit lasted at least its insert's 300 ms bound.
+      expect(observed.map(([outcome, sales]) => [outcome, sales])).toEqual([
+        ['written', 1],
+        ['unknown', 2],
+      ]);
+      expect(observed[1]?.[2]).toBeGreaterThanOrEqual(0.3);
       // The insert never reached the server: settlement tombstones its number and says so.
       await expect(settlements[0]?.written).resolves.toBe(false);
       expect((await batches()).map((b) => [b.seq, b.tombstone === true])).toEqual([

@@ -48,6 +48,17 @@ describe('metrics', () => {
       expect(sample(text, `superstock_stock_initial{lane="${lane}",sku="MET"}`)).toBe(7);
     }
     for (const lane of ['atomic', 'lock', 'signal']) expect(sample(text, `superstock_stock_remaining{lane="${lane}",sku="NVDA"}`)).toBe(15000);
+    // DURABILITY=sync (the default with MongoDB): every in-memory sale went through a ledger batch,
+    // one batch each, since each buy waited for its answer before the next; admin batches and
+    // refused buys are not counted.
+    const durableSales = 3 * 7;
+    expect(sample(text, 'superstock_ledger_batches_total{outcome="written"}')).toBe(durableSales);
+    expect(sample(text, 'superstock_ledger_batches_total{outcome="failed"}')).toBe(0);
+    expect(sample(text, 'superstock_ledger_batches_total{outcome="unknown"}')).toBe(0);
+    expect(sample(text, 'superstock_ledger_batch_sales_sum')).toBe(durableSales);
+    expect(sample(text, 'superstock_ledger_batch_sales_bucket{le="1"}')).toBe(durableSales);
+    expect(sample(text, 'superstock_ledger_commit_seconds_count')).toBe(durableSales);
+    expect(sample(text, 'superstock_ledger_commit_seconds_sum')).toBeGreaterThan(0);
     expect(sample(text, 'superstock_workers')).toBe(3);
     expect(text).toMatch(/^superstock_process_cpu_user_seconds_total /m);
     expect(text).toMatch(/^superstock_nodejs_eventloop_lag_seconds /m);

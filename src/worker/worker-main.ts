@@ -100,7 +100,7 @@ const allotments = config.clusterMode === 'allotments';
 const allotmentLanes = (() => {
   let commit: GroupCommit | null = null;
   return (lane: MemoryLane, db: Db) => {
-    commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, replicaStream(config.hostId), directInserts), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges(), reserveAheadAlone: true, reserveAhead: ALLOTMENT_RESERVE_AHEAD, turnEnd });
+    commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, replicaStream(config.hostId), directInserts), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges(), reserveAheadAlone: true, reserveAhead: ALLOTMENT_RESERVE_AHEAD, turnEnd, observeBatch: metrics.recordLedgerBatch });
     return new AllotmentLane(lane, commit, cluster, (request) => supervisor.call('allotment', request), index);
   };
 })();
@@ -117,7 +117,7 @@ const laneSet = buildLanes(
         let commit: GroupCommit | null = null;
         return (lane, db) => {
           const fence = new Fence(db, config.dependencyTimeoutMs);
-          commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, PRIMARY_LEDGER, directInserts), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges(), reserveAheadWhileBusy: true, turnEnd });
+          commit ??= new GroupCommit(new Fence(db, config.dependencyTimeoutMs, PRIMARY_LEDGER, directInserts), () => cluster.epoch, settled, { limit: config.queueLimit, adminChanges: () => cluster.adminChanges(), reserveAheadWhileBusy: true, turnEnd, observeBatch: metrics.recordLedgerBatch });
           if (!memoryAdmin) {
             const admin = new DurableMemoryAdmin(cluster, async (key) => (await fence.findKeyed([key])).has(key), config.dependencyTimeoutMs);
             // Admin batches go through a writer of their own, whose unknown outcomes the admin settles.

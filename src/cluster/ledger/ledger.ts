@@ -503,6 +503,8 @@ interface MergedSale {
   rem: number;
 }
 
+export type BatchOutcomeKind = BatchOutcome['kind'];
+
 type BatchOutcome = { readonly kind: 'written' } | { readonly kind: 'failed'; readonly error: Error } | { readonly kind: 'unknown'; readonly error: Error; readonly written: Promise<boolean> };
 
 /**
@@ -640,7 +642,16 @@ export interface GroupCommitOptions {
    * reserved while batches queue. The primary's sales writers use it.
    */
   readonly reserveAheadWhileBusy?: boolean;
+  /**
+   * Told once per batch, when its outcome is known: how it ended, how many sales it carried, and
+   * the seconds from its cut to then (the reservation, if one was needed, and the insert's round
+   * trip) — what a durable buy waits for beyond the sale itself. The workers' metrics.
+   */
+  readonly observeBatch?: BatchObserver;
 }
+
+/** See `GroupCommitOptions.observeBatch`. */
+export type BatchObserver = (outcome: BatchOutcomeKind, sales: number, seconds: number) => void;
 
 /**
  * Group commit for one thread, pipelined. Sales of an event-loop turn join one batch (a turn the
@@ -681,6 +692,7 @@ export class GroupCommit implements LedgerWriter {
   /** When the last batch was cut (performance.now()), and how long after the one before it. */
   private lastCutAt = Number.NEGATIVE_INFINITY;
   private lastCutGapMs = Number.POSITIVE_INFINITY;
+  private readonly observeBatch: BatchObserver | undefined;
 
   constructor(
     private readonly fence: Fence,
@@ -696,6 +708,7 @@ export class GroupCommit implements LedgerWriter {
     this.reserveAheadAlone = options.reserveAheadAlone ?? false;
     this.turnEnd = options.turnEnd ?? new TurnEnd();
     this.reserveAheadWhileBusy = options.reserveAheadWhileBusy ?? false;
+    this.observeBatch = options.observeBatch;
   }
 
   hasRoom(): boolean {
@@ -760,26 +773,30 @@ export class GroupCommit implements LedgerWriter {
   }
 
   private async write(batch: Batch): Promise<void> {
+    const cutAt = performance.now();
+    const outcome = await this.outcomeOf(batch);
+    batch.outcome = outcome;
+    this.observeBatch?.(outcome.kind, batch.sales, (performance.now() - cutAt) / 1000);
+    this.acknowledgeInOrder();
+  }
+
+  /** Number the batch and insert it: written, failed (nothing written), or unknown (settled in the background). */
+  private async outcomeOf(batch: Batch): Promise<BatchOutcome> {
     let number: { epoch: number; seq: number | null };
     try {
       number = await this.nextNumber();
     } catch (error) {
-      batch.outcome = { kind: 'failed', error: unavailable(error) }; // nothing written
-      return this.acknowledgeInOrder();
+      return { kind: 'failed', error: unavailable(error) }; // nothing written
     }
     const { epoch, seq } = number;
-    if (seq === null) {
-      batch.outcome = { kind: 'failed', error: new FencedError(epoch) };
-      return this.acknowledgeInOrder();
-    }
+    if (seq === null) return { kind: 'failed', error: new FencedError(epoch) };
     try {
       const outcome = await this.fence.write(epoch, seq, batch.entries);
-      batch.outcome = outcome === 'written' ? { kind: 'written' } : { kind: 'failed', error: new FencedError(epoch) };
+      return outcome === 'written' ? { kind: 'written' } : { kind: 'failed', error: new FencedError(epoch) };
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
-      batch.outcome = { kind: 'unknown', error: new OutcomeUnknownError('mongo', reason, true), written: this.settleUntilKnown(epoch, seq) };
+      return { kind: 'unknown', error: new OutcomeUnknownError('mongo', reason, true), written: this.settleUntilKnown(epoch, seq) };
     }
-    this.acknowledgeInOrder();
   }
 
   /** The next reserved number of the current epoch, reserving a range when none is left; seq null: fenced off. */
