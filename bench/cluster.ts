@@ -49,7 +49,7 @@ import { join, resolve } from 'node:path';
 import { MAX_STOCK } from '../src/config.js';
 import { writeSection } from './docs-section.js';
 import { profileRecorder, profilingEnv } from './cpu-profile.js';
-import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, processCpuSeconds, until } from './measure.js';
+import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, latencyMs, processCpuSeconds, until } from './measure.js';
 import { ReplicaExited, metricsOf, roleOf, startReplica, stopReplica, type Replica } from './replicas.js';
 
 const OUT = resolve(env('BENCH_OUT', join(ROOT, 'bench', 'results')));
@@ -238,8 +238,6 @@ async function startSystem(mode: Mode): Promise<System> {
 // ---------------------------------------------------------------------------------------------
 // Throughput: three wrk processes, 64 connections in all
 
-const LATENCY_UNITS: Record<string, number> = { us: 0.001, ms: 1, s: 1000 };
-
 function runWrk(url: string, connections: number, seconds: number): Promise<WrkResult> {
   return new Promise((done, fail) => {
     const child = spawn('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', WRK_SCRIPT, url], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -251,13 +249,12 @@ function runWrk(url: string, connections: number, seconds: number): Promise<WrkR
     child.once('exit', (status) => {
       if (status !== 0) return fail(new Error(`wrk exited with ${status}: ${err}`));
       const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-      const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)\s*$/m.exec(out);
       done({
         rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
         requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
         non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
         errors: socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0,
-        p99Ms: p99 ? Number(p99[1]) * (LATENCY_UNITS[p99[2] ?? 'ms'] ?? 1) : NaN,
+        p99Ms: latencyMs(out, '99'),
       });
     });
   });

@@ -42,6 +42,14 @@ export async function until(what: string, check: () => Promise<boolean>, timeout
   }
 }
 
+const LATENCY_UNITS: Record<string, number> = { us: 0.001, ms: 1, s: 1000 };
+
+/** A percentile of wrk's latency (`--latency`) in ms, to the microsecond wrk reports (43us × 0.001 would print as 0.043000000000000003). */
+export function latencyMs(wrkOutput: string, percentile: string): number {
+  const match = new RegExp(`^\\s+${percentile}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(wrkOutput);
+  return match ? Math.round(Number(match[1]) * (LATENCY_UNITS[match[2] ?? 'ms'] ?? 1) * 1000) / 1000 : NaN;
+}
+
 /** CPU seconds used so far by every thread of `pid` (utime + stime). */
 export function processCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -38,7 +38,7 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MongoClient } from 'mongodb';
 import { MAX_STOCK } from '../src/config.js';
-import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, freePort, processCpuSeconds, residentMiB, until, type Dependency } from './measure.js';
+import { DURATION, DependencyClock, QUICK, REPEATS, ROOT, SMOKE, WARMUP, env, freePort, latencyMs, processCpuSeconds, residentMiB, until, type Dependency } from './measure.js';
 import { keepSections } from './docs-section.js';
 import { profileRecorder, profilingEnv } from './cpu-profile.js';
 
@@ -184,13 +184,6 @@ async function stopServer({ child, database }: Started): Promise<void> {
       await client.close();
     }
   }
-}
-
-const LATENCY_UNITS: Record<string, number> = { us: 0.001, ms: 1, s: 1000 };
-
-function latencyMs(output: string, percentile: string): number {
-  const match = new RegExp(`^\\s+${percentile}%\\s+([\\d.]+)(us|ms|s)$`, 'm').exec(output);
-  return match ? Number(match[1]) * (LATENCY_UNITS[match[2] ?? 'ms'] ?? 1) : NaN;
 }
 
 /** One wrk run (its own process, one thread) against `url`; the server's CPU read around it. */
