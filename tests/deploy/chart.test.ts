@@ -193,7 +193,7 @@ describe('helm chart', () => {
     const withOperator = render('--api-versions', 'monitoring.coreos.com/v1');
     expect(find(withOperator, 'ServiceMonitor')).toBeDefined();
     const rule = find(withOperator, 'PrometheusRule') as unknown as { spec: { groups: Array<{ rules: Array<{ alert: string }> }> } };
-    expect(rule.spec.groups[0]?.rules.map((r) => r.alert)).toEqual(['SuperstockNoPrimary', 'SuperstockTwoPrimaries', 'SuperstockReplicaNotSelling', 'SuperstockReplicationLagHigh', 'SuperstockOversell', 'SuperstockErrorRateHigh']);
+    expect(rule.spec.groups[0]?.rules.map((r) => r.alert)).toEqual(['SuperstockNoPrimary', 'SuperstockTwoPrimaries', 'SuperstockReplicaNotSelling', 'SuperstockReplicationLagHigh', 'SuperstockOversell', 'SuperstockErrorRateHigh', 'SuperstockLedgerOutcomeUnknown', 'SuperstockLedgerCommitSlow']);
     const dashboard = find(without, 'ConfigMap', 'shop-superstock-dashboard');
     expect(dashboard?.metadata.labels?.grafana_dashboard).toBe('1');
     expect(JSON.parse(dashboard?.data?.['superstock.json'] as string).title).toBe('SuperStock');
