@@ -9,7 +9,6 @@ import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefault
 import type { ClusterMode, LaneName } from './config.js';
 import { LANE_NAMES } from './config.js';
 import type { StockLevel } from './lanes/lane.js';
-import type { BatchOutcomeKind } from './cluster/ledger/ledger.js';
 
 export const PREFIX = 'superstock_';
 
@@ -52,14 +51,72 @@ export function registerRoleGauges(registry: Registry, state: { maySell(): boole
 export const REQUEST_OUTCOMES = ['sold', 'sold_out', 'not_found', 'unavailable', 'replayed'] as const;
 export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
 
+/** How a ledger batch of sales ended (the group commit's outcome kinds): written, failed (503), unknown (504). */
+export const LEDGER_BATCH_OUTCOMES = ['written', 'failed', 'unknown'] as const;
+export type LedgerBatchOutcome = (typeof LEDGER_BATCH_OUTCOMES)[number];
+
 const DURATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 const BATCH_SALES_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
-const BATCH_OUTCOMES: readonly BatchOutcomeKind[] = ['written', 'failed', 'unknown'];
 const LANE_INDEX: Readonly<Record<LaneName, number>> = { db: 0, atomic: 1, signal: 2, lock: 3, redis: 4 };
 const OUTCOME_INDEX: Readonly<Record<RequestOutcome, number>> = { sold: 0, sold_out: 1, not_found: 2, unavailable: 3, replayed: 4 };
+const BATCH_OUTCOME_INDEX: Readonly<Record<LedgerBatchOutcome, number>> = { written: 0, failed: 1, unknown: 2 };
 
 function bump(tally: Float64Array, at: number, by: number): void {
   tally[at] = (tally[at] ?? 0) + by;
+}
+
+type HistogramValue = MetricValue<string> & { metricName: string };
+
+/**
+ * A histogram kept as typed-array tallies, one series per label set, turned into prom-client's
+ * layout (cumulative buckets, +Inf, sum, count) only at snapshot time: observing allocates nothing.
+ */
+class HistogramTally {
+  /** Per series: one count per bucket (not cumulative) and a last one for +Inf only. */
+  private readonly counts: Float64Array;
+  private readonly sums: Float64Array;
+  /** The histogram's shape (name, help, type) for snapshots; its values are the tallies'. */
+  private readonly shape: Histogram<string>;
+
+  constructor(
+    private readonly name: string,
+    help: string,
+    private readonly buckets: readonly number[],
+    /** The label set of each series, by index (one empty set for an unlabelled histogram). */
+    private readonly series: ReadonlyArray<Readonly<Record<string, string>>>,
+  ) {
+    this.shape = new Histogram({ name, help, labelNames: Object.keys(series[0] ?? {}), buckets: [...buckets], registers: [] });
+    this.counts = new Float64Array(series.length * (buckets.length + 1));
+    this.sums = new Float64Array(series.length);
+  }
+
+  observe(series: number, value: number): void {
+    let bucket = 0;
+    while (bucket < this.buckets.length && value > (this.buckets[bucket] as number)) bucket++;
+    bump(this.counts, series * (this.buckets.length + 1) + bucket, 1);
+    bump(this.sums, series, value);
+  }
+
+  async snapshot(): Promise<MetricObjectWithValues<MetricValue<string>>> {
+    return { ...(await this.shape.get()), values: this.values() };
+  }
+
+  private values(): HistogramValue[] {
+    const values: HistogramValue[] = [];
+    this.series.forEach((labels, s) => {
+      const base = s * (this.buckets.length + 1);
+      let cumulative = 0;
+      this.buckets.forEach((le, b) => {
+        cumulative += this.counts[base + b] as number;
+        values.push({ labels: { ...labels, le }, value: cumulative, metricName: `${this.name}_bucket` });
+      });
+      const count = cumulative + (this.counts[base + this.buckets.length] as number);
+      values.push({ labels: { ...labels, le: '+Inf' }, value: count, metricName: `${this.name}_bucket` });
+      values.push({ labels, value: this.sums[s] as number, metricName: `${this.name}_sum` });
+      values.push({ labels, value: count, metricName: `${this.name}_count` });
+    });
+    return values;
+  }
 }
 
 /**
@@ -71,17 +128,20 @@ export class WorkerMetrics {
   readonly registry = new Registry();
   private readonly dependencyErrors: Counter<'dependency'>;
   private readonly forwarded: Counter<'outcome'>;
-  private readonly ledgerBatches: Counter<'outcome'>;
-  private readonly ledgerBatchSales: Histogram;
-  private readonly ledgerCommitSeconds: Histogram;
-  /** The duration histogram's shape (name, help, type) for snapshots; its values are ours. */
-  private readonly durationShape: Histogram<'lane'>;
   private readonly outcomes = new Float64Array(LANE_NAMES.length * REQUEST_OUTCOMES.length);
   private readonly unitsSold = new Float64Array(LANE_NAMES.length);
   private readonly soldOut = new Float64Array(LANE_NAMES.length);
-  /** Per lane: one count per bucket (not cumulative) and a last one for +Inf only. */
-  private readonly durationCounts = new Float64Array(LANE_NAMES.length * (DURATION_BUCKETS.length + 1));
-  private readonly durationSums = new Float64Array(LANE_NAMES.length);
+  /** Per lane, series by LANE_INDEX order. */
+  private readonly duration = new HistogramTally(`${PREFIX}request_duration_seconds`, 'Buy latency by lane, from routing to the answer.', DURATION_BUCKETS, LANE_NAMES.map((lane) => ({ lane })));
+  // The group commit's, per batch rather than per request: a batch carries every sale of a worker's turn.
+  private readonly ledgerBatches = new Float64Array(LEDGER_BATCH_OUTCOMES.length);
+  private readonly ledgerBatchSales = new HistogramTally(`${PREFIX}ledger_batch_sales`, 'Sales per ledger batch (group commit: one insert carries every sale of a worker turn).', BATCH_SALES_BUCKETS, [{}]);
+  private readonly ledgerCommitSeconds = new HistogramTally(
+    `${PREFIX}ledger_commit_seconds`,
+    'Seconds from a ledger batch being cut to its outcome (a number reservation when one is due, and the insert): what a durable buy waits beyond the sale itself.',
+    DURATION_BUCKETS,
+    [{}],
+  );
   private inFlight = 0;
   private admissionRefused = 0;
   /** One listener shared by every response, so tracking a request allocates nothing. */
@@ -91,7 +151,7 @@ export class WorkerMetrics {
 
   constructor() {
     const registers = [this.registry];
-    const { outcomes, unitsSold, soldOut } = this;
+    const { outcomes, unitsSold, soldOut, ledgerBatches } = this;
     const inFlightNow = (): number => this.inFlight;
     new Counter({
       name: `${PREFIX}requests_total`,
@@ -123,13 +183,6 @@ export class WorkerMetrics {
         LANE_NAMES.forEach((lane, l) => this.labels(lane).inc(soldOut[l] ?? 0));
       },
     });
-    this.durationShape = new Histogram({
-      name: `${PREFIX}request_duration_seconds`,
-      help: 'Buy latency by lane, from routing to the answer.',
-      labelNames: ['lane'],
-      buckets: DURATION_BUCKETS,
-      registers: [],
-    });
     this.dependencyErrors = new Counter({ name: `${PREFIX}dependency_errors_total`, help: 'Failed or timed-out calls to a dependency.', labelNames: ['dependency'], registers });
     this.forwarded = new Counter({ name: `${PREFIX}forwarded_requests_total`, help: 'Writes forwarded to the primary, by outcome.', labelNames: ['outcome'], registers });
     for (const outcome of ['ok', 'failed']) this.forwarded.labels(outcome).inc(0);
@@ -142,11 +195,16 @@ export class WorkerMetrics {
       },
     });
     for (const dependency of ['mongo', 'redis']) this.dependencyErrors.labels(dependency).inc(0);
-    // Per batch, not per request: a batch carries every sale of a worker's event-loop turn.
-    this.ledgerBatches = new Counter({ name: `${PREFIX}ledger_batches_total`, help: 'Ledger batches of sales (DURABILITY=sync) by outcome: written, failed (nothing written, its buyers got 503) or unknown (its buyers got 504; settled in the background).', labelNames: ['outcome'], registers });
-    for (const outcome of BATCH_OUTCOMES) this.ledgerBatches.labels(outcome).inc(0);
-    this.ledgerBatchSales = new Histogram({ name: `${PREFIX}ledger_batch_sales`, help: 'Sales per ledger batch (group commit: one insert carries every sale of a worker turn).', buckets: BATCH_SALES_BUCKETS, registers });
-    this.ledgerCommitSeconds = new Histogram({ name: `${PREFIX}ledger_commit_seconds`, help: 'Seconds from a ledger batch being cut to its outcome (a number reservation when one is due, and the insert): what a durable buy waits beyond the sale itself.', buckets: DURATION_BUCKETS, registers });
+    new Counter({
+      name: `${PREFIX}ledger_batches_total`,
+      help: 'Ledger batches of sales (DURABILITY=sync) by outcome: written, failed (nothing written, its buyers got 503) or unknown (its buyers got 504; settled in the background).',
+      labelNames: ['outcome'],
+      registers,
+      collect() {
+        this.reset();
+        LEDGER_BATCH_OUTCOMES.forEach((outcome, o) => this.labels(outcome).inc(ledgerBatches[o] ?? 0));
+      },
+    });
     const refusedNow = (): number => this.admissionRefused;
     new Counter({
       name: `${PREFIX}admission_refused_total`,
@@ -173,10 +231,7 @@ export class WorkerMetrics {
   recordBuy(lane: LaneName, outcome: RequestOutcome, seconds: number, units: number, remaining: number): void {
     const l = LANE_INDEX[lane];
     bump(this.outcomes, l * REQUEST_OUTCOMES.length + OUTCOME_INDEX[outcome], 1);
-    let bucket = 0;
-    while (bucket < DURATION_BUCKETS.length && seconds > (DURATION_BUCKETS[bucket] as number)) bucket++;
-    bump(this.durationCounts, l * (DURATION_BUCKETS.length + 1) + bucket, 1);
-    bump(this.durationSums, l, seconds);
+    this.duration.observe(l, seconds);
     if (outcome === 'sold') {
       bump(this.unitsSold, l, units);
       if (remaining === 0) bump(this.soldOut, l, 1);
@@ -184,10 +239,10 @@ export class WorkerMetrics {
   }
 
   /** A sales batch of this worker's group commit, once its outcome is known (GroupCommit's `observeBatch`). */
-  readonly recordLedgerBatch = (outcome: BatchOutcomeKind, sales: number, seconds: number): void => {
-    this.ledgerBatches.labels(outcome).inc();
-    this.ledgerBatchSales.observe(sales);
-    this.ledgerCommitSeconds.observe(seconds);
+  readonly recordLedgerBatch = (outcome: LedgerBatchOutcome, sales: number, seconds: number): void => {
+    bump(this.ledgerBatches, BATCH_OUTCOME_INDEX[outcome], 1);
+    this.ledgerBatchSales.observe(0, sales);
+    this.ledgerCommitSeconds.observe(0, seconds);
   };
 
   recordForward(outcome: 'ok' | 'failed'): void {
@@ -199,27 +254,8 @@ export class WorkerMetrics {
   }
 
   async snapshot(): Promise<MetricObjectWithValues<MetricValue<string>>[]> {
-    const [registered, shape] = await Promise.all([this.registry.getMetricsAsJSON(), this.durationShape.get()]);
-    return [...registered, { ...shape, values: this.durationValues() }];
-  }
-
-  /** The histogram's series as prom-client lays them out: cumulative buckets, +Inf, sum, count. */
-  private durationValues(): Array<MetricValue<string> & { metricName: string }> {
-    const name = `${PREFIX}request_duration_seconds`;
-    const values: Array<MetricValue<string> & { metricName: string }> = [];
-    LANE_NAMES.forEach((lane, l) => {
-      const base = l * (DURATION_BUCKETS.length + 1);
-      let cumulative = 0;
-      DURATION_BUCKETS.forEach((le, b) => {
-        cumulative += this.durationCounts[base + b] as number;
-        values.push({ labels: { le, lane }, value: cumulative, metricName: `${name}_bucket` });
-      });
-      const count = cumulative + (this.durationCounts[base + DURATION_BUCKETS.length] as number);
-      values.push({ labels: { le: '+Inf', lane }, value: count, metricName: `${name}_bucket` });
-      values.push({ labels: { lane }, value: this.durationSums[l] as number, metricName: `${name}_sum` });
-      values.push({ labels: { lane }, value: count, metricName: `${name}_count` });
-    });
-    return values;
+    const [registered, ...histograms] = await Promise.all([this.registry.getMetricsAsJSON(), this.duration.snapshot(), this.ledgerBatchSales.snapshot(), this.ledgerCommitSeconds.snapshot()]);
+    return [...registered, ...histograms];
   }
 }
 

@@ -16,6 +16,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { MEMORY_LANES } from '../../src/config.js';
 import { REPO_ROOT } from '../harness/deps.js';
 import { startLocalNode, type LocalNode } from '../harness/local-kube.js';
 import { waitFor } from '../harness/wait.js';
@@ -187,7 +188,7 @@ describe('the chart on a real single-node Kubernetes', () => {
     // A pod that holds units: every pod sells, so any will do once the Job has bought through it
     // (every buy is a new connection, which the Service sends to any pod).
     const victim = pods().find((p) => p.metadata.name === `${FULLNAME}-1`) as Pod;
-    const victimSold = () => LANES.filter((l) => l !== 'db' && l !== 'redis').reduce((sum, lane) => sum + (sample(metricsOf(victim), `superstock_units_sold_total{lane="${lane}"}`) ?? 0), 0);
+    const victimSold = () => MEMORY_LANES.reduce((sum, lane) => sum + (sample(metricsOf(victim), `superstock_units_sold_total{lane="${lane}"}`) ?? 0), 0);
     await waitFor(() => victimSold() > 0, { timeoutMs: 30_000, intervalMs: 200, message: `${victim.metadata.name} has sold on an in-memory lane` });
     // Mid-run: no lane sold out yet (paced buyers: a lane's units last seconds).
     for (const lane of LANES) expect({ lane, remaining: (JSON.parse(curl(`${MAIN_URL}/v2/lanes/${lane}/skus/${SKU}`)) as { remaining: number }).remaining > 0 }).toEqual({ lane, remaining: true });

@@ -38,6 +38,7 @@ import { buyFingerprint, fingerprintIsLedgered, soldBody, type DurableAnswer, ty
 import type { EpochStore } from '../election/elector.js';
 import type { LedgerInserts } from './direct-inserts.js';
 import { TurnEnd } from '../../turn-end.js';
+import type { LedgerBatchOutcome } from '../../metrics.js';
 
 /** One change to one in-memory lane; replaying them in log order rebuilds the lane. */
 export type LedgerEntry =
@@ -503,8 +504,6 @@ interface MergedSale {
   rem: number;
 }
 
-export type BatchOutcomeKind = BatchOutcome['kind'];
-
 type BatchOutcome = { readonly kind: 'written' } | { readonly kind: 'failed'; readonly error: Error } | { readonly kind: 'unknown'; readonly error: Error; readonly written: Promise<boolean> };
 
 /**
@@ -651,7 +650,7 @@ export interface GroupCommitOptions {
 }
 
 /** See `GroupCommitOptions.observeBatch`. */
-export type BatchObserver = (outcome: BatchOutcomeKind, sales: number, seconds: number) => void;
+export type BatchObserver = (outcome: LedgerBatchOutcome, sales: number, seconds: number) => void;
 
 /**
  * Group commit for one thread, pipelined. Sales of an event-loop turn join one batch (a turn the
@@ -769,11 +768,10 @@ export class GroupCommit implements LedgerWriter {
       clearTimeout(this.releaseTimer);
       this.releaseTimer = null;
     }
-    void this.write(batch);
+    void this.write(batch, now);
   }
 
-  private async write(batch: Batch): Promise<void> {
-    const cutAt = performance.now();
+  private async write(batch: Batch, cutAt: number): Promise<void> {
     const outcome = await this.outcomeOf(batch);
     batch.outcome = outcome;
     this.observeBatch?.(outcome.kind, batch.sales, (performance.now() - cutAt) / 1000);
