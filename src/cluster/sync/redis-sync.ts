@@ -3,9 +3,9 @@
  *
  * The primary drains the shared table's dirty bits every SYNC_INTERVAL_MS and publishes one
  * message with the current level of every SKU that changed — coalesced per SKU, not one message
- * per buy — stamped with its host id, its epoch and a version that rises by one per message. In
- * the same MULTI it writes those levels into a snapshot hash, so the snapshot and the stream can
- * never disagree about a version.
+ * per buy — stamped with its host id, its epoch and a version that rises by one per attempt (one
+ * that failed leaves a gap, never a version used twice). In the same MULTI it writes those levels
+ * into a snapshot hash, so the snapshot and the stream can never disagree about a version.
  *
  * Secondaries apply a message only if it is newer than what they hold ((epoch, version) order),
  * count and drop stale ones and their own echoes (the primary hears itself too), and resync from
@@ -45,11 +45,11 @@ export class SyncMetrics {
   constructor(registry: Registry) {
     this.events = new Counter({
       name: `${PREFIX}sync_events_total`,
-      help: 'Replication events by kind: published, applied, echo (own), stale (older than held), resync (snapshot read on (re)subscribe or a gap).',
+      help: 'Replication events by kind: published, publish_failed (sent again with everything next time), applied, echo (own), stale (older than held), resync (snapshot read on (re)subscribe or a gap).',
       labelNames: ['kind'],
       registers: [registry],
     });
-    for (const kind of ['published', 'applied', 'echo', 'stale', 'resync']) this.events.labels(kind).inc(0);
+    for (const kind of ['published', 'publish_failed', 'applied', 'echo', 'stale', 'resync']) this.events.labels(kind).inc(0);
     this.lag = new Histogram({
       name: `${PREFIX}replication_lag_seconds`,
       help: 'Time from a stock event being published to a secondary applying it.',
@@ -125,7 +125,11 @@ export class StockPublisher {
     });
     try {
       if (updates.length === 0) return;
-      const event: StockEvent = { host: this.hostId, epoch: this.epoch, version: this.version + 1, at: Date.now(), updates };
+      // Every attempt takes a version of its own, failed or not: a MULTI whose answer timed out may
+      // still have landed, and a retry under the same version would be dropped as already seen.
+      // One that did not land leaves a gap, and a gap makes the secondaries read the snapshot.
+      this.version += 1;
+      const event: StockEvent = { host: this.hostId, epoch: this.epoch, version: this.version, at: Date.now(), updates };
       const multi = this.redis.multi();
       const { snapshot, meta, channel } = this.keys;
       if (all) multi.del(snapshot);
@@ -135,11 +139,11 @@ export class StockPublisher {
       multi.hset(meta, 'epoch', event.epoch, 'version', event.version, 'host', this.hostId);
       multi.publish(channel, JSON.stringify(event));
       await multi.exec();
-      this.version = event.version;
       this.metrics.events.labels('published').inc();
     } catch (error) {
-      // Lost updates are not lost: their SKUs go out again with everything on reconnect.
+      // Lost updates are not lost: their SKUs go out again with everything next time.
       this.republishAll = true;
+      this.metrics.events.labels('publish_failed').inc();
       this.log.warn({ err: error }, 'could not publish stock events');
     } finally {
       this.publishing = false;
