@@ -14,7 +14,7 @@ import { ServiceError } from '../src/errors.js';
 import { errorBody } from '../src/http/app-deps.js';
 import { startService, type ServiceHandle } from './harness/service.js';
 import { buy, peek, putSku, type Answer, type BuyBody, type ErrorBody } from './support/http.js';
-import { sampleOf } from './support/cluster.js';
+import { sampleOf } from './support/exposition.js';
 import { TEST_ADMIN_TOKEN } from './support/local-app.js';
 
 const LANES = ['atomic', 'db'] as const;

@@ -27,7 +27,8 @@ import { HistoryRecorder, readLevel, type Level, type Target } from './checker/h
 import { Workload, seededRandom } from './checker/workload.js';
 import { startMongo, startRedis, stopAll, type Dependency } from './harness/deps.js';
 import { waitFor } from './harness/wait.js';
-import { TestCluster, metricsText, sampleOf, type Replica } from './support/cluster.js';
+import { TestCluster, metricsText, type Replica } from './support/cluster.js';
+import { sampleOf } from './support/exposition.js';
 import { TEST_ADMIN_TOKEN } from './support/local-app.js';
 
 afterAll(stopAll);

@@ -10,7 +10,8 @@
 import { randomUUID } from 'node:crypto';
 import { MongoClient } from 'mongodb';
 import { waitFor } from './harness/service.js';
-import { TestCluster, metricsText, sampleOf, type Replica } from './support/cluster.js';
+import { TestCluster, metricsText, type Replica } from './support/cluster.js';
+import { sampleOf } from './support/exposition.js';
 import { buy, peek, putSku, type Answer, type BuyBody, type ErrorBody } from './support/http.js';
 import { TEST_ADMIN_TOKEN } from './support/local-app.js';
 

@@ -6,13 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { LANE_NAMES } from '../src/config.js';
 import { startService, type ServiceHandle } from './harness/service.js';
 import { buy, putSku } from './support/http.js';
+import { sampleOf } from './support/exposition.js';
 import { TEST_ADMIN_TOKEN } from './support/local-app.js';
-
-function sample(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
-  if (line === undefined) throw new Error(`no sample ${series}`);
-  return Number(line.slice(series.length + 1));
-}
 
 describe('metrics', () => {
   let service: ServiceHandle;
@@ -37,29 +32,29 @@ describe('metrics', () => {
     const text = await response.text();
 
     for (const lane of LANE_NAMES) {
-      expect(sample(text, `superstock_requests_total{lane="${lane}",outcome="sold"}`)).toBe(7);
-      expect(sample(text, `superstock_requests_total{lane="${lane}",outcome="sold_out"}`)).toBe(2);
-      expect(sample(text, `superstock_requests_total{lane="${lane}",outcome="not_found"}`)).toBe(1);
-      expect(sample(text, `superstock_units_sold_total{lane="${lane}"}`)).toBe(7);
-      expect(sample(text, `superstock_sold_out_total{lane="${lane}"}`)).toBe(1);
-      expect(sample(text, `superstock_request_duration_seconds_count{lane="${lane}"}`)).toBe(10);
-      expect(sample(text, `superstock_stock_remaining{lane="${lane}",sku="MET"}`)).toBe(0);
-      expect(sample(text, `superstock_stock_sold{lane="${lane}",sku="MET"}`)).toBe(7);
-      expect(sample(text, `superstock_stock_initial{lane="${lane}",sku="MET"}`)).toBe(7);
+      expect(sampleOf(text, `superstock_requests_total{lane="${lane}",outcome="sold"}`)).toBe(7);
+      expect(sampleOf(text, `superstock_requests_total{lane="${lane}",outcome="sold_out"}`)).toBe(2);
+      expect(sampleOf(text, `superstock_requests_total{lane="${lane}",outcome="not_found"}`)).toBe(1);
+      expect(sampleOf(text, `superstock_units_sold_total{lane="${lane}"}`)).toBe(7);
+      expect(sampleOf(text, `superstock_sold_out_total{lane="${lane}"}`)).toBe(1);
+      expect(sampleOf(text, `superstock_request_duration_seconds_count{lane="${lane}"}`)).toBe(10);
+      expect(sampleOf(text, `superstock_stock_remaining{lane="${lane}",sku="MET"}`)).toBe(0);
+      expect(sampleOf(text, `superstock_stock_sold{lane="${lane}",sku="MET"}`)).toBe(7);
+      expect(sampleOf(text, `superstock_stock_initial{lane="${lane}",sku="MET"}`)).toBe(7);
     }
-    for (const lane of ['atomic', 'lock', 'signal']) expect(sample(text, `superstock_stock_remaining{lane="${lane}",sku="NVDA"}`)).toBe(15000);
+    for (const lane of ['atomic', 'lock', 'signal']) expect(sampleOf(text, `superstock_stock_remaining{lane="${lane}",sku="NVDA"}`)).toBe(15000);
     // DURABILITY=sync (the default with MongoDB): every in-memory sale went through a ledger batch,
     // one batch each, since each buy waited for its answer before the next; admin batches and
     // refused buys are not counted.
     const durableSales = 3 * 7;
-    expect(sample(text, 'superstock_ledger_batches_total{outcome="written"}')).toBe(durableSales);
-    expect(sample(text, 'superstock_ledger_batches_total{outcome="failed"}')).toBe(0);
-    expect(sample(text, 'superstock_ledger_batches_total{outcome="unknown"}')).toBe(0);
-    expect(sample(text, 'superstock_ledger_batch_sales_sum')).toBe(durableSales);
-    expect(sample(text, 'superstock_ledger_batch_sales_bucket{le="1"}')).toBe(durableSales);
-    expect(sample(text, 'superstock_ledger_commit_seconds_count')).toBe(durableSales);
-    expect(sample(text, 'superstock_ledger_commit_seconds_sum')).toBeGreaterThan(0);
-    expect(sample(text, 'superstock_workers')).toBe(3);
+    expect(sampleOf(text, 'superstock_ledger_batches_total{outcome="written"}')).toBe(durableSales);
+    expect(sampleOf(text, 'superstock_ledger_batches_total{outcome="failed"}')).toBe(0);
+    expect(sampleOf(text, 'superstock_ledger_batches_total{outcome="unknown"}')).toBe(0);
+    expect(sampleOf(text, 'superstock_ledger_batch_sales_sum')).toBe(durableSales);
+    expect(sampleOf(text, 'superstock_ledger_batch_sales_bucket{le="1"}')).toBe(durableSales);
+    expect(sampleOf(text, 'superstock_ledger_commit_seconds_count')).toBe(durableSales);
+    expect(sampleOf(text, 'superstock_ledger_commit_seconds_sum')).toBeGreaterThan(0);
+    expect(sampleOf(text, 'superstock_workers')).toBe(3);
     expect(text).toMatch(/^superstock_process_cpu_user_seconds_total /m);
     expect(text).toMatch(/^superstock_nodejs_eventloop_lag_seconds /m);
 

@@ -18,7 +18,7 @@ import { MongoClient } from 'mongodb';
 import { reserveMongo, startMongo, stopAll } from './harness/deps.js';
 import { startService, waitFor, type ServiceHandle } from './harness/service.js';
 import { startTcpProxy, type TcpProxy } from './harness/tcp-proxy.js';
-import { sampleOf } from './support/cluster.js';
+import { sampleOf } from './support/exposition.js';
 import { buy, peek, putSku, request } from './support/http.js';
 import { TEST_ADMIN_TOKEN } from './support/local-app.js';
 

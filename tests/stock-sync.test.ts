@@ -19,10 +19,12 @@ import { createLogger } from '../src/logger.js';
 import { REMAINING, STRIDE, SharedStock } from '../src/memory/shared-stock.js';
 import { startRedis, stopAll, type Dependency } from './harness/deps.js';
 import { waitFor } from './harness/wait.js';
+import { sampleOf } from './support/exposition.js';
 
 afterAll(stopAll);
 
-const eventsOf = async (metrics: SyncMetrics, kind: string): Promise<number> => (await metrics.events.get()).values.find((v) => v.labels.kind === kind)?.value ?? 0;
+/** A replica's count of one kind of replication event, read from its registry's exposition. */
+const eventsOf = async (registry: Registry, kind: string): Promise<number> => sampleOf(await registry.metrics(), `superstock_sync_events_total{kind="${kind}"}`);
 
 /** A primary's table and publisher, a secondary's table and subscriber, and an admin connection. */
 async function replicationPair(redis: Dependency) {
@@ -30,23 +32,23 @@ async function replicationPair(redis: Dependency) {
   const primary = SharedStock.allocate(16);
   const secondary = SharedStock.allocate(16);
   const slots = { A: primary.ensure('A', 100).slot, B: primary.ensure('B', 100).slot };
-  const publisherMetrics = new SyncMetrics(new Registry());
+  const publisherRegistry = new Registry();
   // A command timeout of 100 ms, so that a paused Redis outlasts it.
   const publisherClient = createRedisClient(redis.url, 100);
   publisherClient.on('error', () => undefined);
-  const publisher = new StockPublisher(publisherClient, keys, primary, 'primary', 7, 10, publisherMetrics, createLogger('silent', {}));
+  const publisher = new StockPublisher(publisherClient, keys, primary, 'primary', 7, 10, new SyncMetrics(publisherRegistry), createLogger('silent', {}));
   const subscriberClient = new Redis(redis.url);
   const reader = new Redis(redis.url);
   const admin = new Redis(redis.url);
-  const secondaryMetrics = new SyncMetrics(new Registry());
-  const subscriber = new StockSubscriber(subscriberClient, reader, keys, secondary, 'secondary', () => true, secondaryMetrics, createLogger('silent', {}));
-  const remainingOn = (stock: SharedStock, sku: string) => {
-    const slot = stock.slotOf(sku);
-    return slot < 0 ? null : Atomics.load(stock.words('atomic'), slot * STRIDE + REMAINING);
+  const secondaryRegistry = new Registry();
+  const subscriber = new StockSubscriber(subscriberClient, reader, keys, secondary, 'secondary', () => true, new SyncMetrics(secondaryRegistry), createLogger('silent', {}));
+  const remainingOn = (sku: string) => {
+    const slot = secondary.slotOf(sku);
+    return slot < 0 ? null : Atomics.load(secondary.words('atomic'), slot * STRIDE + REMAINING);
   };
   await subscriber.start();
   publisher.start();
-  await waitFor(() => remainingOn(secondary, 'A') === 100 && remainingOn(secondary, 'B') === 100, { timeoutMs: 5000, message: 'the secondary has both SKUs' });
+  await waitFor(() => remainingOn('A') === 100 && remainingOn('B') === 100, { timeoutMs: 5000, message: 'the secondary has both SKUs' });
   return {
     publisherClient,
     admin,
@@ -55,14 +57,14 @@ async function replicationPair(redis: Dependency) {
       primary.markDirty('atomic', slots[sku]);
     },
     /** Until the publisher has counted a publish that failed. */
-    publishFailed: () => waitFor(async () => (await eventsOf(publisherMetrics, 'publish_failed')) > 0, { timeoutMs: 5000, message: 'a publish failed' }),
+    publishFailed: () => waitFor(async () => (await eventsOf(publisherRegistry, 'publish_failed')) > 0, { timeoutMs: 5000, message: 'a publish failed' }),
     /** The secondary's levels once they equal `want`, or as they are after 5 s. */
     async secondaryLevels(want: { A: number; B: number }) {
-      const levels = () => ({ A: remainingOn(secondary, 'A'), B: remainingOn(secondary, 'B') });
+      const levels = () => ({ A: remainingOn('A'), B: remainingOn('B') });
       await waitFor(() => levels().A === want.A && levels().B === want.B, { timeoutMs: 5000, message: 'the secondary holds the primary\'s levels' }).catch(() => undefined);
       return levels();
     },
-    resyncs: () => eventsOf(secondaryMetrics, 'resync'),
+    resyncs: () => eventsOf(secondaryRegistry, 'resync'),
     close() {
       publisher.stop();
       for (const client of [publisherClient, subscriberClient, reader, admin]) client.disconnect();

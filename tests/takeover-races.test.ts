@@ -19,7 +19,8 @@ import { createLogger } from '../src/logger.js';
 import { INITIAL, REMAINING, STRIDE, SharedStock } from '../src/memory/shared-stock.js';
 import { startRedis, stopAll, type Dependency } from './harness/deps.js';
 import { waitFor } from './harness/service.js';
-import { TestCluster, metricsText, sampleOf } from './support/cluster.js';
+import { TestCluster, metricsText } from './support/cluster.js';
+import { sampleOf } from './support/exposition.js';
 import { buy, peek, putSku } from './support/http.js';
 import { TEST_ADMIN_TOKEN } from './support/local-app.js';
 

@@ -11,7 +11,7 @@ import { ContainerSet, type Container, MONGO_WIRE_IMAGE, REDIS_IMAGE, SERVICE_IM
 import { freePort } from '../harness/ports.js';
 import { accepts } from '../harness/servers.mjs';
 import { waitFor } from '../harness/wait.js';
-import { sampleOf } from '../support/cluster.js';
+import { sampleOf } from '../support/exposition.js';
 import { buy, peek, putSku, request, type Answer, type BuyBody, type ErrorBody } from '../support/http.js';
 import { expectLaneAccounting, mongoLeaseHolder, readLedger } from '../support/ledger.js';
 

@@ -20,6 +20,7 @@ import { MEMORY_LANES } from '../../src/config.js';
 import { REPO_ROOT } from '../harness/deps.js';
 import { startLocalNode, type LocalNode } from '../harness/local-kube.js';
 import { waitFor } from '../harness/wait.js';
+import { sampleOf } from '../support/exposition.js';
 
 const CHART = join(REPO_ROOT, 'deploy', 'helm', 'superstock');
 const FIXTURES = join(REPO_ROOT, 'tests', 'containers', 'fixtures');
@@ -58,11 +59,6 @@ const leaseHolder = () => kubectl('get', 'lease', `${FULLNAME}-primary`, '-n', N
 const curl = (...args: string[]) => kubectl('exec', '-n', NAMESPACE, 'client', '--', 'curl', '-s', '--max-time', '10', ...args);
 /** A pod's own /metrics, read from inside the cluster. */
 const metricsOf = (pod: Pod) => curl(`http://${pod.status.podIP}:9464/metrics`);
-/** One sample of an exposition (`name{labels}` exactly as the service prints it), or undefined. */
-function sample(exposition: string, series: string): number | undefined {
-  const line = exposition.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 const adminToken = () => Buffer.from(kubectl('get', 'secret', FULLNAME, '-n', NAMESPACE, '-o', 'jsonpath={.data.admin-token}'), 'base64').toString();
 /** PUT a SKU's stock on every lane (the admin route), through the main Service. */
 function putStock(sku: string, stock: number): void {
@@ -137,15 +133,15 @@ describe('the chart on a real single-node Kubernetes', () => {
     expect(node.kubectl('get', 'lease', `${FULLNAME}-primary`, '-n', NAMESPACE).status).not.toBe(0);
     for (const pod of running) {
       const metrics = metricsOf(pod);
-      expect({ pod: pod.metadata.name, mode: sample(metrics, 'superstock_cluster_mode{mode="allotments"}'), maySell: sample(metrics, 'superstock_role{role="primary"}') }).toEqual({ pod: pod.metadata.name, mode: 1, maySell: 1 });
+      expect({ pod: pod.metadata.name, mode: sampleOf(metrics, 'superstock_cluster_mode{mode="allotments"}'), maySell: sampleOf(metrics, 'superstock_role{role="primary"}') }).toEqual({ pod: pod.metadata.name, mode: 1, maySell: 1 });
     }
     putStock('SPREAD', 1000);
     // One connection per buy: the Service spreads them over the pods (a pod missing from 90 of them
     // by chance: 3 × (2/3)^90, about 4e-16).
     const answers = buyMany('atomic', 'SPREAD', 90);
     expect(answers.filter((status) => status !== '200')).toEqual([]);
-    const soldBy = running.map((pod) => [pod.metadata.name, sample(metricsOf(pod), 'superstock_units_sold_total{lane="atomic"}') ?? 0] as const);
-    expect(soldBy.filter(([, sold]) => sold < 1)).toEqual([]);
+    const soldBy = running.map((pod) => [pod.metadata.name, sampleOf(metricsOf(pod), 'superstock_units_sold_total{lane="atomic"}')] as const);
+    expect(soldBy.filter(([, sold]) => !(sold >= 1))).toEqual([]); // a pod without the sample (NaN) fails too
     expect(JSON.parse(curl(`${MAIN_URL}/v2/lanes/atomic/skus/SPREAD`))).toMatchObject({ sku: 'SPREAD', initial: 1000 });
   });
 
@@ -188,7 +184,7 @@ describe('the chart on a real single-node Kubernetes', () => {
     // A pod that holds units: every pod sells, so any will do once the Job has bought through it
     // (every buy is a new connection, which the Service sends to any pod).
     const victim = pods().find((p) => p.metadata.name === `${FULLNAME}-1`) as Pod;
-    const victimSold = () => MEMORY_LANES.reduce((sum, lane) => sum + (sample(metricsOf(victim), `superstock_units_sold_total{lane="${lane}"}`) ?? 0), 0);
+    const victimSold = () => MEMORY_LANES.reduce((sum, lane) => sum + sampleOf(metricsOf(victim), `superstock_units_sold_total{lane="${lane}"}`), 0);
     await waitFor(() => victimSold() > 0, { timeoutMs: 30_000, intervalMs: 200, message: `${victim.metadata.name} has sold on an in-memory lane` });
     // Mid-run: no lane sold out yet (paced buyers: a lane's units last seconds).
     for (const lane of LANES) expect({ lane, remaining: (JSON.parse(curl(`${MAIN_URL}/v2/lanes/${lane}/skus/${SKU}`)) as { remaining: number }).remaining > 0 }).toEqual({ lane, remaining: true });
@@ -349,7 +345,7 @@ describe('the chart on a real single-node Kubernetes', () => {
       for (const pod of pods()) {
         const metrics = metricsOf(pod);
         const isPrimary = pod.metadata.name === primary.metadata.name ? 1 : 0;
-        expect({ pod: pod.metadata.name, mode: sample(metrics, 'superstock_cluster_mode{mode="primary"}'), primary: sample(metrics, 'superstock_role{role="primary"}') }).toEqual({ pod: pod.metadata.name, mode: 1, primary: isPrimary });
+        expect({ pod: pod.metadata.name, mode: sampleOf(metrics, 'superstock_cluster_mode{mode="primary"}'), primary: sampleOf(metrics, 'superstock_role{role="primary"}') }).toEqual({ pod: pod.metadata.name, mode: 1, primary: isPrimary });
       }
       // Buys through the main Service reach every pod; the secondaries forward theirs to the
       // primary, which alone sells and holds the authoritative count.

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { freePort } from '../harness/ports.js';
 import { startService, waitFor, type ServiceHandle } from '../harness/service.js';
+import { sampleOf } from './exposition.js';
 import { TEST_ADMIN_TOKEN } from './local-app.js';
 
 export interface Replica {
@@ -119,11 +120,6 @@ export class TestCluster {
 
 export async function metricsText(replica: Replica): Promise<string> {
   return (await fetch(`http://127.0.0.1:${replica.metricsPort}/metrics`)).text();
-}
-
-export function sampleOf(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
-  return line === undefined ? Number.NaN : Number(line.slice(series.length + 1));
 }
 
 export async function roleOf(replica: Replica): Promise<'primary' | 'secondary' | 'unreachable'> {
